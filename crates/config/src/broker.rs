@@ -1,0 +1,681 @@
+//! The broker's configuration: Kafka's `server.properties` keys, read from a
+//! file, then `STROM_CFG_*` environment variables, then `--override`
+//! arguments (later sources win), validated into a typed [`BrokerConfig`].
+//!
+//! Unknown keys are reported as warnings; an invalid value stops start-up
+//! with an error naming the key and what it accepts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::definition::{find, ConfigDef, ConfigType, ConfigValue, Validator, NO_MAX};
+use crate::error::ConfigError;
+use crate::listener::{parse_listeners, parse_protocol_map, Listener};
+use crate::source::{ConfigSource, ConfigSynonym, DescribedConfig};
+use crate::topic::{
+    LogDefaults, CLEANUP_POLICIES, COMPRESSION_TYPES, LONG_MAX_TEXT, TIMESTAMP_TYPES,
+};
+
+/// Prefix of environment variables that set broker keys:
+/// `STROM_CFG_LOG_RETENTION_HOURS=1` sets `log.retention.hours=1`.
+pub const ENV_PREFIX: &str = "STROM_CFG_";
+
+macro_rules! key {
+    ($name:literal, $kind:ident, $default:expr, $validator:expr, $doc:literal) => {
+        ConfigDef {
+            name: $name,
+            kind: ConfigType::$kind,
+            default: $default,
+            validator: $validator,
+            doc: $doc,
+        }
+    };
+}
+
+const AT_LEAST_0: Validator = Validator::Range {
+    min: 0,
+    max: NO_MAX,
+};
+const AT_LEAST_1: Validator = Validator::Range {
+    min: 1,
+    max: NO_MAX,
+};
+const ANY: Validator = Validator::Any;
+
+/// Every broker key Strom knows. Keys marked "accepted" in their doc are
+/// read and validated for compatibility with existing files but do not change
+/// Strom's behaviour.
+pub const BROKER_CONFIGS: &[ConfigDef] = &[
+    key!("node.id", Int, Some("1"), Validator::Range { min: 0, max: NO_MAX }, "This node's id in the cluster."),
+    key!("broker.id", Int, None, Validator::Range { min: 0, max: NO_MAX }, "Older name of node.id."),
+    key!("process.roles", List, Some("broker,controller"), Validator::ListOf(&["broker", "controller"]), "Roles of this process: broker, controller, or both."),
+    key!("listeners", List, Some("PLAINTEXT://127.0.0.1:9092"), ANY, "Addresses to listen on, NAME://host:port."),
+    key!("advertised.listeners", List, None, ANY, "Addresses clients are told to use; defaults to listeners."),
+    key!("listener.security.protocol.map", List, Some("PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"), ANY, "Security protocol of each listener name."),
+    key!("controller.listener.names", List, Some("CONTROLLER"), ANY, "Listener names used by the controller quorum."),
+    key!("controller.quorum.voters", List, Some(""), ANY, "Quorum voters as id@host:port; empty makes this node a one-voter quorum."),
+    key!("controller.quorum.bootstrap.servers", List, Some(""), ANY, "Accepted; Strom uses controller.quorum.voters."),
+    key!("inter.broker.listener.name", String, None, ANY, "Listener brokers use among themselves; defaults to the first listener."),
+    key!("log.dirs", List, None, ANY, "Directories holding partition logs; defaults to log.dir."),
+    key!("log.dir", String, Some("./data"), ANY, "Log directory used when log.dirs is unset."),
+    key!("num.partitions", Int, Some("1"), AT_LEAST_1, "Partitions of auto-created topics and of CreateTopics without a count."),
+    key!("default.replication.factor", Short, Some("1"), AT_LEAST_1, "Replication factor of auto-created topics and of CreateTopics without one."),
+    key!("min.insync.replicas", Int, Some("1"), AT_LEAST_1, "In-sync replicas an acks=all write needs."),
+    key!("auto.create.topics.enable", Boolean, Some("true"), ANY, "Create unknown topics asked for by Metadata."),
+    key!("delete.topic.enable", Boolean, Some("true"), ANY, "Allow DeleteTopics."),
+    key!("unclean.leader.election.enable", Boolean, Some("false"), ANY, "Allow a replica outside the ISR to become leader."),
+    key!("log.retention.hours", Int, Some("168"), ANY, "Hours to keep a segment (lowest priority of the three)."),
+    key!("log.retention.minutes", Int, None, ANY, "Minutes to keep a segment."),
+    key!("log.retention.ms", Long, None, Validator::Range { min: -1, max: NO_MAX }, "Milliseconds to keep a segment; -1 is forever."),
+    key!("log.retention.bytes", Long, Some("-1"), ANY, "Largest partition log size before deletion; -1 is unlimited."),
+    key!("log.retention.check.interval.ms", Long, Some("300000"), AT_LEAST_1, "How often retention is enforced."),
+    key!("log.segment.bytes", Int, Some("1073741824"), Validator::Range { min: 14, max: NO_MAX }, "Segment size at which a new segment is rolled."),
+    key!("log.roll.hours", Int, Some("168"), AT_LEAST_1, "Hours after which a segment is rolled."),
+    key!("log.roll.ms", Long, None, AT_LEAST_1, "Milliseconds after which a segment is rolled."),
+    key!("log.roll.jitter.hours", Int, Some("0"), AT_LEAST_0, "Jitter subtracted from the roll time, hours."),
+    key!("log.roll.jitter.ms", Long, None, AT_LEAST_0, "Jitter subtracted from the roll time, ms."),
+    key!("log.index.size.max.bytes", Int, Some("10485760"), Validator::Range { min: 8, max: NO_MAX }, "Preallocated size of each index file."),
+    key!("log.index.interval.bytes", Int, Some("4096"), AT_LEAST_0, "Bytes between two offset index entries."),
+    key!("log.flush.interval.messages", Long, Some(LONG_MAX_TEXT), AT_LEAST_1, "Messages after which a log is fsynced."),
+    key!("log.flush.interval.ms", Long, None, AT_LEAST_0, "Age after which unflushed data is fsynced."),
+    key!("log.flush.scheduler.interval.ms", Long, Some(LONG_MAX_TEXT), AT_LEAST_0, "How often logs are checked for flush.ms."),
+    key!("log.flush.offset.checkpoint.interval.ms", Int, Some("60000"), AT_LEAST_0, "How often the recovery point is checkpointed."),
+    key!("log.flush.start.offset.checkpoint.interval.ms", Int, Some("60000"), AT_LEAST_0, "How often log start offsets are checkpointed."),
+    key!("log.cleanup.policy", List, Some("delete"), Validator::ListOf(CLEANUP_POLICIES), "Default cleanup.policy."),
+    key!("log.cleaner.delete.retention.ms", Long, Some("86400000"), AT_LEAST_0, "Default delete.retention.ms."),
+    key!("log.cleaner.min.compaction.lag.ms", Long, Some("0"), AT_LEAST_0, "Default min.compaction.lag.ms."),
+    key!("log.cleaner.max.compaction.lag.ms", Long, Some(LONG_MAX_TEXT), AT_LEAST_1, "Default max.compaction.lag.ms."),
+    key!("log.cleaner.min.cleanable.ratio", Double, Some("0.5"), Validator::DoubleRange { min: 0.0, max: 1.0 }, "Default min.cleanable.dirty.ratio."),
+    key!("log.message.timestamp.type", String, Some("CreateTime"), Validator::OneOf(TIMESTAMP_TYPES), "Default message.timestamp.type."),
+    key!("log.message.timestamp.before.max.ms", Long, Some(LONG_MAX_TEXT), AT_LEAST_0, "Default message.timestamp.before.max.ms."),
+    key!("log.message.timestamp.after.max.ms", Long, Some("3600000"), AT_LEAST_0, "Default message.timestamp.after.max.ms."),
+    key!("log.preallocate", Boolean, Some("false"), ANY, "Default preallocate."),
+    key!("log.segment.delete.delay.ms", Long, Some("60000"), AT_LEAST_0, "Default file.delete.delay.ms."),
+    key!("compression.type", String, Some("producer"), Validator::OneOfIgnoreCase(COMPRESSION_TYPES), "Default compression.type."),
+    key!("message.max.bytes", Int, Some("1048588"), AT_LEAST_0, "Largest record batch a topic accepts by default."),
+    key!("fetch.max.bytes", Int, Some("57671680"), Validator::Range { min: 1024, max: NO_MAX }, "Most bytes returned by one Fetch."),
+    key!("socket.request.max.bytes", Int, Some("104857600"), AT_LEAST_1, "Largest request frame accepted."),
+    key!("socket.send.buffer.bytes", Int, Some("102400"), ANY, "SO_SNDBUF of client connections; -1 keeps the OS default."),
+    key!("socket.receive.buffer.bytes", Int, Some("102400"), ANY, "SO_RCVBUF of client connections; -1 keeps the OS default."),
+    key!("queued.max.requests", Int, Some("500"), AT_LEAST_1, "Requests read ahead on one connection while earlier ones are served."),
+    key!("connections.max.idle.ms", Long, Some("600000"), AT_LEAST_0, "Idle connections are closed after this long."),
+    key!("max.connections", Int, Some("2147483647"), AT_LEAST_0, "Most client connections accepted at once."),
+    key!("num.network.threads", Int, Some("3"), AT_LEAST_1, "Accepted; Strom serves connections on one async runtime."),
+    key!("num.io.threads", Int, Some("8"), AT_LEAST_1, "Accepted; Strom serves requests on one async runtime."),
+    key!("num.recovery.threads.per.data.dir", Int, Some("2"), AT_LEAST_1, "Accepted; logs are recovered one directory at a time."),
+    key!("broker.rack", String, None, ANY, "Rack of this broker, for rack-aware placement."),
+    key!("offsets.topic.num.partitions", Int, Some("50"), AT_LEAST_1, "Partitions of __consumer_offsets."),
+    key!("offsets.topic.replication.factor", Short, Some("3"), AT_LEAST_1, "Replication factor of __consumer_offsets."),
+    key!("transaction.state.log.num.partitions", Int, Some("50"), AT_LEAST_1, "Partitions of __transaction_state."),
+    key!("transaction.state.log.replication.factor", Short, Some("3"), AT_LEAST_1, "Replication factor of __transaction_state."),
+    key!("group.initial.rebalance.delay.ms", Int, Some("3000"), AT_LEAST_0, "Delay of a new group's first rebalance."),
+    key!("http.listener", String, Some("127.0.0.1:9644"), ANY, "Strom: host:port of the HTTP endpoint (metrics, health); empty disables it."),
+];
+
+/// A role of this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessRole {
+    /// Serves clients and hosts partitions.
+    Broker,
+    /// Votes in the metadata quorum.
+    Controller,
+}
+
+/// A member of `controller.quorum.voters`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumVoter {
+    /// Node id.
+    pub id: i32,
+    /// Host.
+    pub host: String,
+    /// Port of its controller listener.
+    pub port: u16,
+}
+
+/// Where the raw key/value pairs came from, later ones winning.
+#[derive(Debug, Default, Clone)]
+pub struct ConfigInputs {
+    /// Contents of the properties file, if one was given.
+    pub file: BTreeMap<String, String>,
+    /// `STROM_CFG_*` variables, already mapped to keys.
+    pub env: BTreeMap<String, String>,
+    /// `--override KEY=VALUE` arguments.
+    pub overrides: BTreeMap<String, String>,
+}
+
+impl ConfigInputs {
+    /// Reads a properties file.
+    pub fn read_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(crate::properties::parse_properties(&text))
+    }
+
+    /// Maps `STROM_CFG_LOG_RETENTION_HOURS=1` style variables to keys.
+    pub fn from_env_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> BTreeMap<String, String> {
+        vars.into_iter()
+            .filter_map(|(k, v)| {
+                let rest = k.strip_prefix(ENV_PREFIX)?;
+                Some((rest.to_ascii_lowercase().replace('_', "."), v))
+            })
+            .collect()
+    }
+
+    /// Parses `KEY=VALUE` override arguments.
+    pub fn parse_overrides(args: &[String]) -> Result<BTreeMap<String, String>, ConfigError> {
+        args.iter()
+            .map(|a| {
+                a.split_once('=')
+                    .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                    .filter(|(k, _)| !k.is_empty())
+                    .ok_or_else(|| ConfigError::Inconsistent {
+                        key: a.clone(),
+                        message: "overrides are written KEY=VALUE".into(),
+                    })
+            })
+            .collect()
+    }
+
+    fn merged(&self) -> BTreeMap<String, String> {
+        let mut m = self.file.clone();
+        m.extend(self.env.clone());
+        m.extend(self.overrides.clone());
+        m
+    }
+}
+
+/// The validated broker configuration.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// `node.id` (or `broker.id`).
+    pub node_id: i32,
+    /// `process.roles`.
+    pub process_roles: Vec<ProcessRole>,
+    /// `listeners`, all of them.
+    pub listeners: Vec<Listener>,
+    /// Client-facing listeners as advertised (controller listeners excluded).
+    pub advertised_listeners: Vec<Listener>,
+    /// `controller.listener.names`.
+    pub controller_listener_names: Vec<String>,
+    /// `controller.quorum.voters`; empty for a one-voter quorum of this node.
+    pub controller_quorum_voters: Vec<QuorumVoter>,
+    /// `inter.broker.listener.name`.
+    pub inter_broker_listener_name: String,
+    /// `log.dirs` (or `log.dir`).
+    pub log_dirs: Vec<PathBuf>,
+    /// `num.partitions`.
+    pub num_partitions: i32,
+    /// `default.replication.factor`.
+    pub default_replication_factor: i16,
+    /// `auto.create.topics.enable`.
+    pub auto_create_topics_enable: bool,
+    /// `delete.topic.enable`.
+    pub delete_topic_enable: bool,
+    /// `socket.request.max.bytes`.
+    pub socket_request_max_bytes: usize,
+    /// `fetch.max.bytes`.
+    pub fetch_max_bytes: i32,
+    /// `queued.max.requests`.
+    pub queued_max_requests: usize,
+    /// `connections.max.idle.ms`.
+    pub connections_max_idle_ms: u64,
+    /// `max.connections`.
+    pub max_connections: usize,
+    /// `socket.send.buffer.bytes` (≤ 0: OS default).
+    pub socket_send_buffer_bytes: i32,
+    /// `socket.receive.buffer.bytes` (≤ 0: OS default).
+    pub socket_receive_buffer_bytes: i32,
+    /// `log.retention.check.interval.ms`.
+    pub log_retention_check_interval_ms: u64,
+    /// `log.flush.scheduler.interval.ms`.
+    pub log_flush_scheduler_interval_ms: i64,
+    /// `log.flush.offset.checkpoint.interval.ms`.
+    pub log_flush_offset_checkpoint_interval_ms: u64,
+    /// `log.flush.start.offset.checkpoint.interval.ms`.
+    pub log_flush_start_offset_checkpoint_interval_ms: u64,
+    /// `broker.rack`.
+    pub broker_rack: Option<String>,
+    /// `http.listener`; `None` when disabled.
+    pub http_listener: Option<String>,
+    /// Topic-level defaults derived from the `log.*` keys.
+    pub log_defaults: LogDefaults,
+    /// Keys that were set explicitly, with their raw values.
+    explicitly_set: BTreeMap<String, String>,
+}
+
+/// A loaded configuration plus the warnings to log.
+#[derive(Debug)]
+pub struct LoadedConfig {
+    /// The configuration.
+    pub config: BrokerConfig,
+    /// Unknown keys and similar non-fatal findings.
+    pub warnings: Vec<String>,
+}
+
+struct Reader<'a> {
+    set: &'a BTreeMap<String, String>,
+}
+
+impl Reader<'_> {
+    fn value(&self, name: &str) -> Result<Option<ConfigValue>, ConfigError> {
+        let def = find(BROKER_CONFIGS, name).ok_or_else(|| ConfigError::Inconsistent {
+            key: name.to_string(),
+            message: "not a broker configuration".into(),
+        })?;
+        match self.set.get(name).map(String::as_str).or(def.default) {
+            Some(raw) => def.parse(raw).map(Some),
+            None => Ok(None),
+        }
+    }
+    fn int(&self, name: &str) -> Result<Option<i64>, ConfigError> {
+        Ok(match self.value(name)? {
+            Some(ConfigValue::Int(v)) => Some(v),
+            _ => None,
+        })
+    }
+    fn req_int(&self, name: &str) -> Result<i64, ConfigError> {
+        self.int(name)?.ok_or_else(|| ConfigError::Inconsistent {
+            key: name.to_string(),
+            message: "a value is required".into(),
+        })
+    }
+    fn boolean(&self, name: &str) -> Result<bool, ConfigError> {
+        Ok(matches!(self.value(name)?, Some(ConfigValue::Bool(true))))
+    }
+    fn text(&self, name: &str) -> Result<Option<String>, ConfigError> {
+        Ok(match self.value(name)? {
+            Some(ConfigValue::Text(t)) if !t.is_empty() => Some(t),
+            _ => None,
+        })
+    }
+    fn list(&self, name: &str) -> Result<Vec<String>, ConfigError> {
+        Ok(match self.value(name)? {
+            Some(ConfigValue::List(items)) => items,
+            _ => Vec::new(),
+        })
+    }
+}
+
+fn inconsistent(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Inconsistent {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+fn parse_voters(items: &[String]) -> Result<Vec<QuorumVoter>, ConfigError> {
+    items
+        .iter()
+        .map(|item| {
+            let bad = || ConfigError::Invalid {
+                key: "controller.quorum.voters".into(),
+                value: item.clone(),
+                message: "expected id@host:port".into(),
+            };
+            let (id, addr) = item.split_once('@').ok_or_else(bad)?;
+            let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+            Ok(QuorumVoter {
+                id: id.trim().parse().map_err(|_| bad())?,
+                host: host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string(),
+                port: port.parse().map_err(|_| bad())?,
+            })
+        })
+        .collect()
+}
+
+fn local_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+impl BrokerConfig {
+    /// Loads and validates a configuration.
+    pub fn load(inputs: &ConfigInputs) -> Result<LoadedConfig, ConfigError> {
+        let set = inputs.merged();
+        let mut warnings = Vec::new();
+        for key in set.keys() {
+            if find(BROKER_CONFIGS, key).is_none() {
+                warnings.push(format!("unknown configuration {key} is ignored"));
+            }
+        }
+        let r = Reader { set: &set };
+        // Parse every known key that was set, so a bad value fails even when
+        // nothing reads it yet.
+        for key in set.keys() {
+            if find(BROKER_CONFIGS, key).is_some() {
+                r.value(key)?;
+            }
+        }
+
+        let node_id = match (r.int("broker.id")?, set.contains_key("node.id")) {
+            (Some(b), true) if Some(b) != r.int("node.id")? => {
+                return Err(inconsistent("broker.id", "broker.id and node.id differ"));
+            }
+            (Some(b), false) => b,
+            _ => r.req_int("node.id")?,
+        } as i32;
+
+        let process_roles: Vec<ProcessRole> = r
+            .list("process.roles")?
+            .iter()
+            .map(|s| {
+                if s == "broker" {
+                    ProcessRole::Broker
+                } else {
+                    ProcessRole::Controller
+                }
+            })
+            .collect();
+        if process_roles.is_empty() {
+            return Err(inconsistent(
+                "process.roles",
+                "at least one of broker, controller is required",
+            ));
+        }
+
+        let listeners = parse_listeners("listeners", &r.list("listeners")?)?;
+        let controller_listener_names: Vec<String> = r
+            .list("controller.listener.names")?
+            .iter()
+            .map(|s| s.to_ascii_uppercase())
+            .collect();
+        let protocol_map = parse_protocol_map(
+            "listener.security.protocol.map",
+            &r.list("listener.security.protocol.map")?,
+        )?;
+        for l in &listeners {
+            let protocol = protocol_map
+                .iter()
+                .find(|(n, _)| *n == l.name)
+                .map(|(_, p)| p.as_str())
+                .ok_or_else(|| {
+                    inconsistent(
+                        "listener.security.protocol.map",
+                        format!("listener {} has no security protocol", l.name),
+                    )
+                })?;
+            if protocol != "PLAINTEXT" {
+                return Err(inconsistent(
+                    "listeners",
+                    format!(
+                        "listener {} uses {protocol}; Strom supports PLAINTEXT only",
+                        l.name
+                    ),
+                ));
+            }
+        }
+        let client_listeners: Vec<Listener> = listeners
+            .iter()
+            .filter(|l| !controller_listener_names.contains(&l.name))
+            .cloned()
+            .collect();
+        let is_broker = process_roles.contains(&ProcessRole::Broker);
+        if is_broker && client_listeners.is_empty() {
+            return Err(inconsistent(
+                "listeners",
+                "a broker needs at least one non-controller listener",
+            ));
+        }
+
+        let advertised_listeners = match r.value("advertised.listeners")? {
+            Some(ConfigValue::List(items)) if !items.is_empty() => {
+                let adv = parse_listeners("advertised.listeners", &items)?;
+                for a in &adv {
+                    if !listeners.iter().any(|l| l.name == a.name) {
+                        return Err(inconsistent(
+                            "advertised.listeners",
+                            format!("{} is not a name in listeners", a.name),
+                        ));
+                    }
+                    if a.host.is_empty() || a.host == "0.0.0.0" || a.host == "::" {
+                        return Err(inconsistent(
+                            "advertised.listeners",
+                            format!("{a} cannot be advertised; give a host clients can reach"),
+                        ));
+                    }
+                }
+                adv.into_iter()
+                    .filter(|l| !controller_listener_names.contains(&l.name))
+                    .collect()
+            }
+            _ => client_listeners
+                .iter()
+                .map(|l| {
+                    let mut a = l.clone();
+                    if a.host.is_empty() || a.host == "0.0.0.0" || a.host == "::" {
+                        a.host = local_hostname();
+                    }
+                    a
+                })
+                .collect(),
+        };
+
+        let inter_broker_listener_name = match r.text("inter.broker.listener.name")? {
+            Some(n) => {
+                let n = n.to_ascii_uppercase();
+                if !client_listeners.iter().any(|l| l.name == n) {
+                    return Err(inconsistent(
+                        "inter.broker.listener.name",
+                        format!("{n} is not a non-controller listener"),
+                    ));
+                }
+                n
+            }
+            None => client_listeners
+                .first()
+                .map(|l| l.name.clone())
+                .unwrap_or_default(),
+        };
+
+        let log_dirs: Vec<PathBuf> = match r.list("log.dirs")? {
+            dirs if !dirs.is_empty() => dirs.into_iter().map(PathBuf::from).collect(),
+            _ => vec![PathBuf::from(
+                r.text("log.dir")?.unwrap_or_else(|| "./data".into()),
+            )],
+        };
+
+        let usize_of = |name: &str| -> Result<usize, ConfigError> {
+            usize::try_from(r.req_int(name)?)
+                .map_err(|_| inconsistent(name, "must not be negative"))
+        };
+        let u64_of = |name: &str| -> Result<u64, ConfigError> {
+            u64::try_from(r.req_int(name)?).map_err(|_| inconsistent(name, "must not be negative"))
+        };
+
+        let http_listener = r.text("http.listener")?;
+        let log_defaults = LogDefaults::from_broker(&set)?;
+        let config = BrokerConfig {
+            node_id,
+            process_roles,
+            listeners,
+            advertised_listeners,
+            controller_listener_names,
+            controller_quorum_voters: parse_voters(&r.list("controller.quorum.voters")?)?,
+            inter_broker_listener_name,
+            log_dirs,
+            num_partitions: r.req_int("num.partitions")? as i32,
+            default_replication_factor: r.req_int("default.replication.factor")? as i16,
+            auto_create_topics_enable: r.boolean("auto.create.topics.enable")?,
+            delete_topic_enable: r.boolean("delete.topic.enable")?,
+            socket_request_max_bytes: usize_of("socket.request.max.bytes")?,
+            fetch_max_bytes: r.req_int("fetch.max.bytes")? as i32,
+            queued_max_requests: usize_of("queued.max.requests")?,
+            connections_max_idle_ms: u64_of("connections.max.idle.ms")?,
+            max_connections: usize_of("max.connections")?,
+            socket_send_buffer_bytes: r.req_int("socket.send.buffer.bytes")? as i32,
+            socket_receive_buffer_bytes: r.req_int("socket.receive.buffer.bytes")? as i32,
+            log_retention_check_interval_ms: u64_of("log.retention.check.interval.ms")?,
+            log_flush_scheduler_interval_ms: r.req_int("log.flush.scheduler.interval.ms")?,
+            log_flush_offset_checkpoint_interval_ms: u64_of(
+                "log.flush.offset.checkpoint.interval.ms",
+            )?,
+            log_flush_start_offset_checkpoint_interval_ms: u64_of(
+                "log.flush.start.offset.checkpoint.interval.ms",
+            )?,
+            broker_rack: r.text("broker.rack")?,
+            http_listener,
+            log_defaults,
+            explicitly_set: set.clone(),
+        };
+        Ok(LoadedConfig { config, warnings })
+    }
+
+    /// Single-node defaults with nothing set, as `strom` with no arguments.
+    pub fn single_node_defaults() -> Result<LoadedConfig, ConfigError> {
+        Self::load(&ConfigInputs::default())
+    }
+
+    /// Whether this process hosts partitions and serves clients.
+    pub fn is_broker(&self) -> bool {
+        self.process_roles.contains(&ProcessRole::Broker)
+    }
+
+    /// Listeners clients connect to (controller listeners excluded).
+    pub fn client_listeners(&self) -> impl Iterator<Item = &Listener> {
+        self.listeners
+            .iter()
+            .filter(|l| !self.controller_listener_names.contains(&l.name))
+    }
+
+    /// Every broker key with its value and source, for DescribeConfigs.
+    pub fn describe(&self) -> Vec<DescribedConfig> {
+        BROKER_CONFIGS
+            .iter()
+            .map(|def| {
+                let (value, source) = match self.explicitly_set.get(def.name) {
+                    Some(v) => (Some(v.clone()), ConfigSource::StaticBrokerConfig),
+                    None => (def.default.map(String::from), ConfigSource::DefaultConfig),
+                };
+                let sensitive = def.kind == ConfigType::Password;
+                let value = if sensitive { None } else { value };
+                DescribedConfig {
+                    name: def.name.to_string(),
+                    value: value.clone(),
+                    source,
+                    read_only: true,
+                    sensitive,
+                    config_type: def.kind.id(),
+                    documentation: def.doc,
+                    synonyms: vec![ConfigSynonym {
+                        name: def.name.to_string(),
+                        value,
+                        source,
+                    }],
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs(pairs: &[(&str, &str)]) -> ConfigInputs {
+        ConfigInputs {
+            overrides: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn single_node_defaults() {
+        let c = BrokerConfig::single_node_defaults().unwrap().config;
+        assert_eq!(c.node_id, 1);
+        assert_eq!(c.listeners[0].to_string(), "PLAINTEXT://127.0.0.1:9092");
+        assert_eq!(
+            c.advertised_listeners[0].to_string(),
+            "PLAINTEXT://127.0.0.1:9092"
+        );
+        assert_eq!(c.log_dirs, vec![PathBuf::from("./data")]);
+        assert!(c.auto_create_topics_enable);
+        assert!(c.controller_quorum_voters.is_empty());
+        assert_eq!(c.socket_request_max_bytes, 104_857_600);
+    }
+
+    #[test]
+    fn sources_layer_and_env_maps_keys() {
+        let env = ConfigInputs::from_env_vars(vec![
+            ("STROM_CFG_LOG_RETENTION_HOURS".to_string(), "2".to_string()),
+            ("HOME".to_string(), "/root".to_string()),
+        ]);
+        assert_eq!(
+            env.get("log.retention.hours").map(String::as_str),
+            Some("2")
+        );
+        assert_eq!(env.len(), 1);
+        let i = ConfigInputs {
+            file: [("num.partitions".to_string(), "3".to_string())].into(),
+            env,
+            overrides: [("num.partitions".to_string(), "4".to_string())].into(),
+        };
+        let c = BrokerConfig::load(&i).unwrap().config;
+        assert_eq!(c.num_partitions, 4);
+        let d = c.describe();
+        let e = d.iter().find(|e| e.name == "num.partitions").unwrap();
+        assert_eq!(
+            (e.value.as_deref(), e.source),
+            (Some("4"), ConfigSource::StaticBrokerConfig)
+        );
+        let e = d.iter().find(|e| e.name == "delete.topic.enable").unwrap();
+        assert_eq!(e.source, ConfigSource::DefaultConfig);
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        for (k, v) in [
+            ("num.partitions", "0"),
+            ("num.partitions", "x"),
+            ("log.retention.hours", "soon"),
+            ("listeners", "nonsense"),
+            ("auto.create.topics.enable", "maybe"),
+            ("process.roles", "worker"),
+            ("listeners", "SSL://127.0.0.1:9093"),
+        ] {
+            let e = BrokerConfig::load(&inputs(&[(k, v)])).unwrap_err();
+            assert!(e.to_string().contains(k), "{k}={v}: {e}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_warn() {
+        let l = BrokerConfig::load(&inputs(&[("no.such.key", "1")])).unwrap();
+        assert_eq!(l.warnings.len(), 1);
+        assert!(l.warnings[0].contains("no.such.key"));
+    }
+
+    #[test]
+    fn broker_id_is_node_id() {
+        let c = BrokerConfig::load(&inputs(&[("broker.id", "7")]))
+            .unwrap()
+            .config;
+        assert_eq!(c.node_id, 7);
+        assert!(BrokerConfig::load(&inputs(&[("broker.id", "7"), ("node.id", "8")])).is_err());
+    }
+
+    #[test]
+    fn wildcard_listeners_advertise_a_hostname() {
+        let c = BrokerConfig::load(&inputs(&[("listeners", "PLAINTEXT://0.0.0.0:9092")]))
+            .unwrap()
+            .config;
+        assert_ne!(c.advertised_listeners[0].host, "0.0.0.0");
+        let e = BrokerConfig::load(&inputs(&[(
+            "advertised.listeners",
+            "PLAINTEXT://0.0.0.0:9092",
+        )]));
+        assert!(e.is_err());
+    }
+}

@@ -1,0 +1,17 @@
+//! Cluster metadata as data: the records of the metadata log and the
+//! immutable image they build. Pure functions, no I/O, no Raft.
+//!
+//! The controller (today a one-voter local quorum, later an openraft
+//! quorum) appends [`MetadataRecord`]s to the metadata log; every broker
+//! applies committed records to its current [`MetadataImage`] with
+//! [`MetadataImage::apply`], which returns the next image and a
+//! [`MetadataDelta`] saying what changed (topics created or deleted,
+//! partitions moved, configs altered) so the broker can create or delete
+//! logs. Request handlers read the current image without locks.
+
+pub mod image;
+pub mod record;
+pub mod topic_name;
+
+pub use image::{MetadataDelta, MetadataError, MetadataImage, PartitionRegistration, TopicImage};
+pub use record::{BrokerEndpoint, BrokerRegistration, ConfigResourceType, MetadataRecord};

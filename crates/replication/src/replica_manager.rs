@@ -1,0 +1,572 @@
+//! The partitions this broker hosts, kept in step with the metadata image,
+//! and the produce, fetch and list-offsets paths over them.
+//!
+//! * Reconciliation: every new metadata image is compared with the hosted
+//!   partitions: logs are created for new local replicas, deleted for
+//!   deleted topics (or a topic re-created under a new id), and leadership
+//!   and configs are updated. `applied_offset` tells waiters which metadata
+//!   offset the broker has caught up with.
+//! * Produce appends each partition's batch (validation and disk I/O on the
+//!   blocking pool) and, for acks=all, waits for the high watermark.
+//! * Fetch reads partitions in request order under Kafka's byte limits and,
+//!   when fewer than `min_bytes` are available, waits up to `max_wait_ms`
+//!   for any partition's high watermark to move (a delayed fetch), then
+//!   reads again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::select_all;
+use parking_lot::{Mutex, RwLock};
+use strom_config::{LogDefaults, TopicConfig};
+use strom_metadata::MetadataImage;
+use strom_storage::log::{LogAppendInfo, ReadBound};
+use strom_storage::log_manager::LoadSummary;
+use strom_storage::{LogManager, StorageError, TopicPartition};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::error::ReplicaError;
+use crate::partition::{Partition, PartitionState};
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Which records a consumer may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsolationLevel {
+    /// Up to the high watermark.
+    ReadUncommitted,
+    /// Up to the last stable offset (the high watermark while there are no
+    /// transactions).
+    ReadCommitted,
+}
+
+impl IsolationLevel {
+    /// From the wire value (0 or 1).
+    pub fn from_wire(value: i8) -> Self {
+        if value == 1 {
+            IsolationLevel::ReadCommitted
+        } else {
+            IsolationLevel::ReadUncommitted
+        }
+    }
+}
+
+/// Request-wide fetch parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchParams {
+    /// Longest wait for `min_bytes`.
+    pub max_wait_ms: u64,
+    /// Bytes wanted before answering.
+    pub min_bytes: usize,
+    /// Most bytes in the whole response.
+    pub max_bytes: usize,
+    /// Isolation level.
+    pub isolation: IsolationLevel,
+}
+
+/// One partition of a fetch.
+#[derive(Debug, Clone)]
+pub struct FetchPartition {
+    /// Partition.
+    pub topic_partition: TopicPartition,
+    /// First offset wanted.
+    pub fetch_offset: i64,
+    /// Most bytes for this partition.
+    pub partition_max_bytes: usize,
+    /// The client's leader epoch (−1: unknown).
+    pub current_leader_epoch: i32,
+}
+
+/// What a fetch returns for one partition.
+#[derive(Debug)]
+pub struct FetchPartitionResult {
+    /// The error, if any.
+    pub error: Option<ReplicaError>,
+    /// Whole batches.
+    pub records: Bytes,
+    /// High watermark (−1 on error).
+    pub high_watermark: i64,
+    /// Last stable offset (−1 on error).
+    pub last_stable_offset: i64,
+    /// Log start offset (−1 on error).
+    pub log_start_offset: i64,
+}
+
+impl FetchPartitionResult {
+    fn error(e: ReplicaError) -> Self {
+        Self {
+            error: Some(e),
+            records: Bytes::new(),
+            high_watermark: -1,
+            last_stable_offset: -1,
+            log_start_offset: -1,
+        }
+    }
+}
+
+/// An offset found by ListOffsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetAndTimestamp {
+    /// Offset (−1: none).
+    pub offset: i64,
+    /// Timestamp (−1: none).
+    pub timestamp: i64,
+    /// Leader epoch (−1: unknown).
+    pub leader_epoch: i32,
+}
+
+impl OffsetAndTimestamp {
+    /// "Nothing found": offset, timestamp and epoch −1.
+    pub const NONE: Self = Self {
+        offset: -1,
+        timestamp: -1,
+        leader_epoch: -1,
+    };
+}
+
+/// ListOffsets' special timestamps.
+pub mod special_timestamps {
+    /// The next offset (high watermark, last stable offset or log end).
+    pub const LATEST: i64 = -1;
+    /// The log start offset.
+    pub const EARLIEST: i64 = -2;
+    /// The record with the largest timestamp (KIP-734).
+    pub const MAX_TIMESTAMP: i64 = -3;
+    /// The local log start offset (KIP-405).
+    pub const EARLIEST_LOCAL: i64 = -4;
+    /// The last offset in tiered storage (KIP-1005).
+    pub const LATEST_TIERED: i64 = -5;
+}
+
+/// All partitions hosted on this broker.
+#[derive(Debug)]
+pub struct ReplicaManager {
+    node_id: i32,
+    log_manager: Arc<LogManager>,
+    log_defaults: LogDefaults,
+    partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    configs: Mutex<HashMap<String, (Arc<BTreeMap<String, String>>, Arc<TopicConfig>)>>,
+    applied_offset: watch::Sender<i64>,
+}
+
+impl ReplicaManager {
+    /// A manager over `log_manager`'s logs.
+    pub fn new(node_id: i32, log_manager: Arc<LogManager>, log_defaults: LogDefaults) -> Self {
+        let (applied_offset, _) = watch::channel(-1);
+        Self {
+            node_id,
+            log_manager,
+            log_defaults,
+            partitions: RwLock::new(HashMap::new()),
+            configs: Mutex::new(HashMap::new()),
+            applied_offset,
+        }
+    }
+
+    /// The log manager.
+    pub fn log_manager(&self) -> &Arc<LogManager> {
+        &self.log_manager
+    }
+
+    /// The effective config of a topic in `image`.
+    pub fn topic_config(&self, image: &MetadataImage, topic: &str) -> Arc<TopicConfig> {
+        let overrides = image.topic_configs(topic);
+        let mut cache = self.configs.lock();
+        if let Some((o, c)) = cache.get(topic) {
+            if Arc::ptr_eq(o, &overrides) || **o == *overrides {
+                return Arc::clone(c);
+            }
+        }
+        let config = Arc::new(TopicConfig::resolve(&self.log_defaults, &overrides).unwrap_or_else(|e| {
+            tracing::error!(topic, error = %e, "invalid stored topic config; using broker defaults");
+            TopicConfig::resolve(&self.log_defaults, &BTreeMap::new()).unwrap_or_else(|_| TopicConfig::kafka_defaults())
+        }));
+        cache.insert(topic.to_string(), (overrides, Arc::clone(&config)));
+        config
+    }
+
+    /// Loads the logs on disk at start-up, deleting those the metadata no
+    /// longer has. Blocking.
+    pub fn load_logs(&self, image: &MetadataImage) -> Result<LoadSummary, StorageError> {
+        self.log_manager.load_logs(now_ms(), |tp, topic_id| {
+            let topic = image.topic(&tp.topic)?;
+            let hosted = topic
+                .partitions
+                .get(&tp.partition)
+                .is_some_and(|p| p.replicas.contains(&self.node_id));
+            (hosted && topic.id == topic_id).then(|| self.topic_config(image, &tp.topic))
+        })
+    }
+
+    /// Brings the hosted partitions in line with `image`. Blocking.
+    pub fn reconcile(&self, image: &MetadataImage) {
+        let now = now_ms();
+        let mut wanted: HashMap<TopicPartition, (Uuid, PartitionState)> = HashMap::new();
+        for topic in image.topics() {
+            for (p, reg) in &topic.partitions {
+                if reg.replicas.contains(&self.node_id) {
+                    wanted.insert(
+                        TopicPartition::new(topic.name.clone(), *p),
+                        (
+                            topic.id,
+                            PartitionState {
+                                leader: reg.leader,
+                                leader_epoch: reg.leader_epoch,
+                                partition_epoch: reg.partition_epoch,
+                                replicas: reg.replicas.clone(),
+                                isr: reg.isr.clone(),
+                            },
+                        ),
+                    );
+                }
+            }
+        }
+        // Remove partitions no longer hosted, or whose topic was re-created.
+        let doomed: Vec<TopicPartition> = self
+            .partitions
+            .read()
+            .iter()
+            .filter(|(tp, p)| wanted.get(*tp).is_none_or(|(id, _)| *id != p.topic_id()))
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in doomed {
+            self.partitions.write().remove(&tp);
+            if let Err(e) = self.log_manager.delete(&tp) {
+                tracing::error!(partition = %tp, error = %e, "cannot delete log");
+            } else {
+                tracing::info!(partition = %tp, "deleted partition log");
+            }
+        }
+        self.configs
+            .lock()
+            .retain(|topic, _| image.topic(topic).is_some());
+        for (tp, (topic_id, state)) in wanted {
+            let config = self.topic_config(image, &tp.topic);
+            let existing = self.partitions.read().get(&tp).cloned();
+            match existing {
+                Some(p) => {
+                    if p.state() != state {
+                        p.update_state(state);
+                    }
+                    if !Arc::ptr_eq(&p.log().config(), &config) {
+                        p.log().set_config(config);
+                    }
+                }
+                None => match self.log_manager.get_or_create(&tp, topic_id, config, now) {
+                    Ok(log) => {
+                        let p = Arc::new(Partition::new(self.node_id, topic_id, log, state));
+                        self.partitions.write().insert(tp, p);
+                    }
+                    Err(e) => tracing::error!(partition = %tp, error = %e, "cannot create log"),
+                },
+            }
+        }
+        self.applied_offset.send_replace(image.offset);
+    }
+
+    /// The metadata offset the hosted partitions reflect.
+    pub fn applied_offset(&self) -> i64 {
+        *self.applied_offset.borrow()
+    }
+
+    /// Waits until the hosted partitions reflect metadata `offset`.
+    pub async fn wait_for_metadata(&self, offset: i64, timeout: Duration) -> bool {
+        let mut rx = self.applied_offset.subscribe();
+        let reached = tokio::time::timeout(timeout, rx.wait_for(|o| *o >= offset))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        reached
+    }
+
+    /// A hosted partition.
+    pub fn partition(&self, tp: &TopicPartition) -> Option<Arc<Partition>> {
+        self.partitions.read().get(tp).cloned()
+    }
+
+    /// Every hosted partition.
+    pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().values().cloned().collect()
+    }
+
+    /// The partition if this broker leads it, else the Kafka error.
+    pub fn leader_partition(
+        &self,
+        image: &MetadataImage,
+        tp: &TopicPartition,
+        current_leader_epoch: i32,
+    ) -> Result<Arc<Partition>, ReplicaError> {
+        match self.partition(tp) {
+            Some(p) => {
+                p.ensure_leader(current_leader_epoch)?;
+                Ok(p)
+            }
+            None => {
+                let known = image
+                    .topic(&tp.topic)
+                    .is_some_and(|t| t.partitions.contains_key(&tp.partition));
+                Err(if known {
+                    ReplicaError::NotLeaderOrFollower
+                } else {
+                    ReplicaError::UnknownTopicOrPartition
+                })
+            }
+        }
+    }
+
+    /// Appends each partition's records. `acks` must already be valid.
+    pub async fn append_records(
+        &self,
+        image: &MetadataImage,
+        entries: Vec<(TopicPartition, Bytes)>,
+        acks: i16,
+        timeout: Duration,
+        produce_version: i16,
+    ) -> Vec<Result<LogAppendInfo, ReplicaError>> {
+        let targets: Vec<Result<(Arc<Partition>, Bytes), ReplicaError>> = entries
+            .into_iter()
+            .map(|(tp, records)| self.leader_partition(image, &tp, -1).map(|p| (p, records)))
+            .collect();
+        let appended = tokio::task::spawn_blocking(move || {
+            let now = now_ms();
+            targets
+                .into_iter()
+                .map(|t| {
+                    t.and_then(|(p, records)| {
+                        p.append_as_leader(&records, acks, produce_version, now)
+                            .map(|i| (p, i))
+                    })
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "append task failed");
+            Vec::new()
+        });
+        let mut out = Vec::with_capacity(appended.len());
+        for r in appended {
+            out.push(match r {
+                Ok((p, info)) if acks == -1 => {
+                    wait_for_high_watermark(&p, info.last_offset + 1, timeout)
+                        .await
+                        .map(|()| info)
+                }
+                Ok((_, info)) => Ok(info),
+                Err(e) => Err(e),
+            });
+        }
+        out
+    }
+
+    /// Reads partitions for a fetch, waiting for data as Kafka's delayed
+    /// fetch does.
+    pub async fn fetch(
+        &self,
+        image: &MetadataImage,
+        params: FetchParams,
+        partitions: Vec<FetchPartition>,
+    ) -> Vec<FetchPartitionResult> {
+        let targets: Vec<Result<Arc<Partition>, ReplicaError>> = partitions
+            .iter()
+            .map(|fp| self.leader_partition(image, &fp.topic_partition, fp.current_leader_epoch))
+            .collect();
+        let deadline = Instant::now() + Duration::from_millis(params.max_wait_ms);
+        let partitions = Arc::new(partitions);
+        let mut watchers: Vec<watch::Receiver<i64>> = targets
+            .iter()
+            .flatten()
+            .map(|p| p.subscribe_high_watermark())
+            .collect();
+        let live: Arc<Vec<Option<Arc<Partition>>>> =
+            Arc::new(targets.iter().map(|t| t.as_ref().ok().cloned()).collect());
+        let mut errors: Vec<Option<ReplicaError>> = targets.into_iter().map(Result::err).collect();
+        loop {
+            for w in &mut watchers {
+                w.mark_unchanged();
+            }
+            let (live2, parts2) = (Arc::clone(&live), Arc::clone(&partitions));
+            let results = tokio::task::spawn_blocking(move || read_pass(&live2, &parts2, params))
+                .await
+                .unwrap_or_default();
+            let total: usize = results.iter().flatten().map(|r| r.records.len()).sum();
+            let any_error = errors.iter().any(Option::is_some)
+                || results.iter().flatten().any(|r| r.error.is_some());
+            let now = Instant::now();
+            if params.max_wait_ms == 0
+                || total >= params.min_bytes
+                || any_error
+                || now >= deadline
+                || watchers.is_empty()
+            {
+                return results
+                    .into_iter()
+                    .zip(errors.iter_mut())
+                    .map(|(r, e)| match (r, e.take()) {
+                        (Some(r), _) => r,
+                        (None, Some(e)) => FetchPartitionResult::error(e),
+                        (None, None) => {
+                            FetchPartitionResult::error(ReplicaError::UnknownTopicOrPartition)
+                        }
+                    })
+                    .collect();
+            }
+            // Wait for any high watermark to move, or the deadline; either
+            // way the next pass reads again (and answers if past the deadline).
+            let changed = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
+            let _ = tokio::time::timeout_at(deadline, changed).await;
+        }
+    }
+
+    /// Answers one partition of ListOffsets.
+    pub fn list_offset(
+        &self,
+        image: &MetadataImage,
+        tp: &TopicPartition,
+        timestamp: i64,
+        isolation: Option<IsolationLevel>,
+        current_leader_epoch: i32,
+    ) -> Result<OffsetAndTimestamp, ReplicaError> {
+        use special_timestamps::*;
+        let p = self.leader_partition(image, tp, current_leader_epoch)?;
+        let log = p.log();
+        let offsets = log.offsets();
+        let leader_epoch = p.state().leader_epoch;
+        let last_fetchable = match isolation {
+            Some(_) => offsets.high_watermark,
+            None => offsets.log_end_offset,
+        };
+        let capped = |found: Option<strom_storage::segment::FoundRecord>| match found {
+            Some(f) if f.offset < last_fetchable => OffsetAndTimestamp {
+                offset: f.offset,
+                timestamp: f.timestamp,
+                leader_epoch: if f.leader_epoch >= 0 {
+                    f.leader_epoch
+                } else {
+                    -1
+                },
+            },
+            _ => OffsetAndTimestamp::NONE,
+        };
+        Ok(match timestamp {
+            LATEST => OffsetAndTimestamp {
+                offset: last_fetchable,
+                timestamp: -1,
+                leader_epoch,
+            },
+            EARLIEST | EARLIEST_LOCAL => OffsetAndTimestamp {
+                offset: offsets.log_start_offset,
+                timestamp: -1,
+                leader_epoch: -1,
+            },
+            MAX_TIMESTAMP => capped(log.max_timestamp_record()?),
+            LATEST_TIERED => OffsetAndTimestamp::NONE,
+            t if t >= 0 => capped(log.offset_for_timestamp(t)?),
+            _ => OffsetAndTimestamp::NONE,
+        })
+    }
+}
+
+/// One read of every live partition under Kafka's limits: each partition
+/// gets `min(partition_max_bytes, bytes left)`; until some partition returns
+/// data, a partition may return one whole batch over its limit (KIP-74).
+fn read_pass(
+    live: &[Option<Arc<Partition>>],
+    partitions: &[FetchPartition],
+    params: FetchParams,
+) -> Vec<Option<FetchPartitionResult>> {
+    let mut left = params.max_bytes;
+    let mut min_one = true;
+    let bound = ReadBound::HighWatermark;
+    live.iter()
+        .zip(partitions)
+        .map(|(p, fp)| {
+            let p = p.as_ref()?;
+            let limit = fp.partition_max_bytes.min(left);
+            Some(match p.read(fp.fetch_offset, limit, bound, min_one) {
+                Ok(r) => {
+                    if !r.records.is_empty() {
+                        min_one = false;
+                    }
+                    left = left.saturating_sub(r.records.len());
+                    FetchPartitionResult {
+                        error: None,
+                        records: r.records,
+                        high_watermark: r.high_watermark,
+                        last_stable_offset: r.high_watermark,
+                        log_start_offset: r.log_start_offset,
+                    }
+                }
+                Err(e) => FetchPartitionResult::error(e),
+            })
+        })
+        .collect()
+}
+
+async fn wait_for_high_watermark(
+    p: &Partition,
+    offset: i64,
+    timeout: Duration,
+) -> Result<(), ReplicaError> {
+    let mut rx = p.subscribe_high_watermark();
+    let reached = tokio::time::timeout(timeout, rx.wait_for(|hw| *hw >= offset))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    if reached || p.high_watermark() >= offset {
+        Ok(())
+    } else {
+        Err(ReplicaError::RequestTimedOut)
+    }
+}
+
+/// Runs retention, flushes and checkpoints until `shutdown` fires.
+pub async fn run_log_maintenance(
+    log_manager: Arc<LogManager>,
+    retention_check_interval: Duration,
+    flush_check_interval: Duration,
+    checkpoint_interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut retention = tokio::time::interval(retention_check_interval);
+    let mut flush = tokio::time::interval(flush_check_interval);
+    let mut checkpoint = tokio::time::interval(checkpoint_interval);
+    for t in [&mut retention, &mut flush, &mut checkpoint] {
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t.reset();
+    }
+    loop {
+        let lm = Arc::clone(&log_manager);
+        tokio::select! {
+            _ = shutdown_signalled(&mut shutdown) => return,
+            _ = retention.tick() => {
+                let _ = tokio::task::spawn_blocking(move || lm.enforce_retention(now_ms())).await;
+            }
+            _ = flush.tick() => {
+                let _ = tokio::task::spawn_blocking(move || lm.flush_due(now_ms())).await;
+            }
+            _ = checkpoint.tick() => {
+                let r = tokio::task::spawn_blocking(move || lm.checkpoint()).await;
+                if let Ok(Err(e)) = r {
+                    tracing::error!(error = %e, "cannot write offset checkpoints");
+                }
+            }
+        }
+    }
+}
+
+/// Resolves once `shutdown` holds `true` (or its sender is gone). Holds no
+/// borrow across awaits, so it can sit in `tokio::select!` of a spawned task.
+pub async fn shutdown_signalled(shutdown: &mut watch::Receiver<bool>) {
+    while !*shutdown.borrow_and_update() {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! Starting and stopping a broker: the order in which the parts come up and
+//! go down.
+//!
+//! Start: identify the log directories (cluster id, `meta.properties`),
+//! replay the metadata log, register this broker, load and recover the
+//! partition logs, reconcile them with the metadata, start the metadata
+//! follower and log maintenance, then bind the listeners. Stop: stop
+//! accepting, let connections finish their current request, stop the
+//! background tasks, then flush and close every log and write the
+//! clean-shutdown markers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use strom_config::BrokerConfig;
+use strom_controller::{Controller, ControllerConfig};
+use strom_metadata::{BrokerEndpoint, BrokerRegistration};
+use strom_replication::{run_log_maintenance, shutdown_signalled, ReplicaManager};
+use strom_storage::log_manager::discover_cluster_id;
+use strom_storage::LogManager;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use crate::handlers;
+use crate::listener::run_listener;
+use crate::state::BrokerState;
+
+/// Why the broker could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// Log directories or logs.
+    #[error("storage: {0}")]
+    Storage(#[from] strom_storage::StorageError),
+    /// The metadata log.
+    #[error("metadata: {0}")]
+    Controller(#[from] strom_controller::ControllerError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// Address.
+        address: String,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// A blocking start-up task failed.
+    #[error("start-up task failed: {0}")]
+    Task(String),
+}
+
+/// A running broker.
+#[derive(Debug)]
+pub struct Broker {
+    state: Arc<BrokerState>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    listeners: Vec<(String, SocketAddr)>,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, StartError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StartError::Task(e.to_string()))
+}
+
+impl Broker {
+    /// Starts a broker with `config`.
+    pub async fn start(config: BrokerConfig) -> Result<Self, StartError> {
+        let dirs = config.log_dirs.clone();
+        let node_id = config.node_id;
+        let cluster_id = match blocking({
+            let dirs = dirs.clone();
+            move || discover_cluster_id(&dirs)
+        })
+        .await??
+        {
+            Some(id) => id,
+            None => {
+                let id = strom_protocol::uuid_text::uuid_to_base64(&Uuid::new_v4());
+                tracing::info!(cluster_id = %id, "formatting new log directories");
+                id
+            }
+        };
+        let log_manager = Arc::new(
+            blocking({
+                let (dirs, cluster_id) = (dirs.clone(), cluster_id.clone());
+                move || LogManager::open(&dirs, node_id, &cluster_id)
+            })
+            .await??,
+        );
+        let had_clean_shutdown = log_manager.had_clean_shutdown();
+        tracing::info!(node_id, cluster_id = %cluster_id, had_clean_shutdown, "opening log directories");
+        let controller_config = ControllerConfig {
+            node_id,
+            num_partitions: config.num_partitions,
+            default_replication_factor: config.default_replication_factor,
+            delete_topic_enable: config.delete_topic_enable,
+        };
+        let controller = Arc::new(
+            blocking({
+                let (dir, cluster_id) = (log_manager.first_dir().to_path_buf(), cluster_id.clone());
+                move || Controller::open(&dir, had_clean_shutdown, cluster_id, controller_config)
+            })
+            .await??,
+        );
+        let registration = BrokerRegistration {
+            broker_id: node_id,
+            incarnation_id: Uuid::new_v4(),
+            broker_epoch: 0,
+            endpoints: config
+                .advertised_listeners
+                .iter()
+                .map(|l| BrokerEndpoint {
+                    name: l.name.clone(),
+                    host: l.host.clone(),
+                    port: l.port,
+                    security_protocol: "PLAINTEXT".into(),
+                })
+                .collect(),
+            rack: config.broker_rack.clone(),
+            fenced: false,
+        };
+        controller.register_broker(registration).await?;
+
+        let replica_manager = Arc::new(ReplicaManager::new(
+            node_id,
+            Arc::clone(&log_manager),
+            config.log_defaults.clone(),
+        ));
+        let image = controller.image();
+        let summary = blocking({
+            let (rm, image) = (Arc::clone(&replica_manager), Arc::clone(&image));
+            move || {
+                let summary = rm.load_logs(&image);
+                rm.reconcile(&image);
+                summary
+            }
+        })
+        .await??;
+        tracing::info!(
+            logs = summary.logs,
+            segments = summary.report.segments,
+            recovered_segments = summary.report.recovered_segments,
+            truncated_bytes = summary.report.truncated_bytes,
+            stray_logs_deleted = summary.stray_logs_deleted,
+            "loaded partition logs"
+        );
+
+        let (image_tx, _) = watch::channel(image);
+        let mut registry = crate::registry::HandlerRegistry::new();
+        handlers::register_all(&mut registry);
+        let state = Arc::new(BrokerState {
+            config,
+            cluster_id,
+            controller: Arc::clone(&controller),
+            replica_manager: Arc::clone(&replica_manager),
+            registry,
+            image: image_tx,
+        });
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        tasks.spawn(follow_metadata(Arc::clone(&state), shutdown_rx.clone()));
+        let c = &state.config;
+        tasks.spawn(run_log_maintenance(
+            Arc::clone(&log_manager),
+            Duration::from_millis(c.log_retention_check_interval_ms.max(1)),
+            Duration::from_millis(
+                u64::try_from(c.log_flush_scheduler_interval_ms)
+                    .unwrap_or(u64::MAX)
+                    .clamp(1, 1000),
+            ),
+            Duration::from_millis(c.log_flush_offset_checkpoint_interval_ms.max(1)),
+            shutdown_rx.clone(),
+        ));
+
+        let slots = Arc::new(Semaphore::new(
+            state.config.max_connections.min(Semaphore::MAX_PERMITS),
+        ));
+        let mut listeners = Vec::new();
+        for l in state.config.client_listeners() {
+            let address = l.bind_address();
+            let tcp = TcpListener::bind(&address)
+                .await
+                .map_err(|source| StartError::Bind {
+                    address: address.clone(),
+                    source,
+                })?;
+            let local = tcp.local_addr().map_err(|source| StartError::Bind {
+                address: address.clone(),
+                source,
+            })?;
+            tracing::info!(listener = %l.name, address = %local, "listening for Kafka clients");
+            listeners.push((l.name.clone(), local));
+            tasks.spawn(run_listener(
+                tcp,
+                Arc::from(l.name.as_str()),
+                Arc::clone(&state),
+                Arc::clone(&slots),
+                shutdown_rx.clone(),
+            ));
+        }
+        tracing::info!(node_id, "Strom broker started");
+        Ok(Self {
+            state,
+            shutdown,
+            tasks,
+            listeners,
+        })
+    }
+
+    /// The shared state (for tests and embedding).
+    pub fn state(&self) -> &Arc<BrokerState> {
+        &self.state
+    }
+
+    /// Bound listener addresses, by listener name.
+    pub fn listeners(&self) -> &[(String, SocketAddr)] {
+        &self.listeners
+    }
+
+    /// Stops the broker cleanly: connections finish their current request,
+    /// then every log is flushed and closed and the clean-shutdown markers
+    /// are written.
+    pub async fn shutdown(mut self) -> Result<(), StartError> {
+        tracing::info!("shutting down");
+        let _ = self.shutdown.send(true);
+        let drain = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(SHUTDOWN_DRAIN_TIMEOUT, drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections did not finish in time; closing logs anyway");
+            self.tasks.abort_all();
+        }
+        let state = Arc::clone(&self.state);
+        blocking(move || -> Result<(), StartError> {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            state.replica_manager.log_manager().shutdown(now)?;
+            state.controller.close()?;
+            Ok(())
+        })
+        .await??;
+        tracing::info!("shut down cleanly");
+        Ok(())
+    }
+}
+
+/// How long shutdown waits for connections to finish their requests.
+const SHUTDOWN_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Applies every new controller image to the hosted partitions, then
+/// publishes it to the handlers.
+async fn follow_metadata(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
+    let mut images = state.controller.subscribe();
+    loop {
+        tokio::select! {
+            _ = shutdown_signalled(&mut shutdown) => return,
+            changed = images.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let image = images.borrow_and_update().clone();
+                let rm = Arc::clone(&state.replica_manager);
+                let applied = Arc::clone(&image);
+                if let Err(e) = tokio::task::spawn_blocking(move || rm.reconcile(&applied)).await {
+                    tracing::error!(error = %e, "metadata reconciliation failed");
+                }
+                state.image.send_replace(image);
+            }
+        }
+    }
+}

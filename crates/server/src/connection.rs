@@ -1,0 +1,212 @@
+//! One client connection: frames in, responses out, in order.
+//!
+//! Requests on a connection are handled one after another, as Kafka does,
+//! so a client's pipelined produce requests are appended in the order it
+//! sent them. Every whole frame already received is handled before the
+//! responses are written in one go, which keeps pipelined clients fast. A
+//! frame larger than `socket.request.max.bytes` is refused before any room
+//! is reserved for it, and the receive buffer only grows as bytes actually
+//! arrive. A malformed frame, an unknown API or an unsupported version
+//! closes this connection only, with a log line.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+use strom_protocol::frame::{split_frame, FrameStatus};
+use strom_protocol::header::{
+    decode_request_header, encode_response_frame, HeaderError, RequestPreamble,
+};
+use strom_protocol::ErrorCode;
+use strom_replication::shutdown_signalled;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::context::RequestContext;
+use crate::registry::Reply;
+use crate::state::BrokerState;
+
+/// Most bytes read from the socket at once.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Responses are written once this many bytes are waiting.
+const WRITE_FLUSH_BYTES: usize = 1 << 20;
+
+/// What handling one frame led to.
+enum Outcome {
+    Continue,
+    Close,
+}
+
+/// Serves one connection until the peer closes it, it misbehaves, it idles
+/// past `connections.max.idle.ms`, or the broker shuts down.
+pub async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<BrokerState>,
+    listener_name: Arc<str>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.into_split();
+    let max_frame_bytes = state.config.socket_request_max_bytes;
+    let idle = Duration::from_millis(state.config.connections_max_idle_ms.max(1));
+    let mut rbuf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let mut wbuf = BytesMut::new();
+    loop {
+        let needed = loop {
+            match split_frame(&mut rbuf, max_frame_bytes) {
+                Ok(FrameStatus::Frame(frame)) => {
+                    match handle_frame(&state, frame.freeze(), peer, &listener_name, &mut wbuf)
+                        .await
+                    {
+                        Outcome::Continue => {}
+                        Outcome::Close => {
+                            let _ = writer.write_all(&wbuf).await;
+                            return;
+                        }
+                    }
+                    if wbuf.len() >= WRITE_FLUSH_BYTES {
+                        if writer.write_all(&wbuf).await.is_err() {
+                            return;
+                        }
+                        wbuf.clear();
+                    }
+                }
+                Ok(FrameStatus::NeedBytes(n)) => break n,
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "closing connection: bad frame");
+                    return;
+                }
+            }
+        };
+        if !wbuf.is_empty() {
+            if writer.write_all(&wbuf).await.is_err() {
+                return;
+            }
+            wbuf.clear();
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        let missing = needed.saturating_sub(rbuf.len());
+        rbuf.reserve(missing.clamp(1, READ_CHUNK_BYTES));
+        tokio::select! {
+            _ = shutdown_signalled(&mut shutdown) => return,
+            read = tokio::time::timeout(idle, reader.read_buf(&mut rbuf)) => match read {
+                Ok(Ok(0)) => return,
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "connection read failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "closing idle connection");
+                    return;
+                }
+            },
+        }
+    }
+}
+
+/// Handles one request frame, appending any response to `out`.
+async fn handle_frame(
+    state: &Arc<BrokerState>,
+    mut frame: Bytes,
+    peer: SocketAddr,
+    listener_name: &Arc<str>,
+    out: &mut BytesMut,
+) -> Outcome {
+    let Some(preamble) = RequestPreamble::peek(&frame) else {
+        tracing::warn!(%peer, "closing connection: request shorter than its header");
+        return Outcome::Close;
+    };
+    let (api, header) = match decode_request_header(&mut frame) {
+        Ok(h) => h,
+        Err(HeaderError::UnknownApiKey(key)) => {
+            tracing::warn!(%peer, api_key = key, correlation_id = preamble.correlation_id, "closing connection: unknown api key");
+            return Outcome::Close;
+        }
+        Err(e) => {
+            tracing::warn!(%peer, api_key = preamble.api_key, api_version = preamble.api_version, correlation_id = preamble.correlation_id, error = %e, "closing connection: malformed request header");
+            return Outcome::Close;
+        }
+    };
+    let version = header.request_api_version;
+    let correlation_id = header.correlation_id;
+    let client_id: Option<Arc<str>> = header.client_id.as_deref().map(Arc::from);
+    let span = tracing::debug_span!(
+        "request",
+        api = ?api,
+        api_version = version,
+        correlation_id,
+        client_id = client_id.as_deref().unwrap_or(""),
+        %peer
+    );
+    async {
+        // KIP-511: an ApiVersions version this broker does not know is
+        // answered in the v0 format with UNSUPPORTED_VERSION and the
+        // versions of ApiVersions it does know, so the client can retry.
+        if api == ApiKey::ApiVersions {
+            if let Some(range) = state.registry.advertised_range(ApiKey::ApiVersions as i16) {
+                if version > range.max {
+                    let response = ApiVersionsResponse::default()
+                        .with_error_code(ErrorCode::UnsupportedVersion.code())
+                        .with_api_keys(vec![ApiVersion::default()
+                            .with_api_key(ApiKey::ApiVersions as i16)
+                            .with_min_version(range.min)
+                            .with_max_version(range.max)]);
+                    tracing::debug!("unsupported ApiVersions version: answering in v0 (KIP-511)");
+                    return match encode_response_frame(out, api, 0, correlation_id, &response) {
+                        Ok(()) => Outcome::Continue,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot encode response");
+                            Outcome::Close
+                        }
+                    };
+                }
+            }
+        }
+        let ctx = RequestContext {
+            broker: Arc::clone(state),
+            api_version: version,
+            correlation_id,
+            client_id,
+            peer,
+            listener_name: Arc::clone(listener_name),
+        };
+        let started = Instant::now();
+        let reply = state.registry.dispatch(api, ctx, frame).await;
+        let outcome = match reply {
+            Ok(Reply::Respond(response)) => {
+                match response.encode_frame(out, api, version, correlation_id) {
+                    Ok(()) => Outcome::Continue,
+                    Err(e) => {
+                        tracing::error!(error = %e, "closing connection: cannot encode response");
+                        Outcome::Close
+                    }
+                }
+            }
+            Ok(Reply::Silent) => Outcome::Continue,
+            Ok(Reply::Close(reason)) => {
+                tracing::info!(reason, "closing connection as the request asks");
+                Outcome::Close
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "closing connection");
+                Outcome::Close
+            }
+        };
+        tracing::debug!(
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "request handled"
+        );
+        outcome
+    }
+    .instrument(span)
+    .await
+}

@@ -1,0 +1,154 @@
+//! DescribeConfigs (key 32): every config of a topic or of this broker,
+//! with its value, source, read-only and sensitive flags, and (on request)
+//! synonyms, types and documentation.
+//!
+//! Broker resources are named by this broker's id; the empty name asks for
+//! the cluster-wide dynamic defaults (none exist) and another id is
+//! INVALID_REQUEST, as in Kafka. Broker loggers are not exposed as configs.
+
+use std::collections::HashSet;
+
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use kafka_protocol::messages::{ApiKey, DescribeConfigsRequest, DescribeConfigsResponse};
+use kafka_protocol::protocol::VersionRange;
+use strom_config::{describe_topic_configs, DescribedConfig};
+use strom_metadata::topic_name::validate_topic_name;
+use strom_protocol::ErrorCode;
+
+use super::str_bytes;
+use crate::context::RequestContext;
+use crate::registry::{Handler, Reply};
+
+/// DescribeConfigs.
+pub struct DescribeConfigsHandler;
+
+/// Kafka's resource type ids.
+mod resource_type {
+    pub const TOPIC: i8 = 2;
+    pub const BROKER: i8 = 4;
+    pub const BROKER_LOGGER: i8 = 8;
+}
+
+fn render(
+    config: DescribedConfig,
+    version: i16,
+    synonyms: bool,
+    documentation: bool,
+) -> DescribeConfigsResourceResult {
+    let mut r = DescribeConfigsResourceResult::default()
+        .with_name(str_bytes(config.name))
+        .with_value(config.value.map(str_bytes))
+        .with_read_only(config.read_only)
+        .with_config_source(config.source.id())
+        .with_is_sensitive(config.sensitive);
+    if synonyms {
+        r = r.with_synonyms(
+            config
+                .synonyms
+                .into_iter()
+                .map(|s| {
+                    DescribeConfigsSynonym::default()
+                        .with_name(str_bytes(s.name))
+                        .with_value(s.value.map(str_bytes))
+                        .with_source(s.source.id())
+                })
+                .collect(),
+        );
+    }
+    if version >= 3 {
+        r = r
+            .with_config_type(config.config_type)
+            .with_documentation(documentation.then(|| str_bytes(config.documentation)));
+    } else {
+        r = r.with_documentation(None);
+    }
+    r
+}
+
+fn error_result(
+    resource_type: i8,
+    name: kafka_protocol::protocol::StrBytes,
+    code: ErrorCode,
+    message: String,
+) -> DescribeConfigsResult {
+    DescribeConfigsResult::default()
+        .with_resource_type(resource_type)
+        .with_resource_name(name)
+        .with_error_code(code.code())
+        .with_error_message(Some(str_bytes(message)))
+}
+
+impl Handler for DescribeConfigsHandler {
+    type Request = DescribeConfigsRequest;
+    type Response = DescribeConfigsResponse;
+    const API_KEY: ApiKey = ApiKey::DescribeConfigs;
+    const VERSIONS: VersionRange = VersionRange { min: 1, max: 4 };
+
+    async fn handle(
+        ctx: RequestContext,
+        request: DescribeConfigsRequest,
+    ) -> Reply<DescribeConfigsResponse> {
+        let version = ctx.api_version;
+        let image = ctx.image();
+        let node_id = ctx.broker.node_id();
+        let synonyms = request.include_synonyms;
+        let documentation = version >= 3 && request.include_documentation;
+        let results = request
+            .resources
+            .into_iter()
+            .map(|res| {
+                let keys: Option<HashSet<String>> = res
+                    .configuration_keys
+                    .as_ref()
+                    .filter(|k| !k.is_empty())
+                    .map(|k| k.iter().map(|s| s.to_string()).collect());
+                let name = res.resource_name.to_string();
+                let configs: Result<Vec<DescribedConfig>, (ErrorCode, String)> = match res.resource_type {
+                    resource_type::TOPIC => {
+                        if let Err(m) = validate_topic_name(&name) {
+                            Err((ErrorCode::InvalidTopicException, m))
+                        } else if image.topic(&name).is_none() {
+                            Err((ErrorCode::UnknownTopicOrPartition, format!("Topic '{name}' does not exist.")))
+                        } else {
+                            Ok(describe_topic_configs(&ctx.broker.config.log_defaults, &image.topic_configs(&name)))
+                        }
+                    }
+                    resource_type::BROKER => match name.parse::<i32>() {
+                        _ if name.is_empty() => Ok(Vec::new()),
+                        Ok(id) if id == node_id => Ok(ctx.broker.config.describe()),
+                        Ok(id) => Err((
+                            ErrorCode::InvalidRequest,
+                            format!("Unexpected broker id, expected {node_id} or empty string, but received {id}"),
+                        )),
+                        Err(_) => Err((ErrorCode::InvalidRequest, format!("Broker id must be an integer, but it is: {name}"))),
+                    },
+                    resource_type::BROKER_LOGGER => match name.parse::<i32>() {
+                        Ok(id) if id == node_id => Ok(Vec::new()),
+                        _ => Err((
+                            ErrorCode::InvalidRequest,
+                            format!("Unexpected broker id, expected {node_id}, but received {name}"),
+                        )),
+                    },
+                    other => Err((ErrorCode::InvalidRequest, format!("Unsupported resource type {other}"))),
+                };
+                match configs {
+                    Ok(configs) => DescribeConfigsResult::default()
+                        .with_resource_type(res.resource_type)
+                        .with_resource_name(res.resource_name)
+                        .with_error_message(None)
+                        .with_configs(
+                            configs
+                                .into_iter()
+                                .filter(|c| keys.as_ref().is_none_or(|k| k.contains(&c.name)))
+                                .map(|c| render(c, version, synonyms, documentation))
+                                .collect(),
+                        ),
+                    Err((code, message)) => error_result(res.resource_type, res.resource_name, code, message),
+                }
+            })
+            .collect();
+        Reply::Respond(DescribeConfigsResponse::default().with_results(results))
+    }
+}

@@ -1,0 +1,162 @@
+//! Fetch (key 1): read whole record batches up to the high watermark.
+//!
+//! Byte limits follow Kafka: the response holds at most
+//! `min(max_bytes, fetch.max.bytes)`, each partition at most its
+//! `partition_max_bytes`, except that the first partition with data may
+//! return one whole batch larger than the limits (KIP-74), so consumers
+//! always make progress. With fewer than `min_bytes` available the request
+//! waits up to `max_wait_ms` for new data (long poll).
+//!
+//! Fetch sessions (KIP-227) are declined the way Kafka declines them when
+//! its session cache is full: full requests (epoch 0 or −1) are answered in
+//! full with session id 0; an incremental request (epoch > 0) names a
+//! session this broker never created and gets FETCH_SESSION_ID_NOT_FOUND,
+//! after which clients fall back to full requests.
+//!
+//! Versions 0–3 are advertised (as Kafka 3.9 does, for librdkafka's
+//! feature detection) but would need legacy message formats; such a request
+//! closes the connection.
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse};
+use kafka_protocol::protocol::VersionRange;
+use strom_protocol::ErrorCode;
+use strom_replication::{FetchParams, FetchPartition, FetchPartitionResult, IsolationLevel};
+use strom_storage::TopicPartition;
+
+use crate::context::RequestContext;
+use crate::registry::{Handler, Reply};
+
+/// Fetch.
+pub struct FetchHandler;
+
+/// Session epoch of a sessionless (or closing) full fetch.
+const FINAL_EPOCH: i32 = -1;
+/// Session epoch of a full fetch that asks for a new session.
+const INITIAL_EPOCH: i32 = 0;
+
+fn error_partition(index: i32, code: ErrorCode) -> PartitionData {
+    PartitionData::default()
+        .with_partition_index(index)
+        .with_error_code(code.code())
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(-1)
+        .with_aborted_transactions(None)
+        .with_records(Some(Bytes::new()))
+}
+
+impl Handler for FetchHandler {
+    type Request = FetchRequest;
+    type Response = FetchResponse;
+    const API_KEY: ApiKey = ApiKey::Fetch;
+    const VERSIONS: VersionRange = VersionRange { min: 4, max: 18 };
+    const ADVERTISED_MIN_VERSION: i16 = 0;
+
+    async fn handle(ctx: RequestContext, request: FetchRequest) -> Reply<FetchResponse> {
+        let version = ctx.api_version;
+        if version >= 7
+            && request.session_epoch != FINAL_EPOCH
+            && request.session_epoch != INITIAL_EPOCH
+        {
+            return Reply::Respond(
+                FetchResponse::default()
+                    .with_error_code(ErrorCode::FetchSessionIdNotFound.code())
+                    .with_session_id(0),
+            );
+        }
+        let replica_id = if version >= 15 {
+            request.replica_state.replica_id.0
+        } else {
+            request.replica_id.0
+        };
+        let image = ctx.image();
+        let isolation = IsolationLevel::from_wire(request.isolation_level);
+        // Resolve topics; remember where each partition's answer goes.
+        let mut layout: Vec<(
+            FetchableTopicResponse,
+            Vec<(i32, Option<usize>, Option<ErrorCode>)>,
+        )> = Vec::new();
+        let mut wanted: Vec<FetchPartition> = Vec::new();
+        for topic in request.topics {
+            let name = if version >= 13 {
+                image.topic_by_id(&topic.topic_id).map(|t| t.name.clone())
+            } else {
+                Some(topic.topic.0.to_string())
+            };
+            let mut parts = Vec::with_capacity(topic.partitions.len());
+            for p in topic.partitions {
+                let slot = match (&name, replica_id >= 0) {
+                    (None, _) => (p.partition, None, Some(ErrorCode::UnknownTopicId)),
+                    // No follower replicas exist yet: a broker fetching as a
+                    // replica is not one of this partition's replicas.
+                    (Some(_), true) => (p.partition, None, Some(ErrorCode::NotLeaderOrFollower)),
+                    (Some(n), false) => {
+                        wanted.push(FetchPartition {
+                            topic_partition: TopicPartition::new(n.clone(), p.partition),
+                            fetch_offset: p.fetch_offset,
+                            partition_max_bytes: p.partition_max_bytes.max(0) as usize,
+                            current_leader_epoch: p.current_leader_epoch,
+                        });
+                        (p.partition, Some(wanted.len() - 1), None)
+                    }
+                };
+                parts.push(slot);
+            }
+            layout.push((
+                FetchableTopicResponse::default()
+                    .with_topic(topic.topic)
+                    .with_topic_id(topic.topic_id),
+                parts,
+            ));
+        }
+        let params = FetchParams {
+            max_wait_ms: request.max_wait_ms.max(0) as u64,
+            min_bytes: request.min_bytes.max(0) as usize,
+            max_bytes: request
+                .max_bytes
+                .clamp(0, ctx.broker.config.fetch_max_bytes) as usize,
+            isolation,
+        };
+        let mut results: Vec<Option<FetchPartitionResult>> = ctx
+            .broker
+            .replica_manager
+            .fetch(&image, params, wanted)
+            .await
+            .into_iter()
+            .map(Some)
+            .collect();
+        let aborted = (isolation == IsolationLevel::ReadCommitted).then(Vec::new);
+        let responses = layout
+            .into_iter()
+            .map(|(mut topic, parts)| {
+                topic.partitions = parts
+                    .into_iter()
+                    .map(|(index, slot, error)| {
+                        match (slot.and_then(|i| results.get_mut(i)?.take()), error) {
+                            (_, Some(code)) => error_partition(index, code),
+                            (Some(r), None) => match r.error {
+                                Some(e) => error_partition(index, e.error_code()),
+                                None => PartitionData::default()
+                                    .with_partition_index(index)
+                                    .with_high_watermark(r.high_watermark)
+                                    .with_last_stable_offset(r.last_stable_offset)
+                                    .with_log_start_offset(r.log_start_offset)
+                                    .with_aborted_transactions(aborted.clone())
+                                    .with_records(Some(r.records)),
+                            },
+                            (None, None) => error_partition(index, ErrorCode::UnknownServerError),
+                        }
+                    })
+                    .collect();
+                topic
+            })
+            .collect();
+        Reply::Respond(
+            FetchResponse::default()
+                .with_session_id(0)
+                .with_responses(responses),
+        )
+    }
+}

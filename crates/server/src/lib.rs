@@ -1,0 +1,21 @@
+//! Strom's Kafka front end: listeners, connections, and one handler per
+//! Kafka API.
+//!
+//! In the data flow (see `docs/ARCHITECTURE.md`) bytes arrive on a
+//! [`listener`], a [`connection`] cuts them into size-checked frames and
+//! decodes each request header, and the [`registry`] dispatches the request
+//! to its handler in [`handlers`] (one file per API). Handlers translate
+//! between Kafka's messages and the layers below (controller for metadata
+//! changes, replica manager for partitions) and hold no business logic of
+//! their own. [`broker`] starts and stops everything in order.
+
+pub mod broker;
+pub mod connection;
+pub mod context;
+pub mod handlers;
+pub mod listener;
+pub mod registry;
+pub mod state;
+
+pub use broker::{Broker, StartError};
+pub use state::BrokerState;

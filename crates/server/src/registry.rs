@@ -1,0 +1,216 @@
+//! The handler registry: which Kafka APIs this broker serves, at which
+//! versions, and the dispatch of a decoded request header to its handler.
+//!
+//! Each handler (one file per API in `handlers/`) implements [`Handler`],
+//! declaring its API key and version range. ApiVersions responses are built
+//! from this registry, so the broker advertises exactly what it serves.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::{Decodable, Encodable, VersionRange};
+use strom_protocol::header::{encode_response_frame, EncodeError};
+
+use crate::context::RequestContext;
+
+/// What a handler answers.
+pub enum Reply<R> {
+    /// Send this response.
+    Respond(R),
+    /// Send nothing (acks=0 produce that succeeded).
+    Silent,
+    /// Close the connection (acks=0 produce that failed, as Kafka does).
+    Close(String),
+}
+
+/// One Kafka API.
+pub trait Handler: Send + Sync + 'static {
+    /// Request message.
+    type Request: Decodable + Send + 'static;
+    /// Response message.
+    type Response: Encodable + Send + 'static;
+    /// The API.
+    const API_KEY: ApiKey;
+    /// Versions this handler serves.
+    const VERSIONS: VersionRange;
+    /// Lowest version advertised in ApiVersions. Lower than
+    /// `VERSIONS.min` only where Kafka 4 does the same for old clients'
+    /// feature detection; a request at such a version closes the connection.
+    const ADVERTISED_MIN_VERSION: i16 = Self::VERSIONS.min;
+
+    /// Handles one request.
+    fn handle(
+        ctx: RequestContext,
+        request: Self::Request,
+    ) -> impl Future<Output = Reply<Self::Response>> + Send;
+}
+
+/// A response ready to be framed.
+pub trait AnyResponse: Send {
+    /// Appends the response frame to `out`.
+    fn encode_frame(
+        &self,
+        out: &mut BytesMut,
+        api_key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+    ) -> Result<(), EncodeError>;
+}
+
+impl<M: Encodable + Send> AnyResponse for M {
+    fn encode_frame(
+        &self,
+        out: &mut BytesMut,
+        api_key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+    ) -> Result<(), EncodeError> {
+        encode_response_frame(out, api_key, version, correlation_id, self)
+    }
+}
+
+/// Why a request could not be handled; the connection is closed.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// An API key this broker does not serve.
+    #[error("unsupported api key {0}")]
+    UnsupportedApi(i16),
+    /// A version outside the served range.
+    #[error("unsupported version {version} of {api:?} (supported {min}..={max})")]
+    UnsupportedVersion {
+        /// API.
+        api: ApiKey,
+        /// Version asked for.
+        version: i16,
+        /// Lowest served.
+        min: i16,
+        /// Highest served.
+        max: i16,
+    },
+    /// The request body does not decode.
+    #[error("malformed {api:?} v{version} request: {reason}")]
+    Malformed {
+        /// API.
+        api: ApiKey,
+        /// Version.
+        version: i16,
+        /// Decoder message.
+        reason: String,
+    },
+}
+
+type BoxedReply =
+    Pin<Box<dyn Future<Output = Result<Reply<Box<dyn AnyResponse>>, DispatchError>> + Send>>;
+
+trait ErasedHandler: Send + Sync {
+    fn versions(&self) -> VersionRange;
+    fn advertised_min(&self) -> i16;
+    fn call(&self, ctx: RequestContext, body: Bytes) -> BoxedReply;
+}
+
+struct Adapter<H>(PhantomData<fn() -> H>);
+
+impl<H: Handler> ErasedHandler for Adapter<H> {
+    fn versions(&self) -> VersionRange {
+        H::VERSIONS
+    }
+
+    fn advertised_min(&self) -> i16 {
+        H::ADVERTISED_MIN_VERSION
+    }
+
+    fn call(&self, ctx: RequestContext, mut body: Bytes) -> BoxedReply {
+        Box::pin(async move {
+            let version = ctx.api_version;
+            let request =
+                H::Request::decode(&mut body, version).map_err(|e| DispatchError::Malformed {
+                    api: H::API_KEY,
+                    version,
+                    reason: e.to_string(),
+                })?;
+            Ok(match H::handle(ctx, request).await {
+                Reply::Respond(r) => Reply::Respond(Box::new(r) as Box<dyn AnyResponse>),
+                Reply::Silent => Reply::Silent,
+                Reply::Close(reason) => Reply::Close(reason),
+            })
+        })
+    }
+}
+
+/// The APIs this broker serves.
+pub struct HandlerRegistry {
+    handlers: BTreeMap<i16, Box<dyn ErasedHandler>>,
+}
+
+impl std::fmt::Debug for HandlerRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.handlers.iter().map(|(k, h)| (k, h.versions())))
+            .finish()
+    }
+}
+
+impl HandlerRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self {
+            handlers: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a handler.
+    pub fn register<H: Handler>(&mut self) -> &mut Self {
+        self.handlers
+            .insert(H::API_KEY as i16, Box::new(Adapter::<H>(PhantomData)));
+        self
+    }
+
+    /// `(api key, advertised min, max)` of every API served, by key.
+    pub fn advertised(&self) -> Vec<(i16, i16, i16)> {
+        self.handlers
+            .iter()
+            .map(|(k, h)| (*k, h.advertised_min(), h.versions().max))
+            .collect()
+    }
+
+    /// The advertised range of one API.
+    pub fn advertised_range(&self, api_key: i16) -> Option<VersionRange> {
+        self.handlers.get(&api_key).map(|h| VersionRange {
+            min: h.advertised_min(),
+            max: h.versions().max,
+        })
+    }
+
+    /// Runs the handler for `api`.
+    pub async fn dispatch(
+        &self,
+        api: ApiKey,
+        ctx: RequestContext,
+        body: Bytes,
+    ) -> Result<Reply<Box<dyn AnyResponse>>, DispatchError> {
+        let handler = self
+            .handlers
+            .get(&(api as i16))
+            .ok_or(DispatchError::UnsupportedApi(api as i16))?;
+        let served = handler.versions();
+        if ctx.api_version < served.min || ctx.api_version > served.max {
+            return Err(DispatchError::UnsupportedVersion {
+                api,
+                version: ctx.api_version,
+                min: served.min,
+                max: served.max,
+            });
+        }
+        handler.call(ctx, body).await
+    }
+}
+
+impl Default for HandlerRegistry {
+    fn default() -> Self {
+        Self::new()
+    }
+}

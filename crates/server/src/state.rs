@@ -1,0 +1,52 @@
+//! The state every handler shares: configuration, the controller, the
+//! replica manager, the applied metadata image and the handler registry.
+
+use std::sync::Arc;
+
+use strom_config::BrokerConfig;
+use strom_controller::Controller;
+use strom_metadata::MetadataImage;
+use strom_replication::ReplicaManager;
+use tokio::sync::watch;
+
+use crate::registry::HandlerRegistry;
+
+/// Shared broker state.
+#[derive(Debug)]
+pub struct BrokerState {
+    /// Validated configuration.
+    pub config: BrokerConfig,
+    /// Cluster id.
+    pub cluster_id: String,
+    /// The metadata controller.
+    pub controller: Arc<Controller>,
+    /// Hosted partitions.
+    pub replica_manager: Arc<ReplicaManager>,
+    /// Served APIs.
+    pub registry: HandlerRegistry,
+    /// The image the hosted partitions reflect, published after each
+    /// reconciliation.
+    pub(crate) image: watch::Sender<Arc<MetadataImage>>,
+}
+
+impl BrokerState {
+    /// This broker's node id.
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+
+    /// The metadata image this broker has applied.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.image.borrow().clone()
+    }
+
+    /// Waits until this broker has applied metadata up to `offset` (after a
+    /// controller write), at most `timeout`.
+    pub async fn wait_for_metadata(&self, offset: i64, timeout: std::time::Duration) -> bool {
+        let mut rx = self.image.subscribe();
+        let reached = tokio::time::timeout(timeout, rx.wait_for(|img| img.offset >= offset))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        reached
+    }
+}

@@ -1,0 +1,107 @@
+//! The storage crate's error type and its Kafka error codes (the one place
+//! storage errors are mapped).
+
+use std::path::PathBuf;
+
+use strom_protocol::batch::BatchError;
+use strom_protocol::ErrorCode;
+use thiserror::Error;
+
+/// Everything that can go wrong reading or writing a partition log.
+#[derive(Debug, Error)]
+pub enum StorageError {
+    /// An I/O error on a file or directory.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A produce request's records are malformed or fail their CRC.
+    #[error("corrupt record batch: {0}")]
+    CorruptBatch(BatchError),
+    /// A produce request's records are well-formed but not acceptable.
+    #[error("invalid records: {0}")]
+    InvalidRecord(String),
+    /// A batch larger than `max.message.bytes`.
+    #[error("record batch of {size_bytes} bytes exceeds max.message.bytes={max_message_bytes}")]
+    MessageTooLarge {
+        /// Size of the batch.
+        size_bytes: usize,
+        /// The topic's limit.
+        max_message_bytes: i32,
+    },
+    /// A produce request of legacy (v0/v1) messages.
+    #[error("record batch magic {0} is not supported; only magic v2 is stored")]
+    UnsupportedMagic(i8),
+    /// A compression codec id Kafka does not define.
+    #[error("{0}")]
+    UnknownCompression(String),
+    /// A compression codec the request version cannot carry.
+    #[error("compression codec not supported by produce version {0}")]
+    UnsupportedCompression(i16),
+    /// A CreateTime timestamp outside the topic's accepted window.
+    #[error("timestamp {timestamp} is out of the accepted range [{min}, {max}]")]
+    InvalidTimestamp {
+        /// The offending timestamp.
+        timestamp: i64,
+        /// Earliest accepted.
+        min: i64,
+        /// Latest accepted.
+        max: i64,
+    },
+    /// An offset outside `[log start offset, log end offset]`.
+    #[error("offset {offset} is out of range [{log_start_offset}, {log_end_offset}]")]
+    OffsetOutOfRange {
+        /// Requested offset.
+        offset: i64,
+        /// First offset in the log.
+        log_start_offset: i64,
+        /// Offset after the last record.
+        log_end_offset: i64,
+    },
+    /// An index or checkpoint file that cannot be trusted.
+    #[error("corrupt file {path}: {reason}")]
+    CorruptFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The log was deleted or closed while in use.
+    #[error("log {0} is closed")]
+    Closed(String),
+}
+
+impl StorageError {
+    /// Wraps an I/O error with what was being done to which path.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| StorageError::Io { op, path, source }
+    }
+
+    /// The Kafka error code a client sees for this error.
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            StorageError::Io { .. } => ErrorCode::KafkaStorageError,
+            StorageError::CorruptBatch(BatchError::UnsupportedMagic(_)) => ErrorCode::InvalidRecord,
+            StorageError::CorruptBatch(BatchError::InvalidRecord(_)) => ErrorCode::InvalidRecord,
+            StorageError::CorruptBatch(_) => ErrorCode::CorruptMessage,
+            StorageError::InvalidRecord(_) => ErrorCode::InvalidRecord,
+            StorageError::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
+            StorageError::UnsupportedMagic(_) => ErrorCode::InvalidRecord,
+            StorageError::UnknownCompression(_) => ErrorCode::UnknownServerError,
+            StorageError::UnsupportedCompression(_) => ErrorCode::UnsupportedCompressionType,
+            StorageError::InvalidTimestamp { .. } => ErrorCode::InvalidTimestamp,
+            StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+            StorageError::CorruptFile { .. } => ErrorCode::KafkaStorageError,
+            StorageError::Closed(_) => ErrorCode::NotLeaderOrFollower,
+        }
+    }
+}
+
+/// Shorthand for storage results.
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;

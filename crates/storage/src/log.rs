@@ -1,0 +1,914 @@
+//! A partition's log: an ordered set of segments with a log start offset, a
+//! log end offset, a high watermark and a recovery point.
+//!
+//! # Directory layout
+//!
+//! `<log dir>/<topic>-<partition>/` holds, per segment,
+//! `<base offset>.log`, `.index` and `.timeindex` (see [`crate::segment`],
+//! [`crate::offset_index`], [`crate::time_index`]), plus
+//! `partition.metadata`:
+//!
+//! ```text
+//! version: 0
+//! topic_id: <topic id, 22 characters of URL-safe base64>
+//! ```
+//!
+//! written to a `.tmp` file, fsynced and renamed into place, like Kafka's.
+//!
+//! # Concurrency
+//!
+//! One mutex guards the segment map and offsets. Appends hold it for the
+//! write into the page cache; reads hold it only to pick a segment and an
+//! index position, then read the file through a [`SegmentReader`] snapshot
+//! (bytes below a snapshot's size never change until truncation). fsync
+//! happens outside the mutex.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::{Mutex, RwLock};
+use strom_config::{MessageTimestampType, TopicConfig};
+use strom_protocol::batch::{self, BatchHeader, BatchIter};
+use strom_protocol::uuid_text::{uuid_from_base64, uuid_to_base64};
+use uuid::Uuid;
+
+use crate::error::{Result, StorageError};
+use crate::segment::{FoundRecord, LogSegment, SegmentReader, LOG_FILE_SUFFIX};
+use crate::TopicPartition;
+
+/// File holding the partition's topic id.
+pub const PARTITION_METADATA_FILE: &str = "partition.metadata";
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogAppendInfo {
+    /// Offset of the first record appended.
+    pub base_offset: i64,
+    /// Offset of the last record appended.
+    pub last_offset: i64,
+    /// The broker's timestamp for LogAppendTime topics, −1 otherwise.
+    pub log_append_time_ms: i64,
+    /// Log start offset after the append.
+    pub log_start_offset: i64,
+    /// Records appended.
+    pub records: i64,
+    /// Bytes appended.
+    pub bytes: usize,
+}
+
+/// How far a read may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadBound {
+    /// Up to the high watermark (consumers).
+    HighWatermark,
+    /// Up to the log end offset (replicas).
+    LogEnd,
+}
+
+/// The result of a read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogReadInfo {
+    /// Whole batches, starting with the batch that holds the requested
+    /// offset.
+    pub records: Bytes,
+    /// High watermark when the read started.
+    pub high_watermark: i64,
+    /// Log start offset when the read started.
+    pub log_start_offset: i64,
+    /// Log end offset when the read started.
+    pub log_end_offset: i64,
+}
+
+/// Offsets of a log at a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogOffsets {
+    /// First offset kept.
+    pub log_start_offset: i64,
+    /// Offset after the last record.
+    pub log_end_offset: i64,
+    /// Offset up to which records are committed.
+    pub high_watermark: i64,
+    /// Offset up to which the log is known to be on disk.
+    pub recovery_point: i64,
+}
+
+/// Options for loading a log from disk.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions {
+    /// The broker shut down cleanly: indexes are trusted.
+    pub had_clean_shutdown: bool,
+    /// Checkpointed recovery point (0 when unknown).
+    pub recovery_point: i64,
+    /// Checkpointed log start offset (0 when unknown).
+    pub log_start_offset: i64,
+    /// Checkpointed high watermark, if any.
+    pub high_watermark: Option<i64>,
+    /// Current time.
+    pub now_ms: i64,
+}
+
+/// What loading found, for logging.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Segments loaded.
+    pub segments: usize,
+    /// Segments re-read and re-indexed.
+    pub recovered_segments: usize,
+    /// Bytes cut from torn or corrupt tails.
+    pub truncated_bytes: u64,
+    /// Segments deleted because they followed a corrupt one.
+    pub deleted_segments: usize,
+}
+
+/// What a retention pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    /// Segments deleted.
+    pub deleted_segments: usize,
+    /// Bytes freed.
+    pub deleted_bytes: u64,
+}
+
+#[derive(Debug)]
+struct LogState {
+    segments: BTreeMap<i64, LogSegment>,
+    log_start_offset: i64,
+    log_end_offset: i64,
+    high_watermark: i64,
+    recovery_point: i64,
+    last_flush_ms: i64,
+    closed: bool,
+}
+
+impl LogState {
+    fn active(&mut self) -> Result<&mut LogSegment> {
+        self.segments
+            .values_mut()
+            .next_back()
+            .ok_or_else(|| StorageError::Closed("log has no segments".into()))
+    }
+}
+
+/// One partition's log.
+#[derive(Debug)]
+pub struct Log {
+    topic_partition: TopicPartition,
+    dir: PathBuf,
+    topic_id: Uuid,
+    config: RwLock<Arc<TopicConfig>>,
+    state: Mutex<LogState>,
+}
+
+fn index_capacity(config: &TopicConfig) -> usize {
+    config.segment_index_bytes.max(0) as usize
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(StorageError::io("fsync directory", dir))
+}
+
+/// Writes `contents` to `path` atomically: a `.tmp` file, fsync, rename,
+/// fsync of the directory.
+pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::File::create(&tmp).map_err(StorageError::io("create", &tmp))?;
+    f.write_all(contents)
+        .map_err(StorageError::io("write", &tmp))?;
+    f.sync_all().map_err(StorageError::io("fsync", &tmp))?;
+    fs::rename(&tmp, path).map_err(StorageError::io("rename", &tmp))?;
+    if let Some(parent) = path.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// Reads a partition directory's topic id.
+pub fn read_partition_metadata(dir: &Path) -> Result<Option<Uuid>> {
+    let path = dir.join(PARTITION_METADATA_FILE);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StorageError::io("read", &path)(e)),
+    };
+    let corrupt = |reason: &str| StorageError::CorruptFile {
+        path: path.clone(),
+        reason: reason.to_string(),
+    };
+    let mut lines = text.lines();
+    let version = lines
+        .next()
+        .and_then(|l| l.strip_prefix("version:"))
+        .and_then(|v| v.trim().parse::<i32>().ok())
+        .ok_or_else(|| corrupt("first line must be 'version: N'"))?;
+    if version < 0 {
+        return Err(corrupt("negative version"));
+    }
+    let id = lines
+        .next()
+        .and_then(|l| l.strip_prefix("topic_id:"))
+        .and_then(|v| uuid_from_base64(v.trim()))
+        .ok_or_else(|| corrupt("second line must be 'topic_id: <base64 uuid>'"))?;
+    if id.is_nil() {
+        return Err(corrupt("topic id is zero"));
+    }
+    Ok(Some(id))
+}
+
+fn write_partition_metadata(dir: &Path, topic_id: &Uuid) -> Result<()> {
+    let text = format!("version: 0\ntopic_id: {}\n", uuid_to_base64(topic_id));
+    write_atomically(&dir.join(PARTITION_METADATA_FILE), text.as_bytes())
+}
+
+impl Log {
+    /// Creates a new, empty log in `dir` (which must not exist yet).
+    pub fn create(
+        dir: PathBuf,
+        topic_partition: TopicPartition,
+        topic_id: Uuid,
+        config: Arc<TopicConfig>,
+        now_ms: i64,
+    ) -> Result<Self> {
+        fs::create_dir_all(&dir).map_err(StorageError::io("create log directory", &dir))?;
+        write_partition_metadata(&dir, &topic_id)?;
+        let segment = LogSegment::create(&dir, 0, index_capacity(&config), now_ms)?;
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent)?;
+        }
+        sync_dir(&dir)?;
+        let mut segments = BTreeMap::new();
+        segments.insert(0, segment);
+        Ok(Self {
+            topic_partition,
+            dir,
+            topic_id,
+            config: RwLock::new(config),
+            state: Mutex::new(LogState {
+                segments,
+                log_start_offset: 0,
+                log_end_offset: 0,
+                high_watermark: 0,
+                recovery_point: 0,
+                last_flush_ms: now_ms,
+                closed: false,
+            }),
+        })
+    }
+
+    /// Loads an existing log, recovering what an unclean shutdown may have
+    /// left half-written.
+    pub fn load(
+        dir: PathBuf,
+        topic_partition: TopicPartition,
+        config: Arc<TopicConfig>,
+        options: LoadOptions,
+    ) -> Result<(Self, LoadReport)> {
+        let topic_id = match read_partition_metadata(&dir)? {
+            Some(id) => id,
+            None => {
+                let id = Uuid::new_v4();
+                write_partition_metadata(&dir, &id)?;
+                id
+            }
+        };
+        let mut report = LoadReport::default();
+        let mut bases = Vec::new();
+        let entries = fs::read_dir(&dir).map_err(StorageError::io("list log directory", &dir))?;
+        for entry in entries {
+            let entry = entry.map_err(StorageError::io("list log directory", &dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".deleted")
+                || name.ends_with(".tmp")
+                || name.ends_with(".cleaned")
+                || name.ends_with(".swap")
+            {
+                let _ = fs::remove_file(entry.path());
+                continue;
+            }
+            if let Some(stem) = name.strip_suffix(LOG_FILE_SUFFIX) {
+                if let Ok(base) = stem.parse::<i64>() {
+                    bases.push(base);
+                }
+            }
+        }
+        bases.sort_unstable();
+        // Orphan index files (no .log beside them) are removed.
+        if let Ok(entries) = fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let stem = name
+                    .strip_suffix(crate::segment::INDEX_FILE_SUFFIX)
+                    .or_else(|| name.strip_suffix(crate::segment::TIME_INDEX_FILE_SUFFIX));
+                if let Some(base) = stem.and_then(|s| s.parse::<i64>().ok()) {
+                    if bases.binary_search(&base).is_err() {
+                        let _ = fs::remove_file(entry.path());
+                    }
+                }
+            }
+        }
+
+        let capacity = index_capacity(&config);
+        let index_interval = config.index_interval_bytes.max(0) as usize;
+        // The segment holding the recovery point and every later one are
+        // re-read after an unclean shutdown.
+        let recover_from = bases
+            .iter()
+            .rev()
+            .find(|b| **b <= options.recovery_point)
+            .copied()
+            .unwrap_or(i64::MIN);
+        let mut segments: BTreeMap<i64, LogSegment> = BTreeMap::new();
+        let mut truncated_in_segment = false;
+        let last_base = bases.last().copied();
+        for base in bases {
+            if truncated_in_segment {
+                // Everything after a corrupt batch is unflushed garbage.
+                let (segment, _) = LogSegment::open(&dir, base, None)?;
+                segment.delete_files()?;
+                report.deleted_segments += 1;
+                continue;
+            }
+            let active = Some(base) == last_base;
+            let (mut segment, indexes_missing) =
+                LogSegment::open(&dir, base, active.then_some(capacity))?;
+            let must_recover =
+                indexes_missing || (!options.had_clean_shutdown && base >= recover_from);
+            let recover = must_recover || segment.load_tail().is_err();
+            if recover {
+                let outcome = segment.recover(index_interval)?;
+                report.recovered_segments += 1;
+                report.truncated_bytes += outcome.truncated_bytes;
+                if outcome.truncated_bytes > 0 {
+                    truncated_in_segment = true;
+                    tracing::warn!(
+                        partition = %topic_partition,
+                        segment = base,
+                        truncated_bytes = outcome.truncated_bytes,
+                        "truncated a torn or corrupt tail during recovery"
+                    );
+                }
+                if !active {
+                    segment.on_become_inactive()?;
+                }
+            }
+            segments.insert(base, segment);
+        }
+        if truncated_in_segment {
+            // The segment that was truncated is now the last one.
+            if let Some(last) = segments.values_mut().next_back() {
+                last.make_active(capacity)?;
+            }
+        }
+        if segments.is_empty() {
+            let base = options.log_start_offset.max(0);
+            segments.insert(
+                base,
+                LogSegment::create(&dir, base, capacity, options.now_ms)?,
+            );
+            sync_dir(&dir)?;
+        }
+        report.segments = segments.len();
+        let log_end_offset = segments.values().next_back().map_or(0, |s| s.next_offset());
+        let first_base = segments.keys().next().copied().unwrap_or(0);
+        let log_start_offset = options.log_start_offset.max(first_base).min(log_end_offset);
+        // Recovered data is fsynced so the recovery point can move to the end.
+        if report.recovered_segments > 0 {
+            for s in segments.values() {
+                if s.base_offset() >= recover_from.min(i64::MAX) {
+                    s.flush()?;
+                }
+            }
+        }
+        let high_watermark = options
+            .high_watermark
+            .unwrap_or(log_end_offset)
+            .clamp(log_start_offset, log_end_offset);
+        let log = Self {
+            topic_partition,
+            dir,
+            topic_id,
+            config: RwLock::new(config),
+            state: Mutex::new(LogState {
+                segments,
+                log_start_offset,
+                log_end_offset,
+                high_watermark,
+                recovery_point: log_end_offset,
+                last_flush_ms: options.now_ms,
+                closed: false,
+            }),
+        };
+        Ok((log, report))
+    }
+
+    /// The partition this log holds.
+    pub fn topic_partition(&self) -> &TopicPartition {
+        &self.topic_partition
+    }
+
+    /// The topic id recorded in `partition.metadata`.
+    pub fn topic_id(&self) -> Uuid {
+        self.topic_id
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The current configuration.
+    pub fn config(&self) -> Arc<TopicConfig> {
+        Arc::clone(&self.config.read())
+    }
+
+    /// Replaces the configuration (topic configs were altered).
+    pub fn set_config(&self, config: Arc<TopicConfig>) {
+        *self.config.write() = config;
+    }
+
+    /// Offsets now.
+    pub fn offsets(&self) -> LogOffsets {
+        let s = self.state.lock();
+        LogOffsets {
+            log_start_offset: s.log_start_offset,
+            log_end_offset: s.log_end_offset,
+            high_watermark: s.high_watermark,
+            recovery_point: s.recovery_point,
+        }
+    }
+
+    /// Moves the high watermark (bounded by the log end offset; never
+    /// backwards except to follow truncation).
+    pub fn update_high_watermark(&self, offset: i64) -> i64 {
+        let mut s = self.state.lock();
+        let hw = offset.clamp(s.log_start_offset, s.log_end_offset);
+        if hw > s.high_watermark {
+            s.high_watermark = hw;
+        }
+        s.high_watermark
+    }
+
+    /// Appends one validated batch as the leader: assigns offsets from the
+    /// log end offset, writes the leader epoch and, for LogAppendTime topics,
+    /// the append time, then fsyncs if `flush.messages` says so.
+    pub fn append_as_leader(
+        &self,
+        mut batch: BytesMut,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<LogAppendInfo> {
+        let config = self.config();
+        let (info, flush_to) = {
+            let mut s = self.state.lock();
+            if s.closed {
+                return Err(StorageError::Closed(self.topic_partition.to_string()));
+            }
+            let base_offset = s.log_end_offset;
+            batch::set_base_offset(&mut batch, base_offset);
+            batch::set_partition_leader_epoch(&mut batch, leader_epoch);
+            let log_append_time_ms =
+                if config.message_timestamp_type == MessageTimestampType::LogAppendTime {
+                    batch::set_log_append_time(&mut batch, now_ms);
+                    now_ms
+                } else {
+                    -1
+                };
+            let header = BatchHeader::parse(&batch).map_err(StorageError::CorruptBatch)?;
+            self.maybe_roll(&mut s, &config, batch.len(), header.last_offset(), now_ms)?;
+            let index_interval = config.index_interval_bytes.max(0) as usize;
+            s.active()?.append(&batch, &header, index_interval)?;
+            s.log_end_offset = header.next_offset();
+            let info = LogAppendInfo {
+                base_offset,
+                last_offset: header.last_offset(),
+                log_append_time_ms,
+                log_start_offset: s.log_start_offset,
+                records: i64::from(header.records_count),
+                bytes: batch.len(),
+            };
+            let unflushed = s.log_end_offset - s.recovery_point;
+            let flush_to = (unflushed >= config.flush_messages).then_some(s.log_end_offset);
+            (info, flush_to)
+        };
+        if let Some(offset) = flush_to {
+            self.flush(offset, now_ms)?;
+        }
+        Ok(info)
+    }
+
+    fn maybe_roll(
+        &self,
+        s: &mut LogState,
+        config: &TopicConfig,
+        batch_bytes: usize,
+        last_offset: i64,
+        now_ms: i64,
+    ) -> Result<()> {
+        let segment_ms = config
+            .segment_ms
+            .saturating_sub(config.segment_jitter_ms.max(0));
+        let needs_roll = s.active()?.should_roll(
+            batch_bytes,
+            last_offset,
+            config.segment_bytes,
+            segment_ms,
+            now_ms,
+        );
+        if needs_roll {
+            self.roll(s, config, now_ms)?;
+        }
+        Ok(())
+    }
+
+    fn roll(&self, s: &mut LogState, config: &TopicConfig, now_ms: i64) -> Result<()> {
+        let new_base = s.log_end_offset;
+        if s.segments.contains_key(&new_base) {
+            return Ok(());
+        }
+        s.active()?.on_become_inactive()?;
+        let segment = LogSegment::create(&self.dir, new_base, index_capacity(config), now_ms)?;
+        sync_dir(&self.dir)?;
+        s.segments.insert(new_base, segment);
+        tracing::debug!(partition = %self.topic_partition, base_offset = new_base, "rolled a new segment");
+        Ok(())
+    }
+
+    /// Rolls a new segment now if the active one is not empty.
+    pub fn force_roll(&self, now_ms: i64) -> Result<()> {
+        let config = self.config();
+        let mut s = self.state.lock();
+        if s.active()?.size() > 0 {
+            self.roll(&mut s, &config, now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// fsyncs every segment holding offsets below `offset` that is not yet
+    /// known to be on disk, then moves the recovery point.
+    pub fn flush(&self, offset: i64, now_ms: i64) -> Result<()> {
+        let files: Vec<SegmentReader> = {
+            let s = self.state.lock();
+            if offset <= s.recovery_point {
+                return Ok(());
+            }
+            let first = s
+                .segments
+                .range(..=s.recovery_point)
+                .next_back()
+                .map_or(i64::MIN, |(b, _)| *b);
+            let mut out = Vec::new();
+            for (_, seg) in s.segments.range(first..offset) {
+                seg.flush_indexes_async()?;
+                out.push(seg.reader());
+            }
+            out
+        };
+        for f in &files {
+            f.sync_data()?;
+        }
+        let mut s = self.state.lock();
+        if offset > s.recovery_point {
+            s.recovery_point = offset.min(s.log_end_offset);
+        }
+        s.last_flush_ms = now_ms;
+        Ok(())
+    }
+
+    /// fsyncs when `flush.ms` has passed since the last flush and there is
+    /// unflushed data.
+    pub fn flush_if_due(&self, now_ms: i64) -> Result<()> {
+        let flush_ms = self.config().flush_ms;
+        let (due, end) = {
+            let s = self.state.lock();
+            let due = s.log_end_offset > s.recovery_point
+                && now_ms.saturating_sub(s.last_flush_ms) >= flush_ms;
+            (due, s.log_end_offset)
+        };
+        if due {
+            self.flush(end, now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Reads whole batches starting with the one holding `start_offset`, up
+    /// to `max_bytes` (or one whole batch when `min_one_batch` and the first
+    /// batch is larger), never past `bound`.
+    pub fn read(
+        &self,
+        start_offset: i64,
+        max_bytes: usize,
+        bound: ReadBound,
+        min_one_batch: bool,
+    ) -> Result<LogReadInfo> {
+        struct Plan {
+            readers: Vec<(SegmentReader, u64)>,
+            limit: Option<(i64, SegmentReader, u64)>,
+        }
+        let (plan, offsets) = {
+            let s = self.state.lock();
+            let offsets = LogOffsets {
+                log_start_offset: s.log_start_offset,
+                log_end_offset: s.log_end_offset,
+                high_watermark: s.high_watermark,
+                recovery_point: s.recovery_point,
+            };
+            if start_offset < s.log_start_offset || start_offset > s.log_end_offset {
+                return Err(StorageError::OffsetOutOfRange {
+                    offset: start_offset,
+                    log_start_offset: s.log_start_offset,
+                    log_end_offset: s.log_end_offset,
+                });
+            }
+            let max_offset = match bound {
+                ReadBound::HighWatermark => s.high_watermark,
+                ReadBound::LogEnd => s.log_end_offset,
+            };
+            if start_offset >= max_offset {
+                (None, offsets)
+            } else {
+                let first = s
+                    .segments
+                    .range(..=start_offset)
+                    .next_back()
+                    .map_or(i64::MIN, |(b, _)| *b);
+                let readers: Vec<(SegmentReader, u64)> = s
+                    .segments
+                    .range(first..)
+                    .map(|(_, seg)| {
+                        let pos = if seg.base_offset() == first {
+                            u64::from(seg.index_lookup(start_offset).position)
+                        } else {
+                            0
+                        };
+                        (seg.reader(), pos)
+                    })
+                    .collect();
+                let limit = (max_offset < s.log_end_offset)
+                    .then(|| {
+                        s.segments.range(..=max_offset).next_back().map(|(_, seg)| {
+                            (
+                                max_offset,
+                                seg.reader(),
+                                u64::from(seg.index_lookup(max_offset).position),
+                            )
+                        })
+                    })
+                    .flatten();
+                (Some(Plan { readers, limit }), offsets)
+            }
+        };
+        let empty = LogReadInfo {
+            records: Bytes::new(),
+            high_watermark: offsets.high_watermark,
+            log_start_offset: offsets.log_start_offset,
+            log_end_offset: offsets.log_end_offset,
+        };
+        let Some(plan) = plan else {
+            return Ok(empty);
+        };
+        for (reader, from) in plan.readers {
+            let Some((position, header)) = reader.find_batch(start_offset, from)? else {
+                continue;
+            };
+            let end = match &plan.limit {
+                Some((max_offset, lim_reader, lim_from))
+                    if lim_reader.base_offset == reader.base_offset =>
+                {
+                    lim_reader
+                        .position_of_offset(*max_offset, *lim_from)?
+                        .min(reader.size)
+                }
+                _ => reader.size,
+            };
+            if position >= end
+                || header.base_offset >= plan.limit.as_ref().map_or(i64::MAX, |l| l.0)
+            {
+                return Ok(empty);
+            }
+            let available = (end - position) as usize;
+            let first_batch = header.size_bytes();
+            let want = if min_one_batch && first_batch > max_bytes {
+                first_batch
+            } else {
+                max_bytes
+            };
+            let len = want.min(available);
+            if len < first_batch {
+                return Ok(empty);
+            }
+            let bytes = reader.read(position, len)?;
+            let whole = whole_batches_len(&bytes);
+            return Ok(LogReadInfo {
+                records: bytes.slice(..whole),
+                ..empty
+            });
+        }
+        Ok(empty)
+    }
+
+    /// The first record with timestamp `≥ timestamp` (at or after the log
+    /// start offset).
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<FoundRecord>> {
+        let candidates: Vec<(SegmentReader, u64, i64)> = {
+            let s = self.state.lock();
+            let log_start = s.log_start_offset;
+            s.segments
+                .values()
+                .filter(|seg| seg.next_offset() > log_start && seg.max_timestamp() >= timestamp)
+                .map(|seg| {
+                    let min_offset = log_start.max(seg.base_offset());
+                    let entry = seg.time_index_lookup(timestamp);
+                    let pos = seg.index_lookup(entry.offset.max(min_offset)).position;
+                    (seg.reader(), u64::from(pos), min_offset)
+                })
+                .collect()
+        };
+        for (reader, position, min_offset) in candidates {
+            if let Some(found) = reader.find_timestamp(timestamp, min_offset, position)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The record with the largest timestamp (the first such record).
+    pub fn max_timestamp_record(&self) -> Result<Option<FoundRecord>> {
+        let target = {
+            let s = self.state.lock();
+            let mut best: Option<&LogSegment> = None;
+            for seg in s.segments.values() {
+                if seg.max_timestamp() >= 0
+                    && best.is_none_or(|b| seg.max_timestamp() > b.max_timestamp())
+                {
+                    best = Some(seg);
+                }
+            }
+            best.map(|seg| {
+                let pos = seg.index_lookup(seg.offset_of_max_timestamp()).position;
+                (
+                    seg.reader(),
+                    u64::from(pos),
+                    seg.max_timestamp(),
+                    s.log_start_offset,
+                )
+            })
+        };
+        let Some((reader, mut position, max_ts, log_start)) = target else {
+            return Ok(None);
+        };
+        while position < reader.size {
+            let header = reader.header_at(position)?;
+            if header.max_timestamp == max_ts && header.last_offset() >= log_start {
+                if let Some(found) = reader.scan_records(position, &header, |off, ts| {
+                    ts == max_ts && off >= log_start
+                })? {
+                    return Ok(Some(FoundRecord {
+                        timestamp: max_ts,
+                        ..found
+                    }));
+                }
+            }
+            position += header.size_bytes() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Deletes segments past `retention.ms` or beyond `retention.bytes` (for
+    /// `cleanup.policy` with `delete`), only below the high watermark, and
+    /// moves the log start offset.
+    pub fn enforce_retention(&self, now_ms: i64) -> Result<RetentionOutcome> {
+        let config = self.config();
+        if !config.cleanup_delete {
+            return Ok(RetentionOutcome::default());
+        }
+        let removed: Vec<LogSegment> = {
+            let mut s = self.state.lock();
+            if s.closed {
+                return Ok(RetentionOutcome::default());
+            }
+            let bases: Vec<i64> = s.segments.keys().copied().collect();
+            let total: u64 = s.segments.values().map(LogSegment::size).sum();
+            let mut size_excess = if config.retention_bytes >= 0 {
+                total as i64 - config.retention_bytes
+            } else {
+                i64::MIN
+            };
+            let mut doomed = Vec::new();
+            for (i, base) in bases.iter().enumerate() {
+                let Some(seg) = s.segments.get(base) else {
+                    break;
+                };
+                let upper = bases.get(i + 1).copied().unwrap_or(s.log_end_offset);
+                if seg.size() == 0 || upper > s.high_watermark {
+                    break;
+                }
+                let by_time = config.retention_ms >= 0
+                    && now_ms - seg.largest_timestamp_for_retention() > config.retention_ms;
+                let by_size = size_excess - seg.size() as i64 >= 0;
+                let below_start = upper <= s.log_start_offset;
+                if !(by_time || by_size || below_start) {
+                    break;
+                }
+                size_excess -= seg.size() as i64;
+                doomed.push(*base);
+            }
+            if doomed.is_empty() {
+                return Ok(RetentionOutcome::default());
+            }
+            if doomed.len() == bases.len() {
+                // Keep an empty active segment at the log end.
+                self.roll(&mut s, &config, now_ms)?;
+            }
+            let mut removed = Vec::new();
+            for base in doomed {
+                if let Some(seg) = s.segments.remove(&base) {
+                    removed.push(seg);
+                }
+            }
+            let first = s
+                .segments
+                .keys()
+                .next()
+                .copied()
+                .unwrap_or(s.log_end_offset);
+            s.log_start_offset = s.log_start_offset.max(first);
+            s.high_watermark = s.high_watermark.max(s.log_start_offset);
+            s.recovery_point = s.recovery_point.max(s.log_start_offset);
+            removed
+        };
+        let mut outcome = RetentionOutcome::default();
+        for seg in removed {
+            outcome.deleted_bytes += seg.size();
+            outcome.deleted_segments += 1;
+            seg.delete_files()?;
+        }
+        if outcome.deleted_segments > 0 {
+            tracing::info!(
+                partition = %self.topic_partition,
+                deleted_segments = outcome.deleted_segments,
+                deleted_bytes = outcome.deleted_bytes,
+                log_start_offset = self.offsets().log_start_offset,
+                "retention deleted segments"
+            );
+        }
+        Ok(outcome)
+    }
+
+    /// Bytes in all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.state
+            .lock()
+            .segments
+            .values()
+            .map(LogSegment::size)
+            .sum()
+    }
+
+    /// Number of segments.
+    pub fn segment_count(&self) -> usize {
+        self.state.lock().segments.len()
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.state.lock().segments.keys().copied().collect()
+    }
+
+    /// Flushes everything and trims the active segment's indexes; the log
+    /// accepts no more appends.
+    pub fn close(&self, now_ms: i64) -> Result<()> {
+        let end = self.offsets().log_end_offset;
+        self.flush(end, now_ms)?;
+        let mut s = self.state.lock();
+        if !s.closed {
+            s.closed = true;
+            s.active()?.on_become_inactive()?;
+            for seg in s.segments.values() {
+                seg.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks the log closed without flushing (it is about to be deleted).
+    pub fn mark_closed(&self) {
+        self.state.lock().closed = true;
+    }
+}
+
+/// Bytes of the leading whole batches in `bytes`.
+fn whole_batches_len(bytes: &[u8]) -> usize {
+    let mut end = 0;
+    for item in BatchIter::new(bytes) {
+        match item {
+            Ok((pos, header)) => end = pos + header.size_bytes(),
+            Err(_) => break,
+        }
+    }
+    end
+}

@@ -1,0 +1,385 @@
+//! The set of partition logs across `log.dirs`: locking and identifying the
+//! directories, loading (and recovering) logs at start-up, creating and
+//! deleting them, and the periodic work (retention, flush, checkpoints, the
+//! clean-shutdown marker).
+//!
+//! # Files in each log directory
+//!
+//! * `.lock`: held with an exclusive `flock` while the broker runs.
+//! * `meta.properties`: see [`crate::meta_properties`].
+//! * `.kafka_cleanshutdown`: present only between a clean shutdown and the
+//!   next start-up; contains `{"version":0,"brokerEpoch":-1}`. Without it, logs
+//!   are recovered from their recovery points.
+//! * the three offset checkpoints of [`crate::checkpoint`].
+//! * `<topic>-<partition>/`: one partition log each ([`crate::log`]).
+//! * `<topic>-<partition>.<id>-delete/`: a deleted log awaiting removal.
+//! * `__cluster_metadata-0/`: the metadata log, owned by the controller.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use strom_config::TopicConfig;
+use uuid::Uuid;
+
+use crate::checkpoint::{
+    read_checkpoint, write_checkpoint, HIGH_WATERMARK_CHECKPOINT_FILE,
+    LOG_START_OFFSET_CHECKPOINT_FILE, RECOVERY_POINT_CHECKPOINT_FILE,
+};
+use crate::error::{Result, StorageError};
+use crate::log::{read_partition_metadata, write_atomically, LoadOptions, LoadReport, Log};
+use crate::meta_properties::MetaProperties;
+use crate::TopicPartition;
+
+/// Marker of a clean shutdown, as Kafka names it.
+pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
+/// Lock file held while the broker runs.
+pub const LOCK_FILE: &str = ".lock";
+/// Directory name of the metadata log, which the log manager leaves alone.
+pub const METADATA_LOG_DIR_NAME: &str = "__cluster_metadata-0";
+/// Suffix of deleted log directories.
+pub const DELETE_DIR_SUFFIX: &str = "-delete";
+
+#[derive(Debug)]
+struct LogDir {
+    path: PathBuf,
+    _lock: File,
+}
+
+/// What start-up loading did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadSummary {
+    /// Logs loaded.
+    pub logs: usize,
+    /// Logs whose directories were removed because the metadata does not
+    /// know them (their topic was deleted while this broker was down).
+    pub stray_logs_deleted: usize,
+    /// Totals over all loaded logs.
+    pub report: LoadReport,
+}
+
+/// All partition logs of this broker.
+#[derive(Debug)]
+pub struct LogManager {
+    dirs: Vec<LogDir>,
+    logs: RwLock<HashMap<TopicPartition, Arc<Log>>>,
+    had_clean_shutdown: bool,
+}
+
+/// Parses a log directory name `<topic>-<partition>`.
+pub fn parse_log_dir_name(name: &str) -> Option<TopicPartition> {
+    let (topic, partition) = name.rsplit_once('-')?;
+    if topic.is_empty() {
+        return None;
+    }
+    Some(TopicPartition::new(topic, partition.parse().ok()?))
+}
+
+/// The cluster id recorded in any of `dirs`, if one has `meta.properties`.
+pub fn discover_cluster_id(dirs: &[PathBuf]) -> Result<Option<String>> {
+    for d in dirs {
+        if let Some(m) = MetaProperties::read(d)? {
+            return Ok(Some(m.cluster_id));
+        }
+    }
+    Ok(None)
+}
+
+impl LogManager {
+    /// Creates and locks the log directories and checks (or writes) their
+    /// `meta.properties`. Fails if another process holds a directory or a
+    /// directory belongs to another node or cluster.
+    pub fn open(dirs: &[PathBuf], node_id: i32, cluster_id: &str) -> Result<Self> {
+        let mut opened = Vec::new();
+        let mut clean = true;
+        for path in dirs {
+            fs::create_dir_all(path).map_err(StorageError::io("create log directory", path))?;
+            let lock_path = path.join(LOCK_FILE);
+            let lock = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .map_err(StorageError::io("open lock file", &lock_path))?;
+            lock.try_lock().map_err(|_| StorageError::CorruptFile {
+                path: path.clone(),
+                reason: "another process holds this log directory's lock".into(),
+            })?;
+            match MetaProperties::read(path)? {
+                Some(m) if m.node_id != node_id => {
+                    return Err(StorageError::CorruptFile {
+                        path: path.clone(),
+                        reason: format!("log directory belongs to node.id={}, not {node_id}", m.node_id),
+                    })
+                }
+                Some(m) if m.cluster_id != cluster_id => {
+                    return Err(StorageError::CorruptFile {
+                        path: path.clone(),
+                        reason: format!(
+                            "log directory belongs to cluster {}, not {cluster_id}; refusing to mix clusters' data",
+                            m.cluster_id
+                        ),
+                    })
+                }
+                Some(_) => {}
+                None => MetaProperties {
+                    node_id,
+                    cluster_id: cluster_id.to_string(),
+                    directory_id: strom_protocol::uuid_text::uuid_to_base64(&Uuid::new_v4()),
+                }
+                .write(path)?,
+            }
+            let marker = path.join(CLEAN_SHUTDOWN_FILE);
+            let has_logs = fs::read_dir(path)
+                .map_err(StorageError::io("list log directory", path))?
+                .flatten()
+                .any(|e| {
+                    e.path().is_dir()
+                        && parse_log_dir_name(&e.file_name().to_string_lossy()).is_some()
+                });
+            if has_logs && !marker.exists() {
+                clean = false;
+            }
+            opened.push(LogDir {
+                path: path.clone(),
+                _lock: lock,
+            });
+        }
+        Ok(Self {
+            dirs: opened,
+            logs: RwLock::new(HashMap::new()),
+            had_clean_shutdown: clean,
+        })
+    }
+
+    /// Whether the previous run ended with a clean shutdown.
+    pub fn had_clean_shutdown(&self) -> bool {
+        self.had_clean_shutdown
+    }
+
+    /// The first log directory (home of the metadata log).
+    pub fn first_dir(&self) -> &Path {
+        self.dirs
+            .first()
+            .map_or(Path::new("."), |d| d.path.as_path())
+    }
+
+    /// Loads every partition log. `config_for` returns the topic's config
+    /// when the metadata knows a topic with this name and id, or `None` for
+    /// a stray log, which is deleted. Removes the clean-shutdown markers
+    /// once loading is done.
+    pub fn load_logs(
+        &self,
+        now_ms: i64,
+        config_for: impl Fn(&TopicPartition, Uuid) -> Option<Arc<TopicConfig>>,
+    ) -> Result<LoadSummary> {
+        let mut summary = LoadSummary::default();
+        for dir in &self.dirs {
+            let recovery = read_checkpoint(&dir.path.join(RECOVERY_POINT_CHECKPOINT_FILE)).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "ignoring unreadable recovery point checkpoint; logs are recovered from the start");
+                HashMap::new()
+            });
+            let starts = read_checkpoint(&dir.path.join(LOG_START_OFFSET_CHECKPOINT_FILE))
+                .unwrap_or_default();
+            let hws =
+                read_checkpoint(&dir.path.join(HIGH_WATERMARK_CHECKPOINT_FILE)).unwrap_or_default();
+            let entries = fs::read_dir(&dir.path)
+                .map_err(StorageError::io("list log directory", &dir.path))?;
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if !path.is_dir() {
+                    continue;
+                }
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.ends_with(DELETE_DIR_SUFFIX) {
+                    remove_dir(&path);
+                    continue;
+                }
+                if name == METADATA_LOG_DIR_NAME {
+                    continue;
+                }
+                let Some(tp) = parse_log_dir_name(&name) else {
+                    continue;
+                };
+                let topic_id = read_partition_metadata(&path)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(Uuid::nil);
+                let Some(config) = config_for(&tp, topic_id) else {
+                    tracing::warn!(partition = %tp, "deleting a log the metadata does not know (stray)");
+                    remove_dir(&path);
+                    summary.stray_logs_deleted += 1;
+                    continue;
+                };
+                let options = LoadOptions {
+                    had_clean_shutdown: self.had_clean_shutdown,
+                    recovery_point: recovery.get(&tp).copied().unwrap_or(0),
+                    log_start_offset: starts.get(&tp).copied().unwrap_or(0),
+                    high_watermark: hws.get(&tp).copied(),
+                    now_ms,
+                };
+                let (log, report) = Log::load(path, tp.clone(), config, options)?;
+                summary.logs += 1;
+                summary.report.segments += report.segments;
+                summary.report.recovered_segments += report.recovered_segments;
+                summary.report.truncated_bytes += report.truncated_bytes;
+                summary.report.deleted_segments += report.deleted_segments;
+                self.logs.write().insert(tp, Arc::new(log));
+            }
+        }
+        for dir in &self.dirs {
+            let marker = dir.path.join(CLEAN_SHUTDOWN_FILE);
+            match fs::remove_file(&marker) {
+                Ok(()) => {
+                    File::open(&dir.path)
+                        .and_then(|d| d.sync_all())
+                        .map_err(StorageError::io("fsync directory", &dir.path))?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::io("remove clean shutdown marker", &marker)(e)),
+            }
+        }
+        Ok(summary)
+    }
+
+    /// The log of a partition, if this broker has it.
+    pub fn get(&self, tp: &TopicPartition) -> Option<Arc<Log>> {
+        self.logs.read().get(tp).cloned()
+    }
+
+    /// Every log.
+    pub fn all(&self) -> Vec<Arc<Log>> {
+        self.logs.read().values().cloned().collect()
+    }
+
+    /// Returns the partition's log, creating it in the least-used directory
+    /// if needed. A log with another topic id (a deleted and re-created
+    /// topic) is replaced.
+    pub fn get_or_create(
+        &self,
+        tp: &TopicPartition,
+        topic_id: Uuid,
+        config: Arc<TopicConfig>,
+        now_ms: i64,
+    ) -> Result<Arc<Log>> {
+        if let Some(log) = self.get(tp) {
+            if log.topic_id() == topic_id {
+                return Ok(log);
+            }
+            self.delete(tp)?;
+        }
+        let mut logs = self.logs.write();
+        if let Some(log) = logs.get(tp) {
+            return Ok(Arc::clone(log));
+        }
+        let dir = self
+            .dirs
+            .iter()
+            .min_by_key(|d| {
+                logs.values()
+                    .filter(|l| l.dir().starts_with(&d.path))
+                    .count()
+            })
+            .ok_or_else(|| StorageError::Closed("no log directories".into()))?;
+        let path = dir.path.join(tp.to_string());
+        if path.exists() {
+            remove_dir(&path);
+        }
+        let log = Arc::new(Log::create(path, tp.clone(), topic_id, config, now_ms)?);
+        logs.insert(tp.clone(), Arc::clone(&log));
+        Ok(log)
+    }
+
+    /// Removes a partition's log: it stops accepting appends at once, its
+    /// directory is renamed `<name>.<id>-delete` and then removed.
+    pub fn delete(&self, tp: &TopicPartition) -> Result<()> {
+        let Some(log) = self.logs.write().remove(tp) else {
+            return Ok(());
+        };
+        log.mark_closed();
+        let dir = log.dir().to_path_buf();
+        let doomed = dir.with_file_name(format!(
+            "{}.{}{DELETE_DIR_SUFFIX}",
+            tp,
+            Uuid::new_v4().simple()
+        ));
+        fs::rename(&dir, &doomed).map_err(StorageError::io("rename deleted log", &dir))?;
+        if let Some(parent) = doomed.parent() {
+            let _ = File::open(parent).and_then(|d| d.sync_all());
+        }
+        remove_dir(&doomed);
+        Ok(())
+    }
+
+    /// Applies retention to every log; returns segments deleted.
+    pub fn enforce_retention(&self, now_ms: i64) -> usize {
+        let mut deleted = 0;
+        for log in self.all() {
+            match log.enforce_retention(now_ms) {
+                Ok(o) => deleted += o.deleted_segments,
+                Err(e) => {
+                    tracing::error!(partition = %log.topic_partition(), error = %e, "retention failed")
+                }
+            }
+        }
+        deleted
+    }
+
+    /// Flushes logs whose `flush.ms` has passed.
+    pub fn flush_due(&self, now_ms: i64) {
+        for log in self.all() {
+            if let Err(e) = log.flush_if_due(now_ms) {
+                tracing::error!(partition = %log.topic_partition(), error = %e, "flush failed");
+            }
+        }
+    }
+
+    /// Writes the recovery point, log start offset and high watermark
+    /// checkpoints of every directory.
+    pub fn checkpoint(&self) -> Result<()> {
+        let logs = self.all();
+        for dir in &self.dirs {
+            let mut recovery = Vec::new();
+            let mut starts = Vec::new();
+            let mut hws = Vec::new();
+            for log in logs.iter().filter(|l| l.dir().starts_with(&dir.path)) {
+                let o = log.offsets();
+                let tp = log.topic_partition().clone();
+                recovery.push((tp.clone(), o.recovery_point));
+                starts.push((tp.clone(), o.log_start_offset));
+                hws.push((tp, o.high_watermark));
+            }
+            recovery.sort();
+            starts.sort();
+            hws.sort();
+            write_checkpoint(&dir.path.join(RECOVERY_POINT_CHECKPOINT_FILE), &recovery)?;
+            write_checkpoint(&dir.path.join(LOG_START_OFFSET_CHECKPOINT_FILE), &starts)?;
+            write_checkpoint(&dir.path.join(HIGH_WATERMARK_CHECKPOINT_FILE), &hws)?;
+        }
+        Ok(())
+    }
+
+    /// Closes every log (flushing them), writes the checkpoints and the
+    /// clean-shutdown markers.
+    pub fn shutdown(&self, now_ms: i64) -> Result<()> {
+        for log in self.all() {
+            log.close(now_ms)?;
+        }
+        self.checkpoint()?;
+        for dir in &self.dirs {
+            write_atomically(
+                &dir.path.join(CLEAN_SHUTDOWN_FILE),
+                br#"{"version":0,"brokerEpoch":-1}"#,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn remove_dir(path: &Path) {
+    if let Err(e) = fs::remove_dir_all(path) {
+        tracing::error!(path = %path.display(), error = %e, "cannot remove directory");
+    }
+}

@@ -1,0 +1,116 @@
+//! The `strom` binary: parses the command line, loads the configuration,
+//! sets up logging and runs a broker until SIGTERM or Ctrl-C. All the work
+//! happens in the library crates; this file only wires them.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use strom_config::{BrokerConfig, ConfigInputs};
+use strom_server::Broker;
+
+/// Strom, a Kafka-compatible message broker.
+#[derive(Debug, Parser)]
+#[command(name = "strom", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a broker (the default when no subcommand is given).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args, Clone, Default)]
+struct ServeArgs {
+    /// A server.properties file with Kafka's configuration keys.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Set a configuration key, overriding the file and STROM_CFG_* variables.
+    #[arg(long = "override", short = 'o', value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Log filter (tracing's EnvFilter syntax); RUST_LOG works too.
+    #[arg(long, value_name = "FILTER", env = "STROM_LOG", default_value = "info")]
+    log: String,
+    /// Log format.
+    #[arg(long, value_name = "FORMAT", env = "STROM_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+fn init_logging(args: &ServeArgs) {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| args.log.clone());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if args.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn load_config(args: &ServeArgs) -> anyhow::Result<strom_config::LoadedConfig> {
+    let mut inputs = ConfigInputs {
+        env: ConfigInputs::from_env_vars(std::env::vars()),
+        overrides: ConfigInputs::parse_overrides(&args.overrides)?,
+        ..Default::default()
+    };
+    if let Some(path) = &args.config {
+        inputs.file = ConfigInputs::read_file(path)?;
+    }
+    Ok(BrokerConfig::load(&inputs)?)
+}
+
+async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
+    let broker = Broker::start(config).await?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT"),
+        _ = terminate.recv() => tracing::info!("received SIGTERM"),
+    }
+    broker.shutdown().await?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Serve(args)) => args,
+        None => cli.serve,
+    };
+    init_logging(&args);
+    let loaded = match load_config(&args) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("strom: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("strom: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(loaded.config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("strom: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
