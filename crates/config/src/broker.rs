@@ -679,3 +679,23 @@ mod tests {
         assert!(e.is_err());
     }
 }
+
+#[cfg(test)]
+mod sample_file_tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_server_properties_loads_without_warnings() {
+        let text = include_str!("../../../config/server.properties");
+        let inputs = ConfigInputs {
+            file: crate::properties::parse_properties(text),
+            ..Default::default()
+        };
+        let loaded = BrokerConfig::load(&inputs).unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        assert_eq!(
+            loaded.config.listeners[0].to_string(),
+            "PLAINTEXT://127.0.0.1:9092"
+        );
+    }
+}

@@ -9,6 +9,11 @@
 //! Precedence, lowest first: Kafka's default, the properties file,
 //! `STROM_CFG_*` environment variables, `--override KEY=VALUE`.
 
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 pub mod broker;
 pub mod definition;
 pub mod error;

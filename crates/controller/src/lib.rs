@@ -12,6 +12,11 @@
 //! replaces the commit path with an openraft quorum; the validation and the
 //! records stay as they are.
 
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 pub mod controller;
 pub mod error;
 pub mod metadata_log;

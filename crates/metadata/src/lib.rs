@@ -9,6 +9,11 @@
 //! partitions moved, configs altered) so the broker can create or delete
 //! logs. Request handlers read the current image without locks.
 
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 pub mod image;
 pub mod record;
 pub mod topic_name;

@@ -112,30 +112,34 @@ pub struct BatchHeader {
     pub records_count: i32,
 }
 
+/// The `N` bytes at `at`, or zeros when out of bounds (callers check the
+/// length first; this keeps a mistake from panicking).
+fn bytes_at<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
+    b.get(at..at + N)
+        .and_then(|s| s.try_into().ok())
+        .unwrap_or([0; N])
+}
 fn be_i16(b: &[u8], at: usize) -> i16 {
-    i16::from_be_bytes([b[at], b[at + 1]])
+    i16::from_be_bytes(bytes_at(b, at))
 }
 fn be_i32(b: &[u8], at: usize) -> i32 {
-    i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    i32::from_be_bytes(bytes_at(b, at))
 }
 fn be_i64(b: &[u8], at: usize) -> i64 {
-    let mut x = [0u8; 8];
-    x.copy_from_slice(&b[at..at + 8]);
-    i64::from_be_bytes(x)
+    i64::from_be_bytes(bytes_at(b, at))
 }
 
 impl BatchHeader {
     /// Parses the header at the start of `buf`. Only the header must be
     /// present; the rest of the batch may still be missing.
-    #[allow(clippy::indexing_slicing)] // lengths are checked first
     pub fn parse(buf: &[u8]) -> Result<Self, BatchError> {
-        if buf.len() <= MAGIC_OFFSET {
+        let Some(&magic) = buf.get(MAGIC_OFFSET) else {
             return Err(BatchError::Truncated {
                 needed: BATCH_HEADER_BYTES,
                 available: buf.len(),
             });
-        }
-        let magic = buf[MAGIC_OFFSET] as i8;
+        };
+        let magic = magic as i8;
         if magic != MAGIC_V2 {
             return Err(BatchError::UnsupportedMagic(magic));
         }

@@ -51,10 +51,13 @@ pub enum FrameStatus {
 /// number of bytes the buffer must hold for the frame to be complete, already
 /// checked against `max_frame_bytes`.
 pub fn split_frame(buf: &mut BytesMut, max_frame_bytes: usize) -> Result<FrameStatus, FrameError> {
-    let Some(prefix) = buf.get(..FRAME_SIZE_PREFIX_BYTES) else {
+    let Some(prefix) = buf
+        .get(..FRAME_SIZE_PREFIX_BYTES)
+        .and_then(|p| <[u8; FRAME_SIZE_PREFIX_BYTES]>::try_from(p).ok())
+    else {
         return Ok(FrameStatus::NeedBytes(FRAME_SIZE_PREFIX_BYTES));
     };
-    let declared = i32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+    let declared = i32::from_be_bytes(prefix);
     let size = usize::try_from(declared).map_err(|_| FrameError::NegativeSize(declared))?;
     if size > max_frame_bytes {
         return Err(FrameError::TooLarge {

@@ -29,11 +29,12 @@ pub struct RequestPreamble {
 impl RequestPreamble {
     /// Reads the preamble from the start of a frame body.
     pub fn peek(frame: &[u8]) -> Option<Self> {
-        let b = frame.get(..8)?;
+        let b: [u8; 8] = frame.get(..8)?.try_into().ok()?;
+        let [k0, k1, v0, v1, c0, c1, c2, c3] = b;
         Some(Self {
-            api_key: i16::from_be_bytes([b[0], b[1]]),
-            api_version: i16::from_be_bytes([b[2], b[3]]),
-            correlation_id: i32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+            api_key: i16::from_be_bytes([k0, k1]),
+            api_version: i16::from_be_bytes([v0, v1]),
+            correlation_id: i32::from_be_bytes([c0, c1, c2, c3]),
         })
     }
 }

@@ -19,6 +19,11 @@
 //! every Strom crate uses the same version; Strom never hand-writes a struct
 //! that crate has. Kafka error codes are [`ErrorCode`].
 
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 pub mod batch;
 pub mod batch_builder;
 pub mod frame;

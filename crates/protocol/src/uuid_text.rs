@@ -17,11 +17,21 @@ pub fn uuid_to_base64(id: &Uuid) -> String {
         bits += 8;
         while bits >= 6 {
             bits -= 6;
-            out.push(ALPHABET[((acc >> bits) & 0x3f) as usize] as char);
+            out.push(char::from(
+                ALPHABET
+                    .get(((acc >> bits) & 0x3f) as usize)
+                    .copied()
+                    .unwrap_or(b'A'),
+            ));
         }
     }
     if bits > 0 {
-        out.push(ALPHABET[((acc << (6 - bits)) & 0x3f) as usize] as char);
+        out.push(char::from(
+            ALPHABET
+                .get(((acc << (6 - bits)) & 0x3f) as usize)
+                .copied()
+                .unwrap_or(b'A'),
+        ));
     }
     out
 }

@@ -14,6 +14,11 @@
 //! 1): the high watermark follows the log end offset. Followers, ISR changes
 //! and leader epochs on disk come with replication.
 
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 pub mod error;
 pub mod partition;
 pub mod replica_manager;

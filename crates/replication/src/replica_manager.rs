@@ -146,6 +146,9 @@ pub mod special_timestamps {
     pub const LATEST_TIERED: i64 = -5;
 }
 
+/// A topic's overrides as last seen, and the config resolved from them.
+type CachedTopicConfig = (Arc<BTreeMap<String, String>>, Arc<TopicConfig>);
+
 /// All partitions hosted on this broker.
 #[derive(Debug)]
 pub struct ReplicaManager {
@@ -153,7 +156,7 @@ pub struct ReplicaManager {
     log_manager: Arc<LogManager>,
     log_defaults: LogDefaults,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
-    configs: Mutex<HashMap<String, (Arc<BTreeMap<String, String>>, Arc<TopicConfig>)>>,
+    configs: Mutex<HashMap<String, CachedTopicConfig>>,
     applied_offset: watch::Sender<i64>,
 }
 

@@ -9,6 +9,11 @@
 //! changes, replica manager for partitions) and hold no business logic of
 //! their own. [`broker`] starts and stops everything in order.
 
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 pub mod broker;
 pub mod connection;
 pub mod context;

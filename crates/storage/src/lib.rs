@@ -13,6 +13,11 @@
 //!
 //! Every on-disk format is specified in the module that owns it.
 
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 pub mod checkpoint;
 pub mod error;
 mod index_file;

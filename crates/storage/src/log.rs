@@ -379,7 +379,7 @@ impl Log {
         // Recovered data is fsynced so the recovery point can move to the end.
         if report.recovered_segments > 0 {
             for s in segments.values() {
-                if s.base_offset() >= recover_from.min(i64::MAX) {
+                if s.base_offset() >= recover_from {
                     s.flush()?;
                 }
             }

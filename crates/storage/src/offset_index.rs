@@ -52,9 +52,10 @@ impl OffsetIndex {
     }
 
     fn read(&self, i: usize) -> Option<OffsetPosition> {
-        let e = self.file.entry(i)?;
-        let rel = i32::from_be_bytes([e[0], e[1], e[2], e[3]]);
-        let pos = u32::from_be_bytes([e[4], e[5], e[6], e[7]]);
+        let e: [u8; OFFSET_INDEX_ENTRY_BYTES] = self.file.entry(i)?.try_into().ok()?;
+        let [r0, r1, r2, r3, p0, p1, p2, p3] = e;
+        let rel = i32::from_be_bytes([r0, r1, r2, r3]);
+        let pos = u32::from_be_bytes([p0, p1, p2, p3]);
         Some(OffsetPosition {
             offset: self.base_offset + i64::from(rel),
             position: pos,

@@ -51,9 +51,9 @@ impl TimeIndex {
 
     fn read(&self, i: usize) -> Option<TimestampOffset> {
         let e = self.file.entry(i)?;
-        let mut ts = [0u8; 8];
-        ts.copy_from_slice(&e[..8]);
-        let rel = i32::from_be_bytes([e[8], e[9], e[10], e[11]]);
+        let ts: [u8; 8] = e.get(..8)?.try_into().ok()?;
+        let rel: [u8; 4] = e.get(8..12)?.try_into().ok()?;
+        let rel = i32::from_be_bytes(rel);
         Some(TimestampOffset {
             timestamp: i64::from_be_bytes(ts),
             offset: self.base_offset + i64::from(rel),

@@ -11,12 +11,12 @@ use std::os::unix::fs::FileExt;
 use common::*;
 use strom_protocol::batch::{BatchHeader, BatchIter};
 
+/// Where a batch sits: segment file index, position, size, base offset.
+type BatchPlace = (usize, u64, u64, i64);
+
 /// Writes `batches` batches of 3 records over several segments; returns
 /// the records and each batch's (segment file index, position, size, base).
-fn build(
-    dir: &std::path::Path,
-    batches: usize,
-) -> (Vec<(i64, Vec<u8>)>, Vec<(usize, u64, u64, i64)>) {
+fn build(dir: &std::path::Path, batches: usize) -> (Vec<(i64, Vec<u8>)>, Vec<BatchPlace>) {
     let log = create(dir, small_config(600));
     let mut records = Vec::new();
     for b in 0..batches {

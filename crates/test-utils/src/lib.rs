@@ -1,1 +1,314 @@
-//! placeholder
+//! Helpers for end-to-end tests: start real `strom` processes on free
+//! loopback ports with their own data directories, wait until they answer,
+//! kill or stop them, and talk to them with a small blocking Kafka client
+//! built on the `kafka-protocol` messages (including deliberately broken
+//! frames).
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+
+/// A free TCP port on 127.0.0.1 (bound and released; racy but fine for
+/// tests that start one process at a time).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// Polls `check` until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A `strom` process.
+pub struct BrokerProcess {
+    binary: PathBuf,
+    child: Option<Child>,
+    /// Port of the PLAINTEXT listener.
+    pub port: u16,
+    /// Data directory (log.dirs).
+    pub data_dir: PathBuf,
+    /// Extra `--override` settings.
+    pub overrides: Vec<String>,
+    log_path: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl BrokerProcess {
+    /// Starts a broker with a fresh data directory and port.
+    pub fn start(binary: impl AsRef<Path>, overrides: &[&str]) -> Result<Self> {
+        let temp = tempfile::tempdir()?;
+        let mut b = Self {
+            binary: binary.as_ref().to_path_buf(),
+            child: None,
+            port: free_port(),
+            data_dir: temp.path().join("data"),
+            overrides: overrides.iter().map(|s| s.to_string()).collect(),
+            log_path: temp.path().join("broker.log"),
+            _temp: Some(temp),
+        };
+        b.spawn()?;
+        Ok(b)
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the process (again) with the same directory and port, and
+    /// waits until it answers ApiVersions.
+    pub fn spawn(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)?;
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("serve")
+            .arg("--override")
+            .arg(format!("listeners=PLAINTEXT://127.0.0.1:{}", self.port))
+            .arg("--override")
+            .arg(format!("log.dirs={}", self.data_dir.display()))
+            .arg("--override")
+            .arg("http.listener=");
+        for o in &self.overrides {
+            cmd.arg("--override").arg(o);
+        }
+        cmd.env("STROM_LOG", "info,strom_server=debug")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        self.child = Some(cmd.spawn().context("spawn strom")?);
+        self.wait_ready(Duration::from_secs(30))
+    }
+
+    /// Waits until the broker answers an ApiVersions request.
+    pub fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    bail!(
+                        "strom exited with {status} during start-up; log:\n{}",
+                        self.log()
+                    );
+                }
+            }
+            if let Ok(mut c) = KafkaConnection::connect(&self.bootstrap()) {
+                if c.send(ApiKey::ApiVersions, 3, &api_versions_request())
+                    .is_ok()
+                {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "strom did not become ready in {timeout:?}; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// The broker's log output so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status code.
+    pub fn terminate(&mut self) -> Result<Option<i32>> {
+        let Some(mut c) = self.child.take() else {
+            return Ok(None);
+        };
+        // SAFETY-free: libc::kill is safe to call with a pid we own.
+        signal(c.id(), libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = c.try_wait()? {
+                return Ok(status.code());
+            }
+            if Instant::now() >= deadline {
+                let _ = c.kill();
+                bail!("strom did not exit after SIGTERM; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+}
+
+#[allow(unsafe_code)]
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: sending a signal to a child process this test started.
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An ApiVersions request as clients send it.
+pub fn api_versions_request() -> ApiVersionsRequest {
+    ApiVersionsRequest::default()
+        .with_client_software_name(StrBytes::from_static_str("strom-tests"))
+        .with_client_software_version(StrBytes::from_static_str("1.0"))
+}
+
+/// A blocking connection speaking the Kafka protocol.
+pub struct KafkaConnection {
+    stream: TcpStream,
+    next_correlation_id: i32,
+    /// Client id sent in headers.
+    pub client_id: String,
+}
+
+impl KafkaConnection {
+    /// Connects with a 30 s read timeout.
+    pub fn connect(addr: &str) -> Result<Self> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            next_correlation_id: 1,
+            client_id: "strom-tests".into(),
+        })
+    }
+
+    /// Sets the read timeout.
+    pub fn set_read_timeout(&self, timeout: Duration) {
+        let _ = self.stream.set_read_timeout(Some(timeout));
+    }
+
+    /// Encodes a request frame (size, header, body) without sending it.
+    pub fn encode_request<M: Encodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        body: &M,
+    ) -> Result<(i32, Vec<u8>)> {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_string(self.client_id.clone())));
+        let mut buf = BytesMut::new();
+        header
+            .encode(&mut buf, api.request_header_version(version))
+            .map_err(|e| anyhow!("{e}"))?;
+        body.encode(&mut buf, version).map_err(|e| anyhow!("{e}"))?;
+        let mut frame = (buf.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&buf);
+        Ok((correlation_id, frame))
+    }
+
+    /// Sends raw bytes.
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<()> {
+        self.stream.write_all(bytes)?;
+        Ok(())
+    }
+
+    /// Reads one response frame; `None` if the broker closed the connection.
+    pub fn recv_frame(&mut self) -> Result<Option<Bytes>> {
+        let mut size = [0u8; 4];
+        match self.stream.read_exact(&mut size) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        let size = i32::from_be_bytes(size);
+        if !(0..=256 << 20).contains(&size) {
+            bail!("response frame size {size}");
+        }
+        let mut body = vec![0u8; size as usize];
+        self.stream.read_exact(&mut body)?;
+        Ok(Some(Bytes::from(body)))
+    }
+
+    /// Whether the broker closed the connection (reads EOF within 5 s).
+    pub fn is_closed_by_peer(&mut self) -> bool {
+        let _ = self.stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut b = [0u8; 1];
+        matches!(self.stream.read(&mut b), Ok(0) | Err(_))
+    }
+
+    /// Decodes a response frame for `api` at `version`, checking the
+    /// correlation id.
+    pub fn decode_response<R: Decodable>(
+        api: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        mut frame: Bytes,
+    ) -> Result<R> {
+        let header = ResponseHeader::decode(&mut frame, api.response_header_version(version))
+            .map_err(|e| anyhow!("{e}"))?;
+        if header.correlation_id != correlation_id {
+            bail!(
+                "correlation id {} where {correlation_id} was expected",
+                header.correlation_id
+            );
+        }
+        let r = R::decode(&mut frame, version)
+            .map_err(|e| anyhow!("decode {api:?} v{version}: {e}"))?;
+        if frame.has_remaining() {
+            bail!(
+                "{} bytes left after the {api:?} v{version} response",
+                frame.remaining()
+            );
+        }
+        Ok(r)
+    }
+
+    /// Sends a request and reads its response.
+    pub fn send<Req>(&mut self, api: ApiKey, version: i16, request: &Req) -> Result<Req::Response>
+    where
+        Req: Request,
+    {
+        let (cid, frame) = self.encode_request(api, version, request)?;
+        self.send_raw(&frame)?;
+        let response = self
+            .recv_frame()?
+            .ok_or_else(|| anyhow!("connection closed by the broker"))?;
+        Self::decode_response(api, version, cid, response)
+    }
+}

@@ -31,6 +31,14 @@ use crate::registry::{Handler, Reply};
 /// Fetch.
 pub struct FetchHandler;
 
+/// Where one requested partition's answer comes from: a read (index into
+/// the replica manager's results) or an error decided up front.
+struct Slot {
+    partition: i32,
+    read: Option<usize>,
+    error: Option<ErrorCode>,
+}
+
 /// Session epoch of a sessionless (or closing) full fetch.
 const FINAL_EPOCH: i32 = -1;
 /// Session epoch of a full fetch that asks for a new session.
@@ -74,10 +82,7 @@ impl Handler for FetchHandler {
         let image = ctx.image();
         let isolation = IsolationLevel::from_wire(request.isolation_level);
         // Resolve topics; remember where each partition's answer goes.
-        let mut layout: Vec<(
-            FetchableTopicResponse,
-            Vec<(i32, Option<usize>, Option<ErrorCode>)>,
-        )> = Vec::new();
+        let mut layout: Vec<(FetchableTopicResponse, Vec<Slot>)> = Vec::new();
         let mut wanted: Vec<FetchPartition> = Vec::new();
         for topic in request.topics {
             let name = if version >= 13 {
@@ -87,11 +92,16 @@ impl Handler for FetchHandler {
             };
             let mut parts = Vec::with_capacity(topic.partitions.len());
             for p in topic.partitions {
+                let refused = |code| Slot {
+                    partition: p.partition,
+                    read: None,
+                    error: Some(code),
+                };
                 let slot = match (&name, replica_id >= 0) {
-                    (None, _) => (p.partition, None, Some(ErrorCode::UnknownTopicId)),
+                    (None, _) => refused(ErrorCode::UnknownTopicId),
                     // No follower replicas exist yet: a broker fetching as a
                     // replica is not one of this partition's replicas.
-                    (Some(_), true) => (p.partition, None, Some(ErrorCode::NotLeaderOrFollower)),
+                    (Some(_), true) => refused(ErrorCode::NotLeaderOrFollower),
                     (Some(n), false) => {
                         wanted.push(FetchPartition {
                             topic_partition: TopicPartition::new(n.clone(), p.partition),
@@ -99,7 +109,11 @@ impl Handler for FetchHandler {
                             partition_max_bytes: p.partition_max_bytes.max(0) as usize,
                             current_leader_epoch: p.current_leader_epoch,
                         });
-                        (p.partition, Some(wanted.len() - 1), None)
+                        Slot {
+                            partition: p.partition,
+                            read: Some(wanted.len() - 1),
+                            error: None,
+                        }
                     }
                 };
                 parts.push(slot);
@@ -133,22 +147,30 @@ impl Handler for FetchHandler {
             .map(|(mut topic, parts)| {
                 topic.partitions = parts
                     .into_iter()
-                    .map(|(index, slot, error)| {
-                        match (slot.and_then(|i| results.get_mut(i)?.take()), error) {
-                            (_, Some(code)) => error_partition(index, code),
-                            (Some(r), None) => match r.error {
-                                Some(e) => error_partition(index, e.error_code()),
-                                None => PartitionData::default()
-                                    .with_partition_index(index)
-                                    .with_high_watermark(r.high_watermark)
-                                    .with_last_stable_offset(r.last_stable_offset)
-                                    .with_log_start_offset(r.log_start_offset)
-                                    .with_aborted_transactions(aborted.clone())
-                                    .with_records(Some(r.records)),
-                            },
-                            (None, None) => error_partition(index, ErrorCode::UnknownServerError),
-                        }
-                    })
+                    .map(
+                        |Slot {
+                             partition: index,
+                             read,
+                             error,
+                         }| {
+                            match (read.and_then(|i| results.get_mut(i)?.take()), error) {
+                                (_, Some(code)) => error_partition(index, code),
+                                (Some(r), None) => match r.error {
+                                    Some(e) => error_partition(index, e.error_code()),
+                                    None => PartitionData::default()
+                                        .with_partition_index(index)
+                                        .with_high_watermark(r.high_watermark)
+                                        .with_last_stable_offset(r.last_stable_offset)
+                                        .with_log_start_offset(r.log_start_offset)
+                                        .with_aborted_transactions(aborted.clone())
+                                        .with_records(Some(r.records)),
+                                },
+                                (None, None) => {
+                                    error_partition(index, ErrorCode::UnknownServerError)
+                                }
+                            }
+                        },
+                    )
                     .collect();
                 topic
             })

@@ -30,6 +30,14 @@ use crate::registry::{Handler, Reply};
 /// Produce.
 pub struct ProduceHandler;
 
+/// Where one partition's answer comes from: an append (index into the
+/// replica manager's results) or a refusal decided up front.
+struct Slot {
+    topic: usize,
+    partition: i32,
+    outcome: Result<usize, (ErrorCode, Option<String>)>,
+}
+
 /// Client id Kafka lets write internal topics.
 const ADMIN_CLIENT_ID: &str = "__admin_client";
 
@@ -60,7 +68,7 @@ impl Handler for ProduceHandler {
         let image = ctx.image();
         let may_write_internal = ctx.client_id.as_deref() == Some(ADMIN_CLIENT_ID);
         // Resolve every partition first; `slots` keeps the response order.
-        let mut slots: Vec<(usize, i32, Result<usize, (ErrorCode, Option<String>)>)> = Vec::new();
+        let mut slots: Vec<Slot> = Vec::new();
         let mut topics: Vec<(TopicName, uuid::Uuid)> = Vec::new();
         let mut entries: Vec<(TopicPartition, Bytes)> = Vec::new();
         for topic in request.topic_data {
@@ -72,7 +80,7 @@ impl Handler for ProduceHandler {
             let topic_index = topics.len();
             topics.push((topic.name.clone(), topic.topic_id));
             for p in topic.partition_data {
-                let slot = match &name {
+                let outcome = match &name {
                     None => Err((ErrorCode::UnknownTopicId, None)),
                     Some(_) if !matches!(acks, -1..=1) => {
                         Err((ErrorCode::InvalidRequiredAcks, None))
@@ -89,7 +97,11 @@ impl Handler for ProduceHandler {
                         Ok(entries.len() - 1)
                     }
                 };
-                slots.push((topic_index, p.index, slot));
+                slots.push(Slot {
+                    topic: topic_index,
+                    partition: p.index,
+                    outcome,
+                });
             }
         }
         let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
@@ -107,8 +119,13 @@ impl Handler for ProduceHandler {
                     .with_topic_id(*id)
             })
             .collect();
-        for (topic_index, index, slot) in slots {
-            let partition = match slot {
+        for Slot {
+            topic: topic_index,
+            partition: index,
+            outcome,
+        } in slots
+        {
+            let partition = match outcome {
                 Err((code, message)) => {
                     any_error = true;
                     partition_error(index, code, message)

@@ -1,0 +1,182 @@
+//! Shared helpers of the end-to-end tests: a broker process and typed
+//! requests over a raw connection.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
+
+use bytes::Bytes;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use strom_protocol::batch::BatchIter;
+use strom_protocol::batch_builder::BatchBuilder;
+use strom_protocol::records::RecordIter;
+use strom_test_utils::{BrokerProcess, KafkaConnection};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_strom");
+
+pub fn broker(overrides: &[&str]) -> BrokerProcess {
+    BrokerProcess::start(BIN, overrides).expect("start strom")
+}
+
+pub fn connect(b: &BrokerProcess) -> KafkaConnection {
+    KafkaConnection::connect(&b.bootstrap()).expect("connect")
+}
+
+pub fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+pub fn create_topic(
+    c: &mut KafkaConnection,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> CreateTopicsResponse {
+    let t = CreatableTopic::default()
+        .with_name(name(topic))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1)
+        .with_configs(
+            configs
+                .iter()
+                .map(|(k, v)| {
+                    CreatableTopicConfig::default()
+                        .with_name(StrBytes::from_string(k.to_string()))
+                        .with_value(Some(StrBytes::from_string(v.to_string())))
+                })
+                .collect(),
+        );
+    c.send(
+        ApiKey::CreateTopics,
+        7,
+        &CreateTopicsRequest::default()
+            .with_topics(vec![t])
+            .with_timeout_ms(10_000),
+    )
+    .unwrap()
+}
+
+pub fn values_batch(values: &[&[u8]]) -> Bytes {
+    Bytes::from(BatchBuilder::of_values(now_ms(), values).build())
+}
+
+pub fn produce_raw(
+    c: &mut KafkaConnection,
+    version: i16,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+    acks: i16,
+) -> ProduceResponse {
+    let req = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records))])]);
+    c.send(ApiKey::Produce, version, &req).unwrap()
+}
+
+/// Produces one batch; returns (error code, base offset).
+pub fn produce(
+    c: &mut KafkaConnection,
+    topic: &str,
+    partition: i32,
+    values: &[&[u8]],
+) -> (i16, i64) {
+    let r = produce_raw(c, 9, topic, partition, values_batch(values), -1);
+    let p = &r.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+pub fn fetch_request(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    partition_max_bytes: i32,
+) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(50 << 20)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(name(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(partition_max_bytes)])])
+}
+
+pub fn fetch(
+    c: &mut KafkaConnection,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    max: i32,
+) -> fetch_response::PartitionData {
+    let r = c
+        .send(
+            ApiKey::Fetch,
+            12,
+            &fetch_request(topic, partition, offset, max),
+        )
+        .unwrap();
+    assert_eq!(r.error_code, 0);
+    r.responses[0].partitions[0].clone()
+}
+
+/// (offset, value) of every record in `records`, checking each batch's CRC.
+pub fn decode_records(records: &Bytes) -> Vec<(i64, Vec<u8>)> {
+    let mut out = Vec::new();
+    for item in BatchIter::new(records) {
+        let (pos, h) = item.unwrap();
+        let batch = records.slice(pos..pos + h.size_bytes());
+        strom_protocol::batch::check_batch(&batch).unwrap();
+        let payload = strom_protocol::records::decompressed_payload(&batch, &h).unwrap();
+        for r in RecordIter::new(&payload) {
+            let r = r.unwrap();
+            out.push((
+                h.base_offset + i64::from(r.offset_delta),
+                r.value.map(|v| v.to_vec()).unwrap_or_default(),
+            ));
+        }
+    }
+    out
+}
+
+pub fn list_offset(
+    c: &mut KafkaConnection,
+    version: i16,
+    topic: &str,
+    partition: i32,
+    timestamp: i64,
+) -> list_offsets_response::ListOffsetsPartitionResponse {
+    use list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(name(topic))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(partition)
+                .with_timestamp(timestamp)])]);
+    let r = c.send(ApiKey::ListOffsets, version, &req).unwrap();
+    r.topics[0].partitions[0].clone()
+}

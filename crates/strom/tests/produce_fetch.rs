@@ -1,0 +1,330 @@
+//! Produce, Fetch and ListOffsets semantics against a real broker: offsets
+//! count records, fetches return whole batches (the one holding the
+//! requested offset first, at least one even when over the limits), long
+//! polls wait for data, validation errors carry Kafka's codes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use kafka_protocol::messages::*;
+use strom_protocol::batch_builder::BatchBuilder;
+use strom_protocol::ErrorCode;
+
+#[test]
+fn offsets_count_records_and_fetch_returns_the_batch_holding_the_offset() {
+    let b = broker(&[]);
+    let mut c = connect(&b);
+    create_topic(&mut c, "t", 1, &[]);
+    assert_eq!(produce(&mut c, "t", 0, &[b"a", b"b", b"c"]), (0, 0));
+    assert_eq!(produce(&mut c, "t", 0, &[b"d", b"e"]), (0, 3));
+    let latest = list_offset(&mut c, 7, "t", 0, -1);
+    assert_eq!(
+        (latest.error_code, latest.offset),
+        (0, 5),
+        "log end = last offset + 1"
+    );
+    // Offset 4 sits inside the second batch: that whole batch comes back.
+    let p = fetch(&mut c, "t", 0, 4, 1 << 20);
+    assert_eq!(p.high_watermark, 5);
+    assert_eq!(p.log_start_offset, 0);
+    let recs = decode_records(p.records.as_ref().unwrap());
+    assert_eq!(recs, vec![(3, b"d".to_vec()), (4, b"e".to_vec())]);
+    // At the log end: nothing, no error.
+    let p = fetch(&mut c, "t", 0, 5, 1 << 20);
+    assert_eq!(p.error_code, 0);
+    assert!(p.records.as_ref().unwrap().is_empty());
+    // Past the end and before the start: OFFSET_OUT_OF_RANGE.
+    assert_eq!(
+        fetch(&mut c, "t", 0, 6, 1 << 20).error_code,
+        ErrorCode::OffsetOutOfRange.code()
+    );
+    assert_eq!(
+        fetch(&mut c, "t", 0, -1, 1 << 20).error_code,
+        ErrorCode::OffsetOutOfRange.code()
+    );
+}
+
+#[test]
+fn fetch_returns_one_whole_batch_over_the_limits_only_for_the_first_partition() {
+    let b = broker(&[]);
+    let mut c = connect(&b);
+    create_topic(&mut c, "big", 2, &[]);
+    let large = vec![b'x'; 10_000];
+    produce(&mut c, "big", 0, &[&large]);
+    produce(&mut c, "big", 1, &[&large]);
+    use fetch_request::{FetchPartition, FetchTopic};
+    let req = fetch_request("big", 0, 0, 100).with_topics(vec![FetchTopic::default()
+        .with_topic(name("big"))
+        .with_partitions(vec![
+            FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(100),
+            FetchPartition::default()
+                .with_partition(1)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(100),
+        ])]);
+    let r = c.send(ApiKey::Fetch, 12, &req).unwrap();
+    let parts = &r.responses[0].partitions;
+    let first = decode_records(parts[0].records.as_ref().unwrap());
+    assert_eq!(
+        first.len(),
+        1,
+        "KIP-74: the first partition returns its whole batch"
+    );
+    assert_eq!(first[0].1.len(), 10_000);
+    assert!(
+        parts[1].records.as_ref().unwrap().is_empty(),
+        "later partitions keep their limit"
+    );
+    // The response-wide max_bytes also bounds everything after the first.
+    let req = req.with_max_bytes(10);
+    let r = c.send(ApiKey::Fetch, 12, &req).unwrap();
+    assert_eq!(
+        decode_records(r.responses[0].partitions[0].records.as_ref().unwrap()).len(),
+        1
+    );
+}
+
+#[test]
+fn long_poll_waits_for_data_and_for_max_wait() {
+    let b = broker(&[]);
+    let mut c = connect(&b);
+    create_topic(&mut c, "poll", 1, &[]);
+    // Nothing arrives: the fetch answers after max_wait_ms, not before.
+    let started = Instant::now();
+    let r = c
+        .send(
+            ApiKey::Fetch,
+            12,
+            &fetch_request("poll", 0, 0, 1 << 20)
+                .with_max_wait_ms(700)
+                .with_min_bytes(1),
+        )
+        .unwrap();
+    let waited = started.elapsed();
+    assert!(r.responses[0].partitions[0]
+        .records
+        .as_ref()
+        .unwrap()
+        .is_empty());
+    assert!(
+        waited >= Duration::from_millis(650),
+        "answered after {waited:?}"
+    );
+    // Data produced from another connection wakes a waiting fetch early.
+    let addr = b.bootstrap();
+    let producer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        let mut p = strom_test_utils::KafkaConnection::connect(&addr).unwrap();
+        produce(&mut p, "poll", 0, &[b"wake"]);
+    });
+    let started = Instant::now();
+    let r = c
+        .send(
+            ApiKey::Fetch,
+            12,
+            &fetch_request("poll", 0, 0, 1 << 20)
+                .with_max_wait_ms(20_000)
+                .with_min_bytes(1),
+        )
+        .unwrap();
+    let waited = started.elapsed();
+    producer.join().unwrap();
+    assert_eq!(
+        decode_records(r.responses[0].partitions[0].records.as_ref().unwrap()),
+        vec![(0, b"wake".to_vec())]
+    );
+    assert!(
+        waited < Duration::from_secs(10),
+        "fetch waited {waited:?} despite new data"
+    );
+}
+
+#[test]
+fn produce_validation_errors() {
+    let b = broker(&[]);
+    let mut c = connect(&b);
+    create_topic(&mut c, "v", 1, &[("max.message.bytes", "2000")]);
+    let code = |r: ProduceResponse| r.responses[0].partition_responses[0].error_code;
+    let good = values_batch(&[b"ok"]);
+    // Truncated batch.
+    let r = produce_raw(&mut c, 9, "v", 0, good.slice(..good.len() - 3), -1);
+    assert_eq!(code(r), ErrorCode::InvalidRecord.code());
+    // Bad CRC.
+    let mut bad = good.to_vec();
+    let n = bad.len();
+    bad[n - 1] ^= 0x55;
+    assert_eq!(
+        code(produce_raw(&mut c, 9, "v", 0, Bytes::from(bad), -1)),
+        ErrorCode::CorruptMessage.code()
+    );
+    // Legacy magic.
+    let mut legacy = good.to_vec();
+    legacy[16] = 1;
+    assert_eq!(
+        code(produce_raw(&mut c, 9, "v", 0, Bytes::from(legacy), -1)),
+        ErrorCode::InvalidRecord.code()
+    );
+    // Larger than max.message.bytes.
+    let big = values_batch(&[&[7u8; 3000]]);
+    assert_eq!(
+        code(produce_raw(&mut c, 9, "v", 0, big, -1)),
+        ErrorCode::MessageTooLarge.code()
+    );
+    // Invalid acks.
+    assert_eq!(
+        code(produce_raw(&mut c, 9, "v", 0, good.clone(), 2)),
+        ErrorCode::InvalidRequiredAcks.code()
+    );
+    // Unknown topic and partition (produce never auto-creates).
+    assert_eq!(
+        code(produce_raw(&mut c, 9, "nope", 0, good.clone(), -1)),
+        ErrorCode::UnknownTopicOrPartition.code()
+    );
+    assert_eq!(
+        code(produce_raw(&mut c, 9, "v", 7, good.clone(), -1)),
+        ErrorCode::UnknownTopicOrPartition.code()
+    );
+    // A timestamp a day in the future (message.timestamp.after.max.ms is 1 h).
+    let mut future = BatchBuilder::of_values(now_ms() + 86_400_000, &[b"later"]);
+    future.max_timestamp = None;
+    assert_eq!(
+        code(produce_raw(
+            &mut c,
+            9,
+            "v",
+            0,
+            Bytes::from(future.build()),
+            -1
+        )),
+        ErrorCode::InvalidTimestamp.code()
+    );
+    // Nothing of the above reached the log.
+    assert_eq!(list_offset(&mut c, 7, "v", 0, -1).offset, 0);
+    // And the good batch still goes in, with acks 1 and 0 too.
+    assert_eq!(code(produce_raw(&mut c, 9, "v", 0, good.clone(), 1)), 0);
+    let (cid, frame) = c
+        .encode_request(ApiKey::Produce, 9, &{
+            use produce_request::{PartitionProduceData, TopicProduceData};
+            ProduceRequest::default()
+                .with_acks(0)
+                .with_timeout_ms(1000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(name("v"))
+                    .with_partition_data(vec![PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(good.clone()))])])
+        })
+        .unwrap();
+    let _ = cid;
+    c.send_raw(&frame).unwrap();
+    // acks=0 gets no response; the next request's response is the next frame.
+    assert_eq!(list_offset(&mut c, 7, "v", 0, -1).offset, 2);
+}
+
+#[test]
+fn acks_zero_failure_closes_the_connection() {
+    let b = broker(&[]);
+    let mut c = connect(&b);
+    use produce_request::{PartitionProduceData, TopicProduceData};
+    let req = ProduceRequest::default()
+        .with_acks(0)
+        .with_timeout_ms(1000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name("missing"))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(values_batch(&[b"x"])))])]);
+    let (_, frame) = c.encode_request(ApiKey::Produce, 9, &req).unwrap();
+    c.send_raw(&frame).unwrap();
+    assert!(c.is_closed_by_peer());
+}
+
+#[test]
+fn list_offsets_by_timestamp_and_special_values() {
+    let b = broker(&[]);
+    let mut c = connect(&b);
+    create_topic(&mut c, "ts", 1, &[]);
+    let base = now_ms() - 100_000;
+    for (i, ts) in [base, base + 1000, base + 5000, base + 3000]
+        .iter()
+        .enumerate()
+    {
+        let mut batch = BatchBuilder::of_values(*ts, &[format!("r{i}").as_bytes(), b"second"]);
+        batch.records[1].timestamp_delta = 10;
+        let r = produce_raw(&mut c, 9, "ts", 0, Bytes::from(batch.build()), -1);
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    }
+    // Records: 0@base 1@base+10 2@base+1000 3@base+1010 4@base+5000 5@base+5010 6@base+3000 7@base+3010
+    let at = |c: &mut strom_test_utils::KafkaConnection, ts: i64| {
+        let p = list_offset(c, 8, "ts", 0, ts);
+        (p.offset, p.timestamp)
+    };
+    assert_eq!(at(&mut c, base), (0, base));
+    assert_eq!(
+        at(&mut c, base + 5),
+        (1, base + 10),
+        "inside a batch: the first record at or after"
+    );
+    assert_eq!(at(&mut c, base + 2000), (4, base + 5000));
+    assert_eq!(at(&mut c, base + 999_999), (-1, -1), "nothing that late");
+    assert_eq!(at(&mut c, -2), (0, -1));
+    assert_eq!(at(&mut c, -1), (8, -1));
+    assert_eq!(
+        at(&mut c, -4).0,
+        0,
+        "earliest local = earliest without tiered storage"
+    );
+    assert_eq!(
+        at(&mut c, -3),
+        (5, base + 5010),
+        "max timestamp: the exact record"
+    );
+    // -3 needs v7, -5 needs v9.
+    assert_eq!(
+        list_offset(&mut c, 6, "ts", 0, -3).error_code,
+        ErrorCode::UnsupportedVersion.code()
+    );
+    let tiered = list_offset(&mut c, 9, "ts", 0, -5);
+    assert_eq!(
+        (tiered.error_code, tiered.offset, tiered.timestamp),
+        (0, -1, -1)
+    );
+    assert_eq!(
+        list_offset(&mut c, 9, "ts", 0, -99).error_code,
+        ErrorCode::UnsupportedVersion.code()
+    );
+    assert_eq!(
+        list_offset(&mut c, 7, "missing", 0, -1).error_code,
+        ErrorCode::UnknownTopicOrPartition.code()
+    );
+}
+
+#[test]
+fn log_append_time_topics_stamp_batches() {
+    let b = broker(&[]);
+    let mut c = connect(&b);
+    create_topic(
+        &mut c,
+        "lat",
+        1,
+        &[("message.timestamp.type", "LogAppendTime")],
+    );
+    let before = now_ms();
+    let r = produce_raw(&mut c, 9, "lat", 0, values_batch(&[b"a"]), -1);
+    let p = &r.responses[0].partition_responses[0];
+    assert!(
+        p.log_append_time_ms >= before,
+        "log_append_time_ms {}",
+        p.log_append_time_ms
+    );
+    let f = fetch(&mut c, "lat", 0, 0, 1 << 20);
+    let h = strom_protocol::batch::check_batch(f.records.as_ref().unwrap()).unwrap();
+    assert_eq!(h.max_timestamp, p.log_append_time_ms);
+}
