@@ -169,6 +169,14 @@ impl HandlerRegistry {
         self
     }
 
+    /// `(api key, advertised min, served min, max)` of every API, by key.
+    pub fn ranges(&self) -> Vec<(i16, i16, i16, i16)> {
+        self.handlers
+            .iter()
+            .map(|(k, h)| (*k, h.advertised_min(), h.versions().min, h.versions().max))
+            .collect()
+    }
+
     /// `(api key, advertised min, max)` of every API served, by key.
     pub fn advertised(&self) -> Vec<(i16, i16, i16)> {
         self.handlers

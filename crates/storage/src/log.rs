@@ -793,11 +793,9 @@ impl Log {
             }
             let bases: Vec<i64> = s.segments.keys().copied().collect();
             let total: u64 = s.segments.values().map(LogSegment::size).sum();
-            let mut size_excess = if config.retention_bytes >= 0 {
-                total as i64 - config.retention_bytes
-            } else {
-                i64::MIN
-            };
+            // Bytes above retention.bytes; None when size is unlimited.
+            let mut size_excess: Option<i64> = (config.retention_bytes >= 0)
+                .then(|| (total as i64).saturating_sub(config.retention_bytes));
             let mut doomed = Vec::new();
             for (i, base) in bases.iter().enumerate() {
                 let Some(seg) = s.segments.get(base) else {
@@ -808,13 +806,16 @@ impl Log {
                     break;
                 }
                 let by_time = config.retention_ms >= 0
-                    && now_ms - seg.largest_timestamp_for_retention() > config.retention_ms;
-                let by_size = size_excess - seg.size() as i64 >= 0;
+                    && now_ms.saturating_sub(seg.largest_timestamp_for_retention())
+                        > config.retention_ms;
+                let by_size = size_excess.is_some_and(|excess| excess >= seg.size() as i64);
                 let below_start = upper <= s.log_start_offset;
                 if !(by_time || by_size || below_start) {
                     break;
                 }
-                size_excess -= seg.size() as i64;
+                if let Some(excess) = size_excess.as_mut() {
+                    *excess -= seg.size() as i64;
+                }
                 doomed.push(*base);
             }
             if doomed.is_empty() {

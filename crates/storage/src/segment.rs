@@ -317,7 +317,8 @@ impl LogSegment {
         let full = self.size + batch_bytes as u64 > segment_bytes.max(0) as u64;
         let index_full = self.offset_index.is_full() || self.time_index.is_full();
         let offset_overflow = i32::try_from(last_offset - self.base_offset).is_err();
-        let aged = now_ms - self.rolling_based_timestamp.unwrap_or(self.created_ms) > segment_ms;
+        let aged = now_ms.saturating_sub(self.rolling_based_timestamp.unwrap_or(self.created_ms))
+            > segment_ms;
         full || index_full || offset_overflow || aged
     }
 

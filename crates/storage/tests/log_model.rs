@@ -15,6 +15,7 @@ enum Op {
     Read(usize),
     Roll,
     RetainBytes(u64),
+    RetainDefaults,
     RestartClean,
     RestartCrash,
 }
@@ -25,6 +26,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0usize..1000).prop_map(Op::Read),
         1 => Just(Op::Roll),
         1 => (0u64..4000).prop_map(Op::RetainBytes),
+        1 => Just(Op::RetainDefaults),
         1 => Just(Op::RestartClean),
         1 => Just(Op::RestartCrash),
     ]
@@ -69,6 +71,11 @@ proptest! {
                     }
                 }
                 Op::Roll => log.force_roll(NOW).unwrap(),
+                Op::RetainDefaults => {
+                    // Kafka's defaults (7 days, unlimited size) delete nothing new.
+                    let outcome = log.enforce_retention(NOW).unwrap();
+                    prop_assert_eq!(outcome.deleted_segments, 0);
+                }
                 Op::RetainBytes(limit) => {
                     let mut c = (*log.config()).clone();
                     c.retention_bytes = limit as i64;

@@ -87,6 +87,12 @@ fn main() -> ExitCode {
         None => cli.serve,
     };
     init_logging(&args);
+    // A panic is a bug; make sure it reaches the log, with where it happened.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!(panic = %info, "bug: a task panicked");
+        default_hook(info);
+    }));
     let loaded = match load_config(&args) {
         Ok(l) => l,
         Err(e) => {

@@ -47,6 +47,8 @@ pub struct BrokerProcess {
     pub data_dir: PathBuf,
     /// Extra `--override` settings.
     pub overrides: Vec<String>,
+    /// The broker's `STROM_LOG` filter.
+    pub log_filter: String,
     log_path: PathBuf,
     _temp: Option<tempfile::TempDir>,
 }
@@ -54,6 +56,15 @@ pub struct BrokerProcess {
 impl BrokerProcess {
     /// Starts a broker with a fresh data directory and port.
     pub fn start(binary: impl AsRef<Path>, overrides: &[&str]) -> Result<Self> {
+        Self::start_with_log(binary, overrides, "info,strom_server=debug")
+    }
+
+    /// Starts a broker that logs at `log_filter` (benchmarks use `warn`).
+    pub fn start_with_log(
+        binary: impl AsRef<Path>,
+        overrides: &[&str],
+        log_filter: &str,
+    ) -> Result<Self> {
         let temp = tempfile::tempdir()?;
         let mut b = Self {
             binary: binary.as_ref().to_path_buf(),
@@ -61,11 +72,17 @@ impl BrokerProcess {
             port: free_port(),
             data_dir: temp.path().join("data"),
             overrides: overrides.iter().map(|s| s.to_string()).collect(),
+            log_filter: log_filter.into(),
             log_path: temp.path().join("broker.log"),
             _temp: Some(temp),
         };
         b.spawn()?;
         Ok(b)
+    }
+
+    /// The broker's process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// `127.0.0.1:<port>`.
@@ -91,7 +108,7 @@ impl BrokerProcess {
         for o in &self.overrides {
             cmd.arg("--override").arg(o);
         }
-        cmd.env("STROM_LOG", "info,strom_server=debug")
+        cmd.env("STROM_LOG", &self.log_filter)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
