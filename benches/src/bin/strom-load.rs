@@ -17,7 +17,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use bytes::{Buf, Bytes, BytesMut};
@@ -162,8 +162,10 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 const PRODUCE_VERSION: i16 = 9;
 const FETCH_VERSION: i16 = 12;
 
-/// Produces `batches` requests on one connection, returning latencies (µs).
-async fn produce_connection(
+/// What one producer connection sends: `batches` copies of `batch`, to
+/// partitions `first_partition, first_partition + 1, ...` modulo `partitions`.
+#[derive(Clone)]
+struct ProducerPlan {
     addr: String,
     topic: String,
     partitions: i32,
@@ -172,7 +174,25 @@ async fn produce_connection(
     batches: u64,
     acks: i16,
     inflight: usize,
-) -> Result<Vec<u64>> {
+}
+
+/// The batches of connection `c` out of `total` spread over `connections`.
+fn share(total: u64, connections: usize, c: usize) -> u64 {
+    total / connections as u64 + u64::from((c as u64) < total % connections as u64)
+}
+
+/// Sends one connection's plan, returning request latencies (µs).
+async fn produce_connection(plan: ProducerPlan) -> Result<Vec<u64>> {
+    let ProducerPlan {
+        addr,
+        topic,
+        partitions,
+        first_partition,
+        batch,
+        batches,
+        acks,
+        inflight,
+    } = plan;
     let stream = TcpStream::connect(&addr).await?;
     stream.set_nodelay(true)?;
     let (mut rd, mut wr) = stream.into_split();
@@ -354,18 +374,16 @@ fn main() -> Result<()> {
     let mut latencies: Vec<u64> = runtime.block_on(async {
         let mut tasks = Vec::new();
         for c in 0..args.connections {
-            let share = batches_total / args.connections as u64
-                + u64::from((c as u64) < batches_total % args.connections as u64);
-            tasks.push(tokio::spawn(produce_connection(
-                addr.clone(),
-                args.topic.clone(),
-                args.partitions,
-                c as i32,
-                batch.clone(),
-                share,
-                args.acks,
-                args.inflight,
-            )));
+            tasks.push(tokio::spawn(produce_connection(ProducerPlan {
+                addr: addr.clone(),
+                topic: args.topic.clone(),
+                partitions: args.partitions,
+                first_partition: c as i32,
+                batch: batch.clone(),
+                batches: share(batches_total, args.connections, c),
+                acks: args.acks,
+                inflight: args.inflight,
+            })));
         }
         let mut all = Vec::new();
         for t in tasks {
@@ -402,20 +420,15 @@ fn main() -> Result<()> {
     }
 
     if !args.skip_consume {
-        let produced_per_partition: Vec<i64> = (0..args.partitions)
-            .map(|p| {
-                let b = (0..args.connections)
-                    .map(|c| {
-                        let share = batches_total / args.connections as u64
-                            + u64::from((c as u64) < batches_total % args.connections as u64);
-                        (0..share)
-                            .filter(|i| (c as i64 + *i as i64) % args.partitions as i64 == p as i64)
-                            .count() as i64
-                    })
-                    .sum::<i64>();
-                b * per_batch as i64
-            })
-            .collect();
+        // Records each partition received: connection c sent its i-th batch
+        // to partition (c + i) % partitions.
+        let mut produced_per_partition = vec![0i64; args.partitions as usize];
+        for c in 0..args.connections {
+            for i in 0..share(batches_total, args.connections, c) {
+                let p = (c as u64 + i) % args.partitions as u64;
+                produced_per_partition[p as usize] += per_batch as i64;
+            }
+        }
         let before = proc_stats(pid);
         let started = Instant::now();
         let consumed = Arc::new(AtomicU64::new(0));
@@ -461,6 +474,5 @@ fn main() -> Result<()> {
         }
     }
     drop(broker);
-    let _ = Duration::ZERO;
     Ok(())
 }
