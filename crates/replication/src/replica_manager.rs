@@ -428,6 +428,31 @@ impl ReplicaManager {
         }
     }
 
+    /// Answers one partition of ListOffsets v0: segment start offsets
+    /// before a time, capped at the high watermark for consumers.
+    pub fn legacy_offsets_before(
+        &self,
+        image: &MetadataImage,
+        tp: &TopicPartition,
+        timestamp: i64,
+        max_offsets: usize,
+        from_consumer: bool,
+    ) -> Result<Vec<i64>, ReplicaError> {
+        let p = self.leader_partition(image, tp, -1)?;
+        let offsets = p.log().offsets_before(timestamp, max_offsets, now_ms());
+        if !from_consumer {
+            return Ok(offsets);
+        }
+        let hw = p.high_watermark();
+        if offsets.iter().any(|o| *o > hw) {
+            let mut capped = vec![hw];
+            capped.extend(offsets.into_iter().skip_while(|o| *o > hw));
+            capped.truncate(max_offsets.max(1));
+            return Ok(capped);
+        }
+        Ok(offsets)
+    }
+
     /// Answers one partition of ListOffsets.
     pub fn list_offset(
         &self,

@@ -18,6 +18,7 @@ pub mod broker;
 pub mod connection;
 pub mod context;
 pub mod handlers;
+pub mod legacy;
 pub mod listener;
 pub mod registry;
 pub mod state;

@@ -141,15 +141,17 @@ impl<H: Handler> ErasedHandler for Adapter<H> {
     }
 }
 
-/// The APIs this broker serves.
+/// The APIs this broker serves. An API may have several handlers covering
+/// adjacent version ranges (current schemas, and Kafka 3.9's for versions
+/// Kafka 4 removed).
 pub struct HandlerRegistry {
-    handlers: BTreeMap<i16, Box<dyn ErasedHandler>>,
+    handlers: BTreeMap<i16, Vec<Box<dyn ErasedHandler>>>,
 }
 
 impl std::fmt::Debug for HandlerRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_map()
-            .entries(self.handlers.iter().map(|(k, h)| (k, h.versions())))
+            .entries(self.ranges().into_iter().map(|(k, a, s, m)| (k, (a, s, m))))
             .finish()
     }
 }
@@ -162,10 +164,12 @@ impl HandlerRegistry {
         }
     }
 
-    /// Adds a handler.
+    /// Adds a handler. Handlers of one API must cover adjacent, distinct
+    /// version ranges.
     pub fn register<H: Handler>(&mut self) -> &mut Self {
-        self.handlers
-            .insert(H::API_KEY as i16, Box::new(Adapter::<H>(PhantomData)));
+        let list = self.handlers.entry(H::API_KEY as i16).or_default();
+        list.push(Box::new(Adapter::<H>(PhantomData)));
+        list.sort_by_key(|h| h.versions().min);
         self
     }
 
@@ -173,24 +177,29 @@ impl HandlerRegistry {
     pub fn ranges(&self) -> Vec<(i16, i16, i16, i16)> {
         self.handlers
             .iter()
-            .map(|(k, h)| (*k, h.advertised_min(), h.versions().min, h.versions().max))
+            .filter_map(|(k, list)| {
+                let advertised = list.iter().map(|h| h.advertised_min()).min()?;
+                let served = list.iter().map(|h| h.versions().min).min()?;
+                let max = list.iter().map(|h| h.versions().max).max()?;
+                Some((*k, advertised, served, max))
+            })
             .collect()
     }
 
     /// `(api key, advertised min, max)` of every API served, by key.
     pub fn advertised(&self) -> Vec<(i16, i16, i16)> {
-        self.handlers
-            .iter()
-            .map(|(k, h)| (*k, h.advertised_min(), h.versions().max))
+        self.ranges()
+            .into_iter()
+            .map(|(k, a, _, m)| (k, a, m))
             .collect()
     }
 
     /// The advertised range of one API.
     pub fn advertised_range(&self, api_key: i16) -> Option<VersionRange> {
-        self.handlers.get(&api_key).map(|h| VersionRange {
-            min: h.advertised_min(),
-            max: h.versions().max,
-        })
+        self.ranges()
+            .into_iter()
+            .find(|(k, ..)| *k == api_key)
+            .map(|(_, min, _, max)| VersionRange { min, max })
     }
 
     /// Runs the handler for `api`.
@@ -200,20 +209,24 @@ impl HandlerRegistry {
         ctx: RequestContext,
         body: Bytes,
     ) -> Result<Reply<Box<dyn AnyResponse>>, DispatchError> {
-        let handler = self
+        let list = self
             .handlers
             .get(&(api as i16))
             .ok_or(DispatchError::UnsupportedApi(api as i16))?;
-        let served = handler.versions();
-        if ctx.api_version < served.min || ctx.api_version > served.max {
-            return Err(DispatchError::UnsupportedVersion {
+        let version = ctx.api_version;
+        let handler = list.iter().find(|h| {
+            let v = h.versions();
+            v.min <= version && version <= v.max
+        });
+        match handler {
+            Some(h) => h.call(ctx, body).await,
+            None => Err(DispatchError::UnsupportedVersion {
                 api,
-                version: ctx.api_version,
-                min: served.min,
-                max: served.max,
-            });
+                version,
+                min: list.iter().map(|h| h.versions().min).min().unwrap_or(0),
+                max: list.iter().map(|h| h.versions().max).max().unwrap_or(0),
+            }),
         }
-        handler.call(ctx, body).await
     }
 }
 

@@ -778,6 +778,51 @@ impl Log {
         Ok(None)
     }
 
+    /// ListOffsets v0's answer: up to `max_offsets` offsets, in descending
+    /// order, of segment starts (and the log end) whose segment was last
+    /// modified at or before `timestamp` (−1: start from the log end, −2:
+    /// only the log start), as Kafka's `fetchOffsetsBefore` computes them.
+    pub fn offsets_before(&self, timestamp: i64, max_offsets: usize, now_ms: i64) -> Vec<i64> {
+        let mut points: Vec<(i64, i64)> = {
+            let s = self.state.lock();
+            let mut points: Vec<(i64, i64)> = s
+                .segments
+                .values()
+                .map(|seg| {
+                    (
+                        seg.base_offset().max(s.log_start_offset),
+                        seg.last_modified_ms(),
+                    )
+                })
+                .collect();
+            if s.segments
+                .values()
+                .next_back()
+                .is_some_and(|seg| seg.size() > 0)
+            {
+                points.push((s.log_end_offset, now_ms));
+            }
+            points
+        };
+        let start = match timestamp {
+            -1 => points.len().checked_sub(1),
+            -2 => (!points.is_empty()).then_some(0),
+            t => points.iter().rposition(|(_, modified)| *modified <= t),
+        };
+        let Some(start) = start else {
+            return Vec::new();
+        };
+        points.truncate(start + 1);
+        let mut out: Vec<i64> = points
+            .iter()
+            .rev()
+            .take(max_offsets)
+            .map(|(o, _)| *o)
+            .collect();
+        out.sort_unstable_by(|a, b| b.cmp(a));
+        out
+    }
+
     /// Deletes segments past `retention.ms` or beyond `retention.bytes` (for
     /// `cleanup.policy` with `delete`), only below the high watermark, and
     /// moves the log start offset.

@@ -464,6 +464,17 @@ impl LogSegment {
         }
     }
 
+    /// The data file's modification time in ms (its creation time if it
+    /// cannot be read).
+    pub fn last_modified_ms(&self) -> i64 {
+        self.log
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(self.created_ms, |d| d.as_millis() as i64)
+    }
+
     /// Entries in the offset index (for tests and metrics).
     pub fn offset_index_entries(&self) -> usize {
         self.offset_index.entries()

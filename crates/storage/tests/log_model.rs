@@ -113,3 +113,29 @@ proptest! {
         prop_assert_eq!(all, model);
     }
 }
+
+#[test]
+fn flush_ms_moves_the_recovery_point_only_when_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = (*small_config(1 << 20)).clone();
+    config.flush_ms = 1000;
+    let log = create(dir.path(), std::sync::Arc::new(config));
+    append(&log, &[b"a".to_vec(), b"b".to_vec()], NOW);
+    assert_eq!(log.offsets().recovery_point, 0);
+    log.flush_if_due(NOW + 10).unwrap();
+    assert_eq!(log.offsets().recovery_point, 0, "not due yet");
+    log.flush_if_due(NOW + 1000).unwrap();
+    assert_eq!(log.offsets().recovery_point, 2);
+}
+
+#[test]
+fn flush_messages_fsyncs_before_the_append_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = (*small_config(1 << 20)).clone();
+    config.flush_messages = 3;
+    let log = create(dir.path(), std::sync::Arc::new(config));
+    append(&log, &[b"a".to_vec(), b"b".to_vec()], NOW);
+    assert_eq!(log.offsets().recovery_point, 0);
+    append(&log, &[b"c".to_vec()], NOW);
+    assert_eq!(log.offsets().recovery_point, 3);
+}

@@ -328,3 +328,46 @@ fn log_append_time_topics_stamp_batches() {
     let h = strom_protocol::batch::check_batch(f.records.as_ref().unwrap()).unwrap();
     assert_eq!(h.max_timestamp, p.log_append_time_ms);
 }
+
+#[test]
+fn fetch_sessions_are_declined_the_way_clients_expect() {
+    let b = broker(&[]);
+    let mut c = connect(&b);
+    create_topic(&mut c, "sess", 1, &[]);
+    produce(&mut c, "sess", 0, &[b"x"]);
+    // A full fetch asking for a session (epoch 0) is answered in full, with
+    // session id 0: no session was created.
+    let r = c
+        .send(
+            ApiKey::Fetch,
+            12,
+            &fetch_request("sess", 0, 0, 1 << 20).with_session_epoch(0),
+        )
+        .unwrap();
+    assert_eq!((r.error_code, r.session_id), (0, 0));
+    assert_eq!(
+        decode_records(r.responses[0].partitions[0].records.as_ref().unwrap()).len(),
+        1
+    );
+    // An incremental fetch names a session this broker never created.
+    let r = c
+        .send(
+            ApiKey::Fetch,
+            12,
+            &fetch_request("sess", 0, 0, 1 << 20)
+                .with_session_id(123)
+                .with_session_epoch(1),
+        )
+        .unwrap();
+    assert_eq!(r.error_code, ErrorCode::FetchSessionIdNotFound.code());
+    assert!(r.responses.is_empty());
+    // Topic ids (v13+): unknown ids are UNKNOWN_TOPIC_ID.
+    let req = fetch_request("sess", 0, 0, 1 << 20);
+    let mut req13 = req.clone();
+    req13.topics[0].topic_id = uuid::Uuid::new_v4();
+    let r = c.send(ApiKey::Fetch, 13, &req13).unwrap();
+    assert_eq!(
+        r.responses[0].partitions[0].error_code,
+        ErrorCode::UnknownTopicId.code()
+    );
+}

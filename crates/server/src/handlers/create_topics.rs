@@ -5,22 +5,70 @@
 //! source; from v7 with its id. `validate_only` runs every check and writes
 //! nothing.
 
-use std::collections::BTreeMap;
-
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
 use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::VersionRange;
 use strom_config::describe_topic_configs;
-use strom_controller::CreateTopic;
+use strom_controller::{ApiError, CreateTopic, CreatedTopic};
 
-use super::{metadata_wait, str_bytes};
+use super::{metadata_wait, str_bytes, str_bytes_v3};
 use crate::context::RequestContext;
+use crate::legacy::V3;
 use crate::registry::{Handler, Reply};
 
 /// CreateTopics.
 pub struct CreateTopicsHandler;
+
+/// The controller's request from a `CreatableTopic` of either schema
+/// generation (current or Kafka 3.9's): their fields have the same names.
+macro_rules! create_topic_from {
+    ($t:expr) => {{
+        let t = $t;
+        CreateTopic {
+            name: t.name.0.to_string(),
+            num_partitions: t.num_partitions,
+            replication_factor: t.replication_factor,
+            assignments: t
+                .assignments
+                .into_iter()
+                .map(|a| {
+                    (
+                        a.partition_index,
+                        a.broker_ids.into_iter().map(|b| b.0).collect(),
+                    )
+                })
+                .collect(),
+            configs: t
+                .configs
+                .into_iter()
+                .map(|c| (c.name.to_string(), c.value.map(|v| v.to_string())))
+                .collect(),
+        }
+    }};
+}
+
+/// Creates (or with `validate_only` checks) topics and waits until this
+/// broker hosts the new partitions.
+async fn create(
+    ctx: &RequestContext,
+    creates: Vec<CreateTopic>,
+    validate_only: bool,
+    timeout_ms: i32,
+) -> Vec<Result<CreatedTopic, ApiError>> {
+    let (results, offset) = ctx
+        .broker
+        .controller
+        .create_topics(creates, validate_only)
+        .await;
+    if let Some(offset) = offset {
+        ctx.broker
+            .wait_for_metadata(offset, metadata_wait(timeout_ms))
+            .await;
+    }
+    results
+}
 
 impl Handler for CreateTopicsHandler {
     type Request = CreateTopicsRequest;
@@ -37,37 +85,9 @@ impl Handler for CreateTopicsHandler {
         let creates = request
             .topics
             .into_iter()
-            .map(|t| CreateTopic {
-                name: t.name.0.to_string(),
-                num_partitions: t.num_partitions,
-                replication_factor: t.replication_factor,
-                assignments: t
-                    .assignments
-                    .into_iter()
-                    .map(|a| {
-                        (
-                            a.partition_index,
-                            a.broker_ids.into_iter().map(|b| b.0).collect(),
-                        )
-                    })
-                    .collect(),
-                configs: t
-                    .configs
-                    .into_iter()
-                    .map(|c| (c.name.to_string(), c.value.map(|v| v.to_string())))
-                    .collect(),
-            })
+            .map(|t| create_topic_from!(t))
             .collect();
-        let (results, offset) = ctx
-            .broker
-            .controller
-            .create_topics(creates, request.validate_only)
-            .await;
-        if let Some(offset) = offset {
-            ctx.broker
-                .wait_for_metadata(offset, metadata_wait(request.timeout_ms))
-                .await;
-        }
+        let results = create(&ctx, creates, request.validate_only, request.timeout_ms).await;
         let defaults = &ctx.broker.config.log_defaults;
         let topics = names
             .into_iter()
@@ -78,8 +98,7 @@ impl Handler for CreateTopicsHandler {
                         .with_name(name)
                         .with_error_message(None);
                     if version >= 5 {
-                        let overrides: BTreeMap<String, String> = created.configs;
-                        let configs = describe_topic_configs(defaults, &overrides)
+                        let configs = describe_topic_configs(defaults, &created.configs)
                             .into_iter()
                             .map(|c| {
                                 CreatableTopicConfigs::default()
@@ -110,5 +129,49 @@ impl Handler for CreateTopicsHandler {
             })
             .collect();
         Reply::Respond(CreateTopicsResponse::default().with_topics(topics))
+    }
+}
+
+/// CreateTopics v0–1, removed in Kafka 4 and still accepted by Kafka 3.9
+/// (v1 adds `validate_only` and error messages).
+pub struct CreateTopicsV0Handler;
+
+impl Handler for CreateTopicsV0Handler {
+    type Request = V3<kafka_protocol_v3::messages::CreateTopicsRequest>;
+    type Response = V3<kafka_protocol_v3::messages::CreateTopicsResponse>;
+    const API_KEY: ApiKey = ApiKey::CreateTopics;
+    const VERSIONS: VersionRange = VersionRange { min: 0, max: 1 };
+
+    async fn handle(ctx: RequestContext, V3(request): Self::Request) -> Reply<Self::Response> {
+        use kafka_protocol_v3::messages::create_topics_response::CreatableTopicResult as V3Result;
+        let version = ctx.api_version;
+        let names: Vec<_> = request.topics.iter().map(|t| t.name.clone()).collect();
+        let creates = request
+            .topics
+            .into_iter()
+            .map(|t| create_topic_from!(t))
+            .collect();
+        let results = create(&ctx, creates, request.validate_only, request.timeout_ms).await;
+        let topics = names
+            .into_iter()
+            .zip(results)
+            .map(|(name, result)| {
+                let r = V3Result::default().with_name(name).with_error_message(None);
+                match result {
+                    Ok(_) => r,
+                    Err(e) => {
+                        r.with_error_code(e.code.code())
+                            .with_error_message(if version >= 1 {
+                                e.message.map(|m| str_bytes_v3(&m))
+                            } else {
+                                None
+                            })
+                    }
+                }
+            })
+            .collect();
+        Reply::Respond(V3(
+            kafka_protocol_v3::messages::CreateTopicsResponse::default().with_topics(topics),
+        ))
     }
 }

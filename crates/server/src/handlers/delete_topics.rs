@@ -5,15 +5,31 @@
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{ApiKey, DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 use kafka_protocol::protocol::VersionRange;
-use strom_controller::TopicRef;
+use strom_controller::{ApiError, TopicRef};
 use uuid::Uuid;
 
 use super::{metadata_wait, str_bytes};
 use crate::context::RequestContext;
+use crate::legacy::V3;
 use crate::registry::{Handler, Reply};
 
 /// DeleteTopics.
 pub struct DeleteTopicsHandler;
+
+/// Deletes topics and waits until this broker has removed their logs.
+async fn delete(
+    ctx: &RequestContext,
+    refs: Vec<TopicRef>,
+    timeout_ms: i32,
+) -> Vec<Result<(Uuid, String), ApiError>> {
+    let (results, offset) = ctx.broker.controller.delete_topics(refs).await;
+    if let Some(offset) = offset {
+        ctx.broker
+            .wait_for_metadata(offset, metadata_wait(timeout_ms))
+            .await;
+    }
+    results
+}
 
 impl Handler for DeleteTopicsHandler {
     type Request = DeleteTopicsRequest;
@@ -52,12 +68,7 @@ impl Handler for DeleteTopicsHandler {
                 }
             })
             .collect();
-        let (results, offset) = ctx.broker.controller.delete_topics(refs).await;
-        if let Some(offset) = offset {
-            ctx.broker
-                .wait_for_metadata(offset, metadata_wait(request.timeout_ms))
-                .await;
-        }
+        let results = delete(&ctx, refs, request.timeout_ms).await;
         let responses = asked
             .into_iter()
             .zip(results)
@@ -77,5 +88,37 @@ impl Handler for DeleteTopicsHandler {
             })
             .collect();
         Reply::Respond(DeleteTopicsResponse::default().with_responses(responses))
+    }
+}
+
+/// DeleteTopics v0, removed in Kafka 4 and still accepted by Kafka 3.9.
+pub struct DeleteTopicsV0Handler;
+
+impl Handler for DeleteTopicsV0Handler {
+    type Request = V3<kafka_protocol_v3::messages::DeleteTopicsRequest>;
+    type Response = V3<kafka_protocol_v3::messages::DeleteTopicsResponse>;
+    const API_KEY: ApiKey = ApiKey::DeleteTopics;
+    const VERSIONS: VersionRange = VersionRange { min: 0, max: 0 };
+
+    async fn handle(ctx: RequestContext, V3(request): Self::Request) -> Reply<Self::Response> {
+        use kafka_protocol_v3::messages::delete_topics_response::DeletableTopicResult as V3Result;
+        let names = request.topic_names;
+        let refs = names
+            .iter()
+            .map(|n| TopicRef::Name(n.0.to_string()))
+            .collect();
+        let results = delete(&ctx, refs, request.timeout_ms).await;
+        let responses = names
+            .into_iter()
+            .zip(results)
+            .map(|(name, r)| {
+                V3Result::default()
+                    .with_name(Some(name))
+                    .with_error_code(r.err().map_or(0, |e| e.code.code()))
+            })
+            .collect();
+        Reply::Respond(V3(
+            kafka_protocol_v3::messages::DeleteTopicsResponse::default().with_responses(responses),
+        ))
     }
 }

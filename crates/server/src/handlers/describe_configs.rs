@@ -13,12 +13,13 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::{ApiKey, DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::VersionRange;
-use strom_config::{describe_topic_configs, DescribedConfig};
+use strom_config::{describe_topic_configs, ConfigSource, DescribedConfig};
 use strom_metadata::topic_name::validate_topic_name;
 use strom_protocol::ErrorCode;
 
-use super::str_bytes;
+use super::{str_bytes, str_bytes_v3};
 use crate::context::RequestContext;
+use crate::legacy::V3;
 use crate::registry::{Handler, Reply};
 
 /// DescribeConfigs.
@@ -80,6 +81,71 @@ fn error_result(
         .with_error_message(Some(str_bytes(message)))
 }
 
+/// Every config of one resource, or the error for it.
+fn describe(
+    ctx: &RequestContext,
+    resource_type: i8,
+    name: &str,
+) -> Result<Vec<DescribedConfig>, (ErrorCode, String)> {
+    let node_id = ctx.broker.node_id();
+    match resource_type {
+        resource_type::TOPIC => {
+            let image = ctx.image();
+            if let Err(m) = validate_topic_name(name) {
+                Err((ErrorCode::InvalidTopicException, m))
+            } else if image.topic(name).is_none() {
+                Err((
+                    ErrorCode::UnknownTopicOrPartition,
+                    format!("Topic '{name}' does not exist."),
+                ))
+            } else {
+                Ok(describe_topic_configs(
+                    &ctx.broker.config.log_defaults,
+                    &image.topic_configs(name),
+                ))
+            }
+        }
+        resource_type::BROKER => match name.parse::<i32>() {
+            _ if name.is_empty() => Ok(Vec::new()),
+            Ok(id) if id == node_id => Ok(ctx.broker.config.describe()),
+            Ok(id) => Err((
+                ErrorCode::InvalidRequest,
+                format!(
+                    "Unexpected broker id, expected {node_id} or empty string, but received {id}"
+                ),
+            )),
+            Err(_) => Err((
+                ErrorCode::InvalidRequest,
+                format!("Broker id must be an integer, but it is: {name}"),
+            )),
+        },
+        resource_type::BROKER_LOGGER => match name.parse::<i32>() {
+            Ok(id) if id == node_id => Ok(Vec::new()),
+            _ => Err((
+                ErrorCode::InvalidRequest,
+                format!("Unexpected broker id, expected {node_id}, but received {name}"),
+            )),
+        },
+        other => Err((
+            ErrorCode::InvalidRequest,
+            format!("Unsupported resource type {other}"),
+        )),
+    }
+}
+
+/// Keeps the configs named in `keys` (all when `keys` is null or empty).
+fn filtered<'a, S: std::ops::Deref<Target = str> + 'a>(
+    configs: Vec<DescribedConfig>,
+    keys: Option<&'a [S]>,
+) -> impl Iterator<Item = DescribedConfig> + 'a {
+    let keys: Option<HashSet<String>> = keys
+        .filter(|k| !k.is_empty())
+        .map(|k| k.iter().map(|s| s.to_string()).collect());
+    configs
+        .into_iter()
+        .filter(move |c| keys.as_ref().is_none_or(|k| k.contains(&c.name)))
+}
+
 impl Handler for DescribeConfigsHandler {
     type Request = DescribeConfigsRequest;
     type Response = DescribeConfigsResponse;
@@ -91,64 +157,72 @@ impl Handler for DescribeConfigsHandler {
         request: DescribeConfigsRequest,
     ) -> Reply<DescribeConfigsResponse> {
         let version = ctx.api_version;
-        let image = ctx.image();
-        let node_id = ctx.broker.node_id();
         let synonyms = request.include_synonyms;
         let documentation = version >= 3 && request.include_documentation;
         let results = request
             .resources
             .into_iter()
-            .map(|res| {
-                let keys: Option<HashSet<String>> = res
-                    .configuration_keys
-                    .as_ref()
-                    .filter(|k| !k.is_empty())
-                    .map(|k| k.iter().map(|s| s.to_string()).collect());
-                let name = res.resource_name.to_string();
-                let configs: Result<Vec<DescribedConfig>, (ErrorCode, String)> = match res.resource_type {
-                    resource_type::TOPIC => {
-                        if let Err(m) = validate_topic_name(&name) {
-                            Err((ErrorCode::InvalidTopicException, m))
-                        } else if image.topic(&name).is_none() {
-                            Err((ErrorCode::UnknownTopicOrPartition, format!("Topic '{name}' does not exist.")))
-                        } else {
-                            Ok(describe_topic_configs(&ctx.broker.config.log_defaults, &image.topic_configs(&name)))
-                        }
-                    }
-                    resource_type::BROKER => match name.parse::<i32>() {
-                        _ if name.is_empty() => Ok(Vec::new()),
-                        Ok(id) if id == node_id => Ok(ctx.broker.config.describe()),
-                        Ok(id) => Err((
-                            ErrorCode::InvalidRequest,
-                            format!("Unexpected broker id, expected {node_id} or empty string, but received {id}"),
-                        )),
-                        Err(_) => Err((ErrorCode::InvalidRequest, format!("Broker id must be an integer, but it is: {name}"))),
-                    },
-                    resource_type::BROKER_LOGGER => match name.parse::<i32>() {
-                        Ok(id) if id == node_id => Ok(Vec::new()),
-                        _ => Err((
-                            ErrorCode::InvalidRequest,
-                            format!("Unexpected broker id, expected {node_id}, but received {name}"),
-                        )),
-                    },
-                    other => Err((ErrorCode::InvalidRequest, format!("Unsupported resource type {other}"))),
-                };
-                match configs {
+            .map(
+                |res| match describe(&ctx, res.resource_type, &res.resource_name) {
                     Ok(configs) => DescribeConfigsResult::default()
                         .with_resource_type(res.resource_type)
-                        .with_resource_name(res.resource_name)
                         .with_error_message(None)
                         .with_configs(
-                            configs
-                                .into_iter()
-                                .filter(|c| keys.as_ref().is_none_or(|k| k.contains(&c.name)))
+                            filtered(configs, res.configuration_keys.as_deref())
                                 .map(|c| render(c, version, synonyms, documentation))
                                 .collect(),
-                        ),
-                    Err((code, message)) => error_result(res.resource_type, res.resource_name, code, message),
+                        )
+                        .with_resource_name(res.resource_name),
+                    Err((code, message)) => {
+                        error_result(res.resource_type, res.resource_name, code, message)
+                    }
+                },
+            )
+            .collect();
+        Reply::Respond(DescribeConfigsResponse::default().with_results(results))
+    }
+}
+
+/// DescribeConfigs v0, removed in Kafka 4 and still accepted by Kafka 3.9:
+/// `is_default` instead of a source, no synonyms.
+pub struct DescribeConfigsV0Handler;
+
+impl Handler for DescribeConfigsV0Handler {
+    type Request = V3<kafka_protocol_v3::messages::DescribeConfigsRequest>;
+    type Response = V3<kafka_protocol_v3::messages::DescribeConfigsResponse>;
+    const API_KEY: ApiKey = ApiKey::DescribeConfigs;
+    const VERSIONS: VersionRange = VersionRange { min: 0, max: 0 };
+
+    async fn handle(ctx: RequestContext, V3(request): Self::Request) -> Reply<Self::Response> {
+        use kafka_protocol_v3::messages::describe_configs_response as v3;
+        let results = request
+            .resources
+            .into_iter()
+            .map(|res| {
+                let r = v3::DescribeConfigsResult::default()
+                    .with_resource_type(res.resource_type)
+                    .with_resource_name(res.resource_name.clone());
+                match describe(&ctx, res.resource_type, &res.resource_name) {
+                    Ok(configs) => r.with_error_message(None).with_configs(
+                        filtered(configs, res.configuration_keys.as_deref())
+                            .map(|c| {
+                                v3::DescribeConfigsResourceResult::default()
+                                    .with_name(str_bytes_v3(&c.name))
+                                    .with_value(c.value.as_deref().map(str_bytes_v3))
+                                    .with_read_only(c.read_only)
+                                    .with_is_default(c.source == ConfigSource::DefaultConfig)
+                                    .with_is_sensitive(c.sensitive)
+                            })
+                            .collect(),
+                    ),
+                    Err((code, message)) => r
+                        .with_error_code(code.code())
+                        .with_error_message(Some(str_bytes_v3(&message))),
                 }
             })
             .collect();
-        Reply::Respond(DescribeConfigsResponse::default().with_results(results))
+        Reply::Respond(V3(
+            kafka_protocol_v3::messages::DescribeConfigsResponse::default().with_results(results),
+        ))
     }
 }

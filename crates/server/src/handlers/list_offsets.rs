@@ -17,7 +17,9 @@ use strom_protocol::ErrorCode;
 use strom_replication::{special_timestamps, IsolationLevel, OffsetAndTimestamp};
 use strom_storage::TopicPartition;
 
+use super::str_bytes_v3;
 use crate::context::RequestContext;
+use crate::legacy::V3;
 use crate::registry::{Handler, Reply};
 
 /// ListOffsets.
@@ -111,5 +113,61 @@ impl Handler for ListOffsetsHandler {
         .await
         .unwrap_or_default();
         Reply::Respond(ListOffsetsResponse::default().with_topics(topics))
+    }
+}
+
+/// ListOffsets v0, removed in Kafka 4 and still accepted by Kafka 3.9:
+/// answers with up to `max_num_offsets` segment start offsets before the
+/// timestamp (Kafka's `fetchOffsetsBefore`), newest first.
+pub struct ListOffsetsV0Handler;
+
+impl Handler for ListOffsetsV0Handler {
+    type Request = V3<kafka_protocol_v3::messages::ListOffsetsRequest>;
+    type Response = V3<kafka_protocol_v3::messages::ListOffsetsResponse>;
+    const API_KEY: ApiKey = ApiKey::ListOffsets;
+    const VERSIONS: VersionRange = VersionRange { min: 0, max: 0 };
+
+    async fn handle(ctx: RequestContext, V3(request): Self::Request) -> Reply<Self::Response> {
+        use kafka_protocol_v3::messages::list_offsets_response as v3;
+        let image = ctx.image();
+        let from_consumer = request.replica_id.0 == CONSUMER_REPLICA_ID;
+        let rm = std::sync::Arc::clone(&ctx.broker.replica_manager);
+        let topics = tokio::task::spawn_blocking(move || {
+            request
+                .topics
+                .into_iter()
+                .map(|topic| {
+                    let name = topic.name.0.to_string();
+                    let partitions = topic
+                        .partitions
+                        .into_iter()
+                        .map(|p| {
+                            let tp = TopicPartition::new(name.clone(), p.partition_index);
+                            let max = p.max_num_offsets.max(0) as usize;
+                            let r = v3::ListOffsetsPartitionResponse::default()
+                                .with_partition_index(p.partition_index);
+                            match rm.legacy_offsets_before(
+                                &image,
+                                &tp,
+                                p.timestamp,
+                                max,
+                                from_consumer,
+                            ) {
+                                Ok(offsets) => r.with_old_style_offsets(offsets),
+                                Err(e) => r.with_error_code(e.error_code().code()),
+                            }
+                        })
+                        .collect();
+                    v3::ListOffsetsTopicResponse::default()
+                        .with_name(kafka_protocol_v3::messages::TopicName(str_bytes_v3(&name)))
+                        .with_partitions(partitions)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        Reply::Respond(V3(
+            kafka_protocol_v3::messages::ListOffsetsResponse::default().with_topics(topics),
+        ))
     }
 }

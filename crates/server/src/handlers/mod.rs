@@ -25,16 +25,25 @@ pub fn register_all(registry: &mut HandlerRegistry) {
         .register::<produce::ProduceHandler>()
         .register::<fetch::FetchHandler>()
         .register::<list_offsets::ListOffsetsHandler>()
+        .register::<list_offsets::ListOffsetsV0Handler>()
         .register::<create_topics::CreateTopicsHandler>()
+        .register::<create_topics::CreateTopicsV0Handler>()
         .register::<delete_topics::DeleteTopicsHandler>()
+        .register::<delete_topics::DeleteTopicsV0Handler>()
         .register::<create_partitions::CreatePartitionsHandler>()
         .register::<describe_configs::DescribeConfigsHandler>()
+        .register::<describe_configs::DescribeConfigsV0Handler>()
         .register::<describe_cluster::DescribeClusterHandler>();
 }
 
 /// A `StrBytes` from any string.
 pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
+}
+
+/// A `StrBytes` of Kafka 3.9's schemas (see [`crate::legacy`]).
+pub(crate) fn str_bytes_v3(s: &str) -> kafka_protocol_v3::protocol::StrBytes {
+    kafka_protocol_v3::protocol::StrBytes::from_string(s.to_string())
 }
 
 /// How long admin requests wait for this broker to apply the metadata they
