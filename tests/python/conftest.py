@@ -78,7 +78,8 @@ class Broker:
         for o in self.overrides:
             args += ["--override", o]
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        env = dict(os.environ, STROM_LOG=os.environ.get("STROM_TEST_LOG", "info,strom_replication=debug"))
+        self.proc = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env)
         log.close()
 
         def ready():

@@ -84,10 +84,7 @@ def test_produce_acks_and_codecs_round_trip(broker, acks, codec):
     a = admin(broker)
     a.create_topics([NewTopic(topic, 1, 1)])
     a.close()
-    # Idempotence (kafka-python's default with acks=all) needs InitProducerId,
-    # which arrives with the idempotent producer; plain produce is tested here.
-    p = KafkaProducer(bootstrap_servers=broker.bootstrap, acks=acks, compression_type=codec, linger_ms=5,
-                      enable_idempotence=False)
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap, acks=acks, compression_type=codec, linger_ms=5)
     futures = [p.send(topic, key=f"k{i}".encode(), value=(f"v{i}-" + "q" * 300).encode(),
                       headers=[("i", str(i).encode())], partition=0) for i in range(150)]
     p.flush(TIMEOUT)
@@ -108,7 +105,7 @@ def test_seek_beginning_offset_and_time(broker):
     a = admin(broker)
     a.create_topics([NewTopic(topic, 1, 1)])
     a.close()
-    p = KafkaProducer(bootstrap_servers=broker.bootstrap, enable_idempotence=False)
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap)
     for i in range(4):
         p.send(topic, f"a{i}".encode(), partition=0)
     p.flush()
@@ -139,8 +136,7 @@ def test_payloads_survive_a_restart(fresh_broker):
     a = admin(fresh_broker)
     a.create_topics([NewTopic(topic, 1, 1)])
     a.close()
-    p = KafkaProducer(bootstrap_servers=fresh_broker.bootstrap, acks="all", compression_type="lz4",
-                      enable_idempotence=False)
+    p = KafkaProducer(bootstrap_servers=fresh_broker.bootstrap, acks="all", compression_type="lz4")
     for i in range(300):
         p.send(topic, bytes([i % 256]) * (i + 1), partition=0)
     p.flush(TIMEOUT)

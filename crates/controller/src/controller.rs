@@ -27,6 +27,9 @@ use crate::placement::place_replicas;
 /// (Kafka's `MAX_PARTITIONS_PER_BATCH`).
 pub const MAX_PARTITIONS_PER_REQUEST: i64 = 10_000;
 
+/// Producer ids per block handed to a broker (Kafka's block size).
+pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
+
 /// What the controller needs from the broker configuration.
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
@@ -570,6 +573,29 @@ impl Controller {
                 )
             }
         }
+    }
+
+    /// Hands `broker_id` the next block of producer ids; returns its first
+    /// id. Blocks are recorded in the metadata log, so no id is given out
+    /// twice, across restarts too.
+    pub async fn allocate_producer_ids(
+        &self,
+        broker_id: i32,
+        broker_epoch: i64,
+    ) -> Result<i64, ApiError> {
+        let _guard = self.write_lock.lock().await;
+        let first = self.image().next_producer_id();
+        let next = first.checked_add(PRODUCER_ID_BLOCK_SIZE).ok_or_else(|| {
+            ApiError::new(ErrorCode::UnknownServerError, "producer ids are exhausted")
+        })?;
+        self.commit(vec![MetadataRecord::ProducerIds {
+            broker_id,
+            broker_epoch,
+            next_producer_id: next,
+        }])
+        .await
+        .map_err(|e| e.to_api_error())?;
+        Ok(first)
     }
 
     /// Flushes and closes the metadata log.

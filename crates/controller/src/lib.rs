@@ -24,6 +24,6 @@ pub mod placement;
 
 pub use controller::{
     CommitOffset, Controller, ControllerConfig, CreatePartitions, CreateTopic, CreatedTopic,
-    TopicRef, MAX_PARTITIONS_PER_REQUEST,
+    TopicRef, MAX_PARTITIONS_PER_REQUEST, PRODUCER_ID_BLOCK_SIZE,
 };
 pub use error::{ApiError, ControllerError};

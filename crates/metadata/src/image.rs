@@ -52,6 +52,8 @@ pub struct MetadataImage {
     brokers: BTreeMap<i32, BrokerRegistration>,
     /// Config overrides by resource.
     configs: BTreeMap<(ConfigResourceType, String), Arc<BTreeMap<String, String>>>,
+    /// First producer id not yet handed out.
+    next_producer_id: i64,
 }
 
 /// What a set of records changed, for brokers to act on.
@@ -148,6 +150,11 @@ impl MetadataImage {
     /// Brokers that are not fenced.
     pub fn unfenced_brokers(&self) -> impl Iterator<Item = &BrokerRegistration> {
         self.brokers.values().filter(|b| !b.fenced)
+    }
+
+    /// First producer id not yet handed out in a block.
+    pub fn next_producer_id(&self) -> i64 {
+        self.next_producer_id
     }
 
     /// A topic's config overrides.
@@ -324,6 +331,11 @@ impl MetadataImage {
                 {
                     delta.changed_topic_configs.insert(name);
                 }
+            }
+            MetadataRecord::ProducerIds {
+                next_producer_id, ..
+            } => {
+                self.next_producer_id = self.next_producer_id.max(*next_producer_id);
             }
             MetadataRecord::Config {
                 resource_type,

@@ -117,6 +117,16 @@ pub enum MetadataRecord {
         /// Topic id.
         topic_id: Uuid,
     },
+    /// A block of producer ids was handed to a broker; the next block
+    /// starts at `next_producer_id`.
+    ProducerIds {
+        /// Broker that received the block.
+        broker_id: i32,
+        /// Its broker epoch.
+        broker_epoch: i64,
+        /// First id of the next block.
+        next_producer_id: i64,
+    },
     /// A config was set (`value` present) or removed.
     Config {
         /// Resource kind.

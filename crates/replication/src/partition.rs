@@ -142,6 +142,13 @@ impl Partition {
         }
         let batch = validate_client_records(records, &config, produce_version, now_ms)?;
         let info = self.log.append_as_leader(batch, leader_epoch, now_ms)?;
+        if info.duplicate {
+            tracing::debug!(
+                partition = %self.topic_partition,
+                base_offset = info.base_offset,
+                "duplicate batch of an idempotent producer: answered with its original offsets"
+            );
+        }
         self.maybe_increment_high_watermark();
         Ok(info)
     }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use strom_config::BrokerConfig;
 use strom_controller::{Controller, ControllerConfig};
+use strom_coordinator::ProducerIdManager;
 use strom_metadata::{BrokerEndpoint, BrokerRegistration};
 use strom_replication::{run_log_maintenance, shutdown_signalled, ReplicaManager};
 use strom_storage::log_manager::discover_cluster_id;
@@ -125,7 +126,7 @@ impl Broker {
             rack: config.broker_rack.clone(),
             fenced: false,
         };
-        controller.register_broker(registration).await?;
+        let broker_epoch = controller.register_broker(registration).await?;
 
         let replica_manager = Arc::new(ReplicaManager::new(
             node_id,
@@ -159,6 +160,7 @@ impl Broker {
             cluster_id,
             controller: Arc::clone(&controller),
             replica_manager: Arc::clone(&replica_manager),
+            producer_ids: ProducerIdManager::new(node_id, broker_epoch, Arc::clone(&controller)),
             registry,
             image: image_tx,
         });

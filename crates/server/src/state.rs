@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use strom_config::BrokerConfig;
 use strom_controller::Controller;
+use strom_coordinator::ProducerIdManager;
 use strom_metadata::MetadataImage;
 use strom_replication::ReplicaManager;
 use tokio::sync::watch;
@@ -22,6 +23,8 @@ pub struct BrokerState {
     pub controller: Arc<Controller>,
     /// Hosted partitions.
     pub replica_manager: Arc<ReplicaManager>,
+    /// Producer ids for idempotent producers.
+    pub producer_ids: ProducerIdManager,
     /// Served APIs.
     pub registry: HandlerRegistry,
     /// The image the hosted partitions reflect, published after each

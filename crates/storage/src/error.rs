@@ -71,6 +71,29 @@ pub enum StorageError {
         /// What is wrong.
         reason: String,
     },
+    /// An idempotent producer's batch with an older epoch than its last.
+    #[error("producer {producer_id} epoch {epoch} is older than the current {current}")]
+    InvalidProducerEpoch {
+        /// Producer id.
+        producer_id: i64,
+        /// Epoch in the batch.
+        epoch: i16,
+        /// The partition's epoch for it.
+        current: i16,
+    },
+    /// An idempotent producer's batch that does not follow its last one.
+    #[error("producer {producer_id}: sequence {received} where {expected} was expected")]
+    OutOfOrderSequence {
+        /// Producer id.
+        producer_id: i64,
+        /// Next sequence the partition expects.
+        expected: i32,
+        /// First sequence of the batch.
+        received: i32,
+    },
+    /// A transactional batch with no transaction to belong to.
+    #[error("transactional batches need a transaction, and transactions are not supported yet")]
+    InvalidTxnState,
     /// The log was deleted or closed while in use.
     #[error("log {0} is closed")]
     Closed(String),
@@ -98,6 +121,9 @@ impl StorageError {
             StorageError::InvalidTimestamp { .. } => ErrorCode::InvalidTimestamp,
             StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
             StorageError::CorruptFile { .. } => ErrorCode::KafkaStorageError,
+            StorageError::InvalidProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
+            StorageError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,
+            StorageError::InvalidTxnState => ErrorCode::InvalidTxnState,
             StorageError::Closed(_) => ErrorCode::NotLeaderOrFollower,
         }
     }

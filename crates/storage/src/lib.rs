@@ -25,6 +25,7 @@ pub mod log;
 pub mod log_manager;
 pub mod meta_properties;
 pub mod offset_index;
+pub mod producer_state;
 pub mod segment;
 pub mod time_index;
 pub mod validate;

@@ -36,6 +36,7 @@ use strom_protocol::uuid_text::{uuid_from_base64, uuid_to_base64};
 use uuid::Uuid;
 
 use crate::error::{Result, StorageError};
+use crate::producer_state::{ProducerStateManager, SequenceCheck};
 use crate::segment::{FoundRecord, LogSegment, SegmentReader, LOG_FILE_SUFFIX};
 use crate::TopicPartition;
 
@@ -53,10 +54,13 @@ pub struct LogAppendInfo {
     pub log_append_time_ms: i64,
     /// Log start offset after the append.
     pub log_start_offset: i64,
-    /// Records appended.
+    /// Records appended (0 for a duplicate).
     pub records: i64,
-    /// Bytes appended.
+    /// Bytes appended (0 for a duplicate).
     pub bytes: usize,
+    /// The batch was a retry of one already written: nothing was appended
+    /// and the offsets are the original ones.
+    pub duplicate: bool,
 }
 
 /// How far a read may go.
@@ -141,6 +145,7 @@ struct LogState {
     recovery_point: i64,
     last_flush_ms: i64,
     closed: bool,
+    producers: ProducerStateManager,
 }
 
 impl LogState {
@@ -256,6 +261,7 @@ impl Log {
                 recovery_point: 0,
                 last_flush_ms: now_ms,
                 closed: false,
+                producers: ProducerStateManager::new(),
             }),
         })
     }
@@ -388,6 +394,7 @@ impl Log {
             .high_watermark
             .unwrap_or(log_end_offset)
             .clamp(log_start_offset, log_end_offset);
+        let producers = rebuild_producer_state(&dir, &segments, log_end_offset)?;
         let log = Self {
             topic_partition,
             dir,
@@ -401,6 +408,7 @@ impl Log {
                 recovery_point: log_end_offset,
                 last_flush_ms: options.now_ms,
                 closed: false,
+                producers,
             }),
         };
         Ok((log, report))
@@ -468,6 +476,21 @@ impl Log {
             if s.closed {
                 return Err(StorageError::Closed(self.topic_partition.to_string()));
             }
+            let produced = BatchHeader::parse(&batch).map_err(StorageError::CorruptBatch)?;
+            if produced.is_transactional() {
+                return Err(StorageError::InvalidTxnState);
+            }
+            if let SequenceCheck::Duplicate(original) = s.producers.check(&produced)? {
+                return Ok(LogAppendInfo {
+                    base_offset: original.first_offset,
+                    last_offset: original.last_offset,
+                    log_append_time_ms: -1,
+                    log_start_offset: s.log_start_offset,
+                    records: 0,
+                    bytes: 0,
+                    duplicate: true,
+                });
+            }
             let base_offset = s.log_end_offset;
             batch::set_base_offset(&mut batch, base_offset);
             batch::set_partition_leader_epoch(&mut batch, leader_epoch);
@@ -483,6 +506,7 @@ impl Log {
             let index_interval = config.index_interval_bytes.max(0) as usize;
             s.active()?.append(&batch, &header, index_interval)?;
             s.log_end_offset = header.next_offset();
+            s.producers.update(&header, now_ms);
             let info = LogAppendInfo {
                 base_offset,
                 last_offset: header.last_offset(),
@@ -490,6 +514,7 @@ impl Log {
                 log_start_offset: s.log_start_offset,
                 records: i64::from(header.records_count),
                 bytes: batch.len(),
+                duplicate: false,
             };
             let unflushed = s.log_end_offset - s.recovery_point;
             let flush_to = (unflushed >= config.flush_messages).then_some(s.log_end_offset);
@@ -531,6 +556,7 @@ impl Log {
             return Ok(());
         }
         s.active()?.on_become_inactive()?;
+        s.producers.write_snapshot(&self.dir, new_base)?;
         let segment = LogSegment::create(&self.dir, new_base, index_capacity(config), now_ms)?;
         sync_dir(&self.dir)?;
         s.segments.insert(new_base, segment);
@@ -885,6 +911,7 @@ impl Log {
             s.log_start_offset = s.log_start_offset.max(first);
             s.high_watermark = s.high_watermark.max(s.log_start_offset);
             s.recovery_point = s.recovery_point.max(s.log_start_offset);
+            ProducerStateManager::delete_snapshots_below(&self.dir, s.log_start_offset);
             removed
         };
         let mut outcome = RetentionOutcome::default();
@@ -903,6 +930,19 @@ impl Log {
             );
         }
         Ok(outcome)
+    }
+
+    /// Forgets producers idle for `expiration_ms`; returns how many.
+    pub fn remove_expired_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.state
+            .lock()
+            .producers
+            .remove_expired(now_ms, expiration_ms)
+    }
+
+    /// The producer state (for tests and DescribeProducers).
+    pub fn producer_state(&self) -> ProducerStateManager {
+        self.state.lock().producers.clone()
     }
 
     /// Bytes in all segments.
@@ -933,6 +973,8 @@ impl Log {
         let mut s = self.state.lock();
         if !s.closed {
             s.closed = true;
+            let end = s.log_end_offset;
+            s.producers.write_snapshot(&self.dir, end)?;
             s.active()?.on_become_inactive()?;
             for seg in s.segments.values() {
                 seg.flush()?;
@@ -945,6 +987,36 @@ impl Log {
     pub fn mark_closed(&self) {
         self.state.lock().closed = true;
     }
+}
+
+/// The producer state as of `log_end_offset`: the newest snapshot, then the
+/// headers of every batch after it.
+fn rebuild_producer_state(
+    dir: &Path,
+    segments: &BTreeMap<i64, LogSegment>,
+    log_end_offset: i64,
+) -> Result<ProducerStateManager> {
+    let (mut producers, from) = ProducerStateManager::load_latest(dir, log_end_offset);
+    let first = segments
+        .range(..=from)
+        .next_back()
+        .map_or(i64::MIN, |(b, _)| *b);
+    for seg in segments.range(first..).map(|(_, s)| s) {
+        let reader = seg.reader();
+        let mut position = if seg.base_offset() == first {
+            u64::from(seg.index_lookup(from).position)
+        } else {
+            0
+        };
+        while position < reader.size {
+            let header = reader.header_at(position)?;
+            if header.base_offset >= from {
+                producers.update(&header, header.max_timestamp);
+            }
+            position += header.size_bytes() as u64;
+        }
+    }
+    Ok(producers)
 }
 
 /// Bytes of the leading whole batches in `bytes`.

@@ -336,6 +336,14 @@ impl LogManager {
         }
     }
 
+    /// Forgets idle producers in every log (`producer.id.expiration.ms`).
+    pub fn remove_expired_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.all()
+            .iter()
+            .map(|l| l.remove_expired_producers(now_ms, expiration_ms))
+            .sum()
+    }
+
     /// Writes the recovery point, log start offset and high watermark
     /// checkpoints of every directory.
     pub fn checkpoint(&self) -> Result<()> {

@@ -13,6 +13,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod fetch;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -33,7 +34,8 @@ pub fn register_all(registry: &mut HandlerRegistry) {
         .register::<create_partitions::CreatePartitionsHandler>()
         .register::<describe_configs::DescribeConfigsHandler>()
         .register::<describe_configs::DescribeConfigsV0Handler>()
-        .register::<describe_cluster::DescribeClusterHandler>();
+        .register::<describe_cluster::DescribeClusterHandler>()
+        .register::<init_producer_id::InitProducerIdHandler>();
 }
 
 /// A `StrBytes` from any string.
