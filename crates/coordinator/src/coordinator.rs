@@ -1,0 +1,446 @@
+//! The group coordinator: which `__consumer_offsets` partition holds a
+//! group, one shard task per partition this broker leads (loaded from the
+//! partition's records when leadership arrives), and the async API the
+//! request handlers call.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use parking_lot::RwLock;
+use strom_controller::CreateTopic;
+use strom_metadata::MetadataImage;
+use strom_protocol::ErrorCode;
+use strom_replication::ReplicaManager;
+use strom_storage::{ReadBound, TopicPartition};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::GroupConfig;
+use crate::offsets_topic::{partition_for, OffsetsRecord, CONSUMER_OFFSETS_TOPIC};
+use crate::outcome::*;
+use crate::shard::{Command, OffsetsWriter, Shard};
+
+/// Commands queued per shard before senders wait.
+const SHARD_QUEUE_LEN: usize = 1024;
+/// Bytes read at once when loading a partition.
+const LOAD_READ_BYTES: usize = 4 << 20;
+
+struct ShardHandle {
+    commands: mpsc::Sender<Command>,
+    loaded: Arc<AtomicBool>,
+    shutdown: watch::Sender<bool>,
+    leader_epoch: i32,
+}
+
+/// The group coordinator of this broker.
+pub struct GroupCoordinator {
+    config: Arc<GroupConfig>,
+    node_id: i32,
+    replica_manager: Arc<ReplicaManager>,
+    image: watch::Receiver<Arc<MetadataImage>>,
+    shards: RwLock<HashMap<i32, ShardHandle>>,
+}
+
+impl std::fmt::Debug for GroupCoordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCoordinator")
+            .field("node_id", &self.node_id)
+            .field("shards", &self.shards.read().len())
+            .finish()
+    }
+}
+
+/// Appends to one `__consumer_offsets` partition through the replica
+/// manager, waiting for the in-sync replicas.
+struct PartitionWriter {
+    tp: TopicPartition,
+    replica_manager: Arc<ReplicaManager>,
+    image: watch::Receiver<Arc<MetadataImage>>,
+    timeout: Duration,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Encodes records as one uncompressed batch.
+fn encode_batch(records: &[OffsetsRecord]) -> Result<Bytes, ErrorCode> {
+    let now = now_ms();
+    let kafka_records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder starts a new batch whenever offset − sequence
+            // changes; this keeps one batch with base sequence −1.
+            sequence: i as i32 - 1,
+            timestamp: now,
+            key: Some(r.encode_key()),
+            value: r.encode_value(),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &kafka_records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .map_err(|_| ErrorCode::UnknownServerError)?;
+    Ok(buf.freeze())
+}
+
+impl OffsetsWriter for PartitionWriter {
+    fn append(
+        &self,
+        records: Vec<OffsetsRecord>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), ErrorCode>> + Send + '_>> {
+        Box::pin(async move {
+            let batch = encode_batch(&records)?;
+            let image = self.image.borrow().clone();
+            let results = self
+                .replica_manager
+                .append_records(&image, vec![(self.tp.clone(), batch)], -1, self.timeout, 9)
+                .await;
+            match results.into_iter().next() {
+                Some(Ok(_)) => Ok(()),
+                Some(Err(e)) => Err(e.error_code()),
+                None => Err(ErrorCode::UnknownServerError),
+            }
+        })
+    }
+}
+
+/// Reads every record of a partition (up to its high watermark).
+fn read_partition(replica_manager: &ReplicaManager, tp: &TopicPartition) -> Vec<OffsetsRecord> {
+    let Some(partition) = replica_manager.partition(tp) else {
+        return Vec::new();
+    };
+    let log = partition.log();
+    let mut out = Vec::new();
+    let mut next = log.offsets().log_start_offset;
+    loop {
+        let read = match log.read(next, LOAD_READ_BYTES, ReadBound::HighWatermark, true) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(partition = %tp, error = %e, "cannot read __consumer_offsets");
+                break;
+            }
+        };
+        if read.records.is_empty() {
+            break;
+        }
+        let mut buf = read.records;
+        while !buf.is_empty() {
+            let Ok(set) = RecordBatchDecoder::decode(&mut buf) else {
+                tracing::error!(partition = %tp, offset = next, "undecodable batch in __consumer_offsets; stopping the load there");
+                return out;
+            };
+            for r in set.records {
+                next = next.max(r.offset + 1);
+                if r.offset < next - 1 {
+                    continue;
+                }
+                let Some(key) = r.key.as_deref() else {
+                    continue;
+                };
+                match OffsetsRecord::decode(key, r.value.as_deref()) {
+                    Ok(Some(record)) => out.push(record),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(partition = %tp, offset = r.offset, error = %e, "skipping a corrupt record")
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+impl GroupCoordinator {
+    /// A coordinator for this broker.
+    pub fn new(
+        config: GroupConfig,
+        node_id: i32,
+        replica_manager: Arc<ReplicaManager>,
+        image: watch::Receiver<Arc<MetadataImage>>,
+    ) -> Self {
+        Self {
+            config: Arc::new(config),
+            node_id,
+            replica_manager,
+            image,
+            shards: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &GroupConfig {
+        &self.config
+    }
+
+    /// The `__consumer_offsets` partition of a group, if the topic exists.
+    pub fn partition_of(&self, image: &MetadataImage, group_id: &str) -> Option<i32> {
+        let topic = image.topic(CONSUMER_OFFSETS_TOPIC)?;
+        Some(partition_for(group_id, topic.partitions.len() as i32))
+    }
+
+    /// How to create `__consumer_offsets`: Kafka's settings, with the
+    /// replication factor capped by the brokers there are (so a single
+    /// node works out of the box).
+    pub fn offsets_topic_spec(&self, live_brokers: usize) -> CreateTopic {
+        let rf = self
+            .config
+            .offsets_topic_replication_factor
+            .min(live_brokers.max(1).min(i16::MAX as usize) as i16);
+        CreateTopic {
+            name: CONSUMER_OFFSETS_TOPIC.to_string(),
+            num_partitions: self.config.offsets_topic_num_partitions,
+            replication_factor: rf,
+            assignments: Vec::new(),
+            configs: vec![
+                ("cleanup.policy".into(), Some("compact".into())),
+                ("compression.type".into(), Some("producer".into())),
+                (
+                    "segment.bytes".into(),
+                    Some(self.config.offsets_topic_segment_bytes.to_string()),
+                ),
+            ],
+        }
+    }
+
+    /// Starts shards for the `__consumer_offsets` partitions this broker
+    /// now leads and stops those it no longer leads. Call after every
+    /// metadata change is applied.
+    pub fn sync_leadership(&self, image: &MetadataImage) {
+        let led: HashMap<i32, i32> = image
+            .topic(CONSUMER_OFFSETS_TOPIC)
+            .map(|t| {
+                t.partitions
+                    .iter()
+                    .filter(|(_, p)| p.leader == self.node_id)
+                    .map(|(i, p)| (*i, p.leader_epoch))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut shards = self.shards.write();
+        shards.retain(|partition, handle| {
+            let keep = led.get(partition) == Some(&handle.leader_epoch);
+            if !keep {
+                let _ = handle.shutdown.send(true);
+                tracing::info!(
+                    partition,
+                    "stopped coordinating a __consumer_offsets partition"
+                );
+            }
+            keep
+        });
+        for (partition, epoch) in led {
+            if shards.contains_key(&partition) {
+                continue;
+            }
+            let (commands, rx) = mpsc::channel(SHARD_QUEUE_LEN);
+            let (shutdown, shutdown_rx) = watch::channel(false);
+            let loaded = Arc::new(AtomicBool::new(false));
+            shards.insert(
+                partition,
+                ShardHandle {
+                    commands,
+                    loaded: Arc::clone(&loaded),
+                    shutdown,
+                    leader_epoch: epoch,
+                },
+            );
+            let tp = TopicPartition::new(CONSUMER_OFFSETS_TOPIC, partition);
+            let writer = Arc::new(PartitionWriter {
+                tp: tp.clone(),
+                replica_manager: Arc::clone(&self.replica_manager),
+                image: self.image.clone(),
+                timeout: Duration::from_millis(self.config.offsets_commit_timeout_ms),
+            });
+            let rm = Arc::clone(&self.replica_manager);
+            let config = Arc::clone(&self.config);
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let load_tp = tp.clone();
+                let records = tokio::task::spawn_blocking(move || read_partition(&rm, &load_tp))
+                    .await
+                    .unwrap_or_default();
+                let count = records.len();
+                let shard = Shard::load(records, config, writer);
+                loaded.store(true, Ordering::Release);
+                tracing::info!(partition = %tp, records = count, elapsed_ms = started.elapsed().as_millis() as u64, "loaded group coordinator state");
+                shard.run(rx, shutdown_rx).await;
+            });
+        }
+    }
+
+    /// The shard coordinating `group_id`, or the error a client gets.
+    fn shard_for(&self, group_id: &str) -> Result<mpsc::Sender<Command>, ErrorCode> {
+        let image = self.image.borrow().clone();
+        let partition = self
+            .partition_of(&image, group_id)
+            .ok_or(ErrorCode::CoordinatorNotAvailable)?;
+        let shards = self.shards.read();
+        let handle = shards.get(&partition).ok_or(ErrorCode::NotCoordinator)?;
+        if !handle.loaded.load(Ordering::Acquire) {
+            return Err(ErrorCode::CoordinatorLoadInProgress);
+        }
+        Ok(handle.commands.clone())
+    }
+
+    /// Whether this broker coordinates `group_id` right now (FindCoordinator
+    /// answers from the metadata; this is the local view).
+    pub fn is_local(&self, group_id: &str) -> Result<(), ErrorCode> {
+        self.shard_for(group_id).map(|_| ())
+    }
+
+    async fn ask<T>(
+        &self,
+        group_id: &str,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, ErrorCode> {
+        let tx = self.shard_for(group_id)?;
+        let (reply, rx) = oneshot::channel();
+        tx.send(make(reply))
+            .await
+            .map_err(|_| ErrorCode::NotCoordinator)?;
+        rx.await.map_err(|_| ErrorCode::NotCoordinator)
+    }
+
+    /// JoinGroup.
+    pub async fn join_group(&self, p: JoinParams) -> JoinOutcome {
+        let member = p.member_id.clone();
+        let group = p.group_id.clone();
+        self.ask(&group, |r| Command::Join(p, r))
+            .await
+            .unwrap_or_else(|code| JoinOutcome::error(member, code))
+    }
+
+    /// SyncGroup.
+    pub async fn sync_group(&self, p: SyncParams) -> SyncOutcome {
+        let group = p.group_id.clone();
+        self.ask(&group, |r| Command::Sync(p, r))
+            .await
+            .unwrap_or_else(SyncOutcome::error)
+    }
+
+    /// Heartbeat.
+    pub async fn heartbeat(&self, p: HeartbeatParams) -> Option<ErrorCode> {
+        let group = p.group_id.clone();
+        self.ask(&group, |r| Command::Heartbeat(p, r))
+            .await
+            .unwrap_or_else(Some)
+    }
+
+    /// LeaveGroup: one result per member, or an error for the request.
+    pub async fn leave_group(
+        &self,
+        group_id: &str,
+        members: Vec<LeavingMember>,
+    ) -> Result<Vec<Option<ErrorCode>>, ErrorCode> {
+        self.ask(group_id, |r| {
+            Command::Leave(group_id.to_string(), members, r)
+        })
+        .await?
+    }
+
+    /// OffsetCommit: one result per offset, or an error for the request.
+    pub async fn commit_offsets(
+        &self,
+        p: CommitParams,
+    ) -> Result<Vec<Option<ErrorCode>>, ErrorCode> {
+        let group = p.group_id.clone();
+        self.ask(&group, |r| Command::Commit(p, r)).await?
+    }
+
+    /// OffsetFetch (`None`: every partition with an offset).
+    pub async fn fetch_offsets(
+        &self,
+        group_id: &str,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Result<Vec<FetchedOffset>, ErrorCode> {
+        self.ask(group_id, |r| {
+            Command::FetchOffsets(group_id.to_string(), partitions, r)
+        })
+        .await
+    }
+
+    /// DescribeGroups (`None`: no such group).
+    pub async fn describe_group(
+        &self,
+        group_id: &str,
+    ) -> Result<Option<GroupDescription>, ErrorCode> {
+        self.ask(group_id, |r| Command::Describe(group_id.to_string(), r))
+            .await
+    }
+
+    /// DeleteGroups for one group.
+    pub async fn delete_group(&self, group_id: &str) -> Option<ErrorCode> {
+        self.ask(group_id, |r| Command::Delete(group_id.to_string(), r))
+            .await
+            .unwrap_or_else(Some)
+    }
+
+    /// OffsetDelete: per-partition results, or an error for the group.
+    pub async fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<Option<ErrorCode>>, ErrorCode> {
+        self.ask(group_id, |r| {
+            Command::DeleteOffsets(group_id.to_string(), partitions, r)
+        })
+        .await?
+    }
+
+    /// ListGroups over every partition this broker coordinates.
+    pub async fn list_groups(&self) -> Result<Vec<GroupListing>, ErrorCode> {
+        let handles: Vec<(mpsc::Sender<Command>, bool)> = self
+            .shards
+            .read()
+            .values()
+            .map(|h| (h.commands.clone(), h.loaded.load(Ordering::Acquire)))
+            .collect();
+        if handles.iter().any(|(_, loaded)| !loaded) {
+            return Err(ErrorCode::CoordinatorLoadInProgress);
+        }
+        let mut out = Vec::new();
+        for (tx, _) in handles {
+            let (reply, rx) = oneshot::channel();
+            if tx.send(Command::List(reply)).await.is_ok() {
+                if let Ok(mut groups) = rx.await {
+                    out.append(&mut groups);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        Ok(out)
+    }
+
+    /// Stops every shard (broker shutdown).
+    pub fn shutdown(&self) {
+        for handle in self.shards.write().drain().map(|(_, h)| h) {
+            let _ = handle.shutdown.send(true);
+        }
+    }
+}

@@ -1,0 +1,1530 @@
+//! One `__consumer_offsets` partition's groups, owned by one task.
+//!
+//! Every operation on the groups of a partition runs on that partition's
+//! task, one at a time, so a group's state changes in a single order. A
+//! request that must wait (a JoinGroup until the join phase ends, a
+//! SyncGroup until the leader's assignment) leaves its reply channel with
+//! the member and is answered later by whatever completes it. Changes that
+//! must survive a restart (group metadata, committed offsets) are appended
+//! to the partition before they take effect or are acknowledged. Timers
+//! (sessions, join and sync phases, pending member ids) live in one heap;
+//! a timer that no longer matches the state when it fires is ignored.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use strom_protocol::ErrorCode;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::config::GroupConfig;
+use crate::group::{Group, GroupState, InitialDelay, Member};
+use crate::offsets_topic::{OffsetCommitValue, OffsetsRecord};
+use crate::outcome::*;
+
+/// Appends records to this shard's `__consumer_offsets` partition and
+/// waits until they are committed.
+pub trait OffsetsWriter: Send + Sync {
+    /// Appends `records` as one batch.
+    fn append(
+        &self,
+        records: Vec<OffsetsRecord>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), ErrorCode>> + Send + '_>>;
+}
+
+/// A request to a shard.
+pub(crate) enum Command {
+    Join(JoinParams, oneshot::Sender<JoinOutcome>),
+    Sync(SyncParams, oneshot::Sender<SyncOutcome>),
+    Heartbeat(HeartbeatParams, oneshot::Sender<Option<ErrorCode>>),
+    Leave(
+        String,
+        Vec<LeavingMember>,
+        oneshot::Sender<Result<Vec<Option<ErrorCode>>, ErrorCode>>,
+    ),
+    Commit(
+        CommitParams,
+        oneshot::Sender<Result<Vec<Option<ErrorCode>>, ErrorCode>>,
+    ),
+    FetchOffsets(
+        String,
+        Option<Vec<(String, i32)>>,
+        oneshot::Sender<Vec<FetchedOffset>>,
+    ),
+    Describe(String, oneshot::Sender<Option<GroupDescription>>),
+    List(oneshot::Sender<Vec<GroupListing>>),
+    Delete(String, oneshot::Sender<Option<ErrorCode>>),
+    DeleteOffsets(
+        String,
+        Vec<(String, i32)>,
+        oneshot::Sender<Result<Vec<Option<ErrorCode>>, ErrorCode>>,
+    ),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Session { group: String, member: String },
+    Pending { group: String, member: String },
+    Join { group: String },
+    Sync { group: String, generation: i32 },
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A new member id: client id (or instance id) and a UUID, as Kafka makes them.
+fn new_member_id(client_id: &str, group_instance_id: Option<&str>) -> String {
+    format!(
+        "{}-{}",
+        group_instance_id.unwrap_or(client_id),
+        Uuid::new_v4()
+    )
+}
+
+/// Kafka's mapping of append failures to what group clients expect.
+fn write_error(code: ErrorCode) -> ErrorCode {
+    match code {
+        ErrorCode::UnknownTopicOrPartition
+        | ErrorCode::NotEnoughReplicas
+        | ErrorCode::NotEnoughReplicasAfterAppend
+        | ErrorCode::RequestTimedOut => ErrorCode::CoordinatorNotAvailable,
+        ErrorCode::NotLeaderOrFollower | ErrorCode::KafkaStorageError => ErrorCode::NotCoordinator,
+        ErrorCode::MessageTooLarge
+        | ErrorCode::RecordListTooLarge
+        | ErrorCode::InvalidFetchSize => ErrorCode::UnknownServerError,
+        other => other,
+    }
+}
+
+/// The groups of one partition.
+pub(crate) struct Shard {
+    groups: HashMap<String, Group>,
+    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    config: Arc<GroupConfig>,
+    writer: Arc<dyn OffsetsWriter>,
+}
+
+impl Shard {
+    /// A shard over the records already in the partition.
+    pub(crate) fn load(
+        records: Vec<OffsetsRecord>,
+        config: Arc<GroupConfig>,
+        writer: Arc<dyn OffsetsWriter>,
+    ) -> Self {
+        let mut shard = Self {
+            groups: HashMap::new(),
+            timers: BinaryHeap::new(),
+            config,
+            writer,
+        };
+        let now = Instant::now();
+        let wall = now_ms();
+        for record in records {
+            shard.replay(record, now, wall);
+        }
+        let sessions: Vec<(String, String, Instant)> = shard
+            .groups
+            .values()
+            .flat_map(|g| {
+                g.members
+                    .values()
+                    .map(|m| (g.group_id.clone(), m.member_id.clone(), m.session_deadline))
+            })
+            .collect();
+        for (group, member, deadline) in sessions {
+            shard.schedule(deadline, Timer::Session { group, member });
+        }
+        shard
+    }
+
+    fn replay(&mut self, record: OffsetsRecord, now: Instant, wall: i64) {
+        match record {
+            OffsetsRecord::Offset {
+                group,
+                topic,
+                partition,
+                value,
+            } => {
+                let g = self
+                    .groups
+                    .entry(group.clone())
+                    .or_insert_with(|| Group::new(group, wall));
+                match value {
+                    Some(v) => {
+                        g.offsets.insert((topic, partition), v);
+                    }
+                    None => {
+                        g.offsets.remove(&(topic, partition));
+                    }
+                }
+            }
+            OffsetsRecord::Group { group, value: None } => {
+                self.groups.remove(&group);
+            }
+            OffsetsRecord::Group {
+                group,
+                value: Some(v),
+            } => {
+                let offsets = self
+                    .groups
+                    .remove(&group)
+                    .map(|g| g.offsets)
+                    .unwrap_or_default();
+                let mut g = Group::new(group, v.current_state_timestamp.max(0));
+                g.offsets = offsets;
+                g.protocol_type = (!v.protocol_type.is_empty()).then_some(v.protocol_type);
+                g.protocol_name = v.protocol.clone();
+                g.generation_id = v.generation;
+                g.leader_id = v.leader;
+                for m in v.members {
+                    g.add_member(Member {
+                        member_id: m.member_id,
+                        group_instance_id: m.group_instance_id,
+                        client_id: m.client_id,
+                        client_host: m.client_host,
+                        rebalance_timeout_ms: m.rebalance_timeout_ms,
+                        session_timeout_ms: m.session_timeout_ms,
+                        protocols: v
+                            .protocol
+                            .clone()
+                            .map(|p| vec![(p, m.subscription)])
+                            .unwrap_or_default(),
+                        assignment: m.assignment,
+                        join_waiter: None,
+                        sync_waiter: None,
+                        session_deadline: now
+                            + Duration::from_millis(m.session_timeout_ms.max(0) as u64),
+                        is_new: false,
+                    });
+                }
+                g.state = if g.members.is_empty() {
+                    GroupState::Empty
+                } else {
+                    GroupState::Stable
+                };
+                self.groups.insert(g.group_id.clone(), g);
+            }
+        }
+    }
+
+    /// Serves commands and timers until the channel closes (the partition
+    /// moved away), then fails whatever still waits with NOT_COORDINATOR.
+    pub(crate) async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut expiration = tokio::time::interval(Duration::from_millis(
+            self.config.offsets_retention_check_interval_ms.max(1),
+        ));
+        expiration.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        expiration.reset();
+        loop {
+            let next = self.timers.peek().map(|Reverse((at, _))| *at);
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(c) => self.handle(c).await,
+                    None => break,
+                },
+                _ = sleep_until_opt(next) => self.fire_timers().await,
+                _ = expiration.tick() => self.expire_offsets().await,
+                _ = shutdown.changed() => if *shutdown.borrow() { break },
+            }
+        }
+        for g in self.groups.values_mut() {
+            for m in g.members.values_mut() {
+                if let Some(w) = m.join_waiter.take() {
+                    let _ = w.send(JoinOutcome::error(
+                        m.member_id.clone(),
+                        ErrorCode::NotCoordinator,
+                    ));
+                }
+                if let Some(w) = m.sync_waiter.take() {
+                    let _ = w.send(SyncOutcome::error(ErrorCode::NotCoordinator));
+                }
+            }
+        }
+    }
+
+    fn schedule(&mut self, at: Instant, timer: Timer) {
+        self.timers.push(Reverse((at, timer)));
+    }
+
+    async fn handle(&mut self, command: Command) {
+        match command {
+            Command::Join(p, reply) => self.join(p, reply).await,
+            Command::Sync(p, reply) => self.sync(p, reply).await,
+            Command::Heartbeat(p, reply) => {
+                let _ = reply.send(self.heartbeat(&p));
+            }
+            Command::Leave(group, members, reply) => {
+                let r = self.leave(&group, members).await;
+                let _ = reply.send(r);
+            }
+            Command::Commit(p, reply) => {
+                let r = self.commit(p).await;
+                let _ = reply.send(r);
+            }
+            Command::FetchOffsets(group, partitions, reply) => {
+                let _ = reply.send(self.fetch_offsets(&group, partitions));
+            }
+            Command::Describe(group, reply) => {
+                let _ = reply.send(self.describe(&group));
+            }
+            Command::List(reply) => {
+                let _ = reply.send(self.list());
+            }
+            Command::Delete(group, reply) => {
+                let r = self.delete_group(&group).await;
+                let _ = reply.send(r);
+            }
+            Command::DeleteOffsets(group, partitions, reply) => {
+                let r = self.delete_offsets(&group, partitions).await;
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    // ----- JoinGroup ---------------------------------------------------
+
+    async fn join(&mut self, p: JoinParams, reply: oneshot::Sender<JoinOutcome>) {
+        let refuse = |reply: oneshot::Sender<JoinOutcome>, member: &str, code: ErrorCode| {
+            let _ = reply.send(JoinOutcome::error(member, code));
+        };
+        if p.group_id.is_empty() {
+            return refuse(reply, &p.member_id, ErrorCode::InvalidGroupId);
+        }
+        if p.session_timeout_ms < self.config.group_min_session_timeout_ms
+            || p.session_timeout_ms > self.config.group_max_session_timeout_ms
+        {
+            return refuse(reply, &p.member_id, ErrorCode::InvalidSessionTimeout);
+        }
+        let now = Instant::now();
+        let wall = now_ms();
+        if !self.groups.contains_key(&p.group_id) {
+            if !p.member_id.is_empty() {
+                return refuse(reply, &p.member_id, ErrorCode::UnknownMemberId);
+            }
+            self.groups
+                .insert(p.group_id.clone(), Group::new(p.group_id.clone(), wall));
+        }
+        let Some(group) = self.groups.get_mut(&p.group_id) else {
+            return;
+        };
+        if group.state == GroupState::Dead {
+            return refuse(reply, &p.member_id, ErrorCode::CoordinatorNotAvailable);
+        }
+        if !group.supports_protocols(&p.protocol_type, &p.protocols) {
+            return refuse(reply, &p.member_id, ErrorCode::InconsistentGroupProtocol);
+        }
+        let is_new = p.member_id.is_empty() || group.pending_members.contains_key(&p.member_id);
+        if is_new
+            && group.members.len() + group.pending_members.len() >= self.config.group_max_size
+            && !p
+                .group_instance_id
+                .as_ref()
+                .is_some_and(|i| group.static_members.contains_key(i))
+        {
+            return refuse(reply, &p.member_id, ErrorCode::GroupMaxSizeReached);
+        }
+        if p.member_id.is_empty() {
+            let member_id = new_member_id(&p.client_id, p.group_instance_id.as_deref());
+            if let Some(instance) = p.group_instance_id.clone() {
+                if let Some(old) = group.static_members.get(&instance).cloned() {
+                    return self.replace_static_member(p, old, member_id, reply).await;
+                }
+                return self.add_member_and_rebalance(p, member_id, reply).await;
+            }
+            if p.require_known_member_id {
+                let deadline = now + Duration::from_millis(p.session_timeout_ms.max(0) as u64);
+                group.pending_members.insert(member_id.clone(), deadline);
+                self.schedule(
+                    deadline,
+                    Timer::Pending {
+                        group: p.group_id.clone(),
+                        member: member_id.clone(),
+                    },
+                );
+                return refuse(reply, &member_id, ErrorCode::MemberIdRequired);
+            }
+            return self.add_member_and_rebalance(p, member_id, reply).await;
+        }
+        if group.pending_members.remove(&p.member_id).is_some() {
+            let member_id = p.member_id.clone();
+            return self.add_member_and_rebalance(p, member_id, reply).await;
+        }
+        if let Some(instance) = &p.group_instance_id {
+            if group
+                .static_members
+                .get(instance)
+                .is_some_and(|m| *m != p.member_id)
+            {
+                return refuse(reply, &p.member_id, ErrorCode::FencedInstanceId);
+            }
+        }
+        if !group.members.contains_key(&p.member_id) {
+            return refuse(reply, &p.member_id, ErrorCode::UnknownMemberId);
+        }
+        let is_leader = group.leader_id.as_deref() == Some(p.member_id.as_str());
+        let matches = group
+            .members
+            .get(&p.member_id)
+            .is_some_and(|m| m.matches(&p.protocols));
+        match group.state {
+            GroupState::PreparingRebalance => self.update_member_and_rebalance(p, reply).await,
+            GroupState::CompletingRebalance if matches => {
+                // A repeated JoinGroup (lost response): answer with the
+                // current generation again.
+                let outcome = current_join_outcome(group, &p.member_id, is_leader);
+                let _ = reply.send(outcome);
+            }
+            GroupState::Stable if !is_leader && matches => {
+                let outcome = current_join_outcome(group, &p.member_id, false);
+                let _ = reply.send(outcome);
+            }
+            GroupState::CompletingRebalance | GroupState::Stable => {
+                self.update_member_and_rebalance(p, reply).await
+            }
+            GroupState::Empty | GroupState::Dead => {
+                refuse(reply, &p.member_id, ErrorCode::UnknownMemberId)
+            }
+        }
+    }
+
+    async fn add_member_and_rebalance(
+        &mut self,
+        p: JoinParams,
+        member_id: String,
+        reply: oneshot::Sender<JoinOutcome>,
+    ) {
+        let now = Instant::now();
+        let Some(group) = self.groups.get_mut(&p.group_id) else {
+            return;
+        };
+        if group.members.is_empty() {
+            group.protocol_type = Some(p.protocol_type.clone());
+        }
+        let session_deadline = now + Duration::from_millis(p.session_timeout_ms.max(0) as u64);
+        group.add_member(Member {
+            member_id: member_id.clone(),
+            group_instance_id: p.group_instance_id.clone(),
+            client_id: p.client_id,
+            client_host: p.client_host,
+            rebalance_timeout_ms: p.rebalance_timeout_ms,
+            session_timeout_ms: p.session_timeout_ms,
+            protocols: p.protocols,
+            assignment: Bytes::new(),
+            join_waiter: Some(reply),
+            sync_waiter: None,
+            session_deadline,
+            is_new: true,
+        });
+        if let Some(d) = group.initial_delay.as_mut() {
+            d.joined_in_round = true;
+        }
+        self.schedule(
+            session_deadline,
+            Timer::Session {
+                group: p.group_id.clone(),
+                member: member_id,
+            },
+        );
+        self.maybe_prepare_rebalance(&p.group_id).await;
+    }
+
+    async fn update_member_and_rebalance(
+        &mut self,
+        p: JoinParams,
+        reply: oneshot::Sender<JoinOutcome>,
+    ) {
+        let Some(group) = self.groups.get_mut(&p.group_id) else {
+            return;
+        };
+        if let Some(m) = group.members.get_mut(&p.member_id) {
+            if let Some(old) = m.join_waiter.take() {
+                let _ = old.send(JoinOutcome::error(
+                    p.member_id.clone(),
+                    ErrorCode::UnknownMemberId,
+                ));
+            }
+            m.protocols = p.protocols;
+            m.rebalance_timeout_ms = p.rebalance_timeout_ms;
+            m.session_timeout_ms = p.session_timeout_ms;
+            m.join_waiter = Some(reply);
+        }
+        self.maybe_prepare_rebalance(&p.group_id).await;
+    }
+
+    /// KIP-345: a static member rejoining with a new member id takes the old
+    /// member's place (the old id is fenced) and keeps its assignment; a
+    /// Stable group whose protocol does not change is not rebalanced.
+    async fn replace_static_member(
+        &mut self,
+        p: JoinParams,
+        old_id: String,
+        new_id: String,
+        reply: oneshot::Sender<JoinOutcome>,
+    ) {
+        let now = Instant::now();
+        let Some(group) = self.groups.get_mut(&p.group_id) else {
+            return;
+        };
+        let Some(mut member) = group.members.remove(&old_id) else {
+            return;
+        };
+        if let Some(w) = member.join_waiter.take() {
+            let _ = w.send(JoinOutcome::error(
+                old_id.clone(),
+                ErrorCode::FencedInstanceId,
+            ));
+        }
+        if let Some(w) = member.sync_waiter.take() {
+            let _ = w.send(SyncOutcome::error(ErrorCode::FencedInstanceId));
+        }
+        let old_protocols = std::mem::replace(&mut member.protocols, p.protocols.clone());
+        member.member_id = new_id.clone();
+        member.client_id = p.client_id.clone();
+        member.client_host = p.client_host.clone();
+        member.session_timeout_ms = p.session_timeout_ms;
+        member.rebalance_timeout_ms = p.rebalance_timeout_ms;
+        member.session_deadline = now + Duration::from_millis(p.session_timeout_ms.max(0) as u64);
+        for id in group.join_order.iter_mut().filter(|id| **id == old_id) {
+            *id = new_id.clone();
+        }
+        if let Some(instance) = &p.group_instance_id {
+            group
+                .static_members
+                .insert(instance.clone(), new_id.clone());
+        }
+        let was_leader = group.leader_id.as_deref() == Some(old_id.as_str());
+        if was_leader {
+            group.leader_id = Some(new_id.clone());
+        }
+        group.synced.remove(&old_id);
+        let deadline = member.session_deadline;
+        group.members.insert(new_id.clone(), member);
+        self.schedule(
+            deadline,
+            Timer::Session {
+                group: p.group_id.clone(),
+                member: new_id.clone(),
+            },
+        );
+        let Some(group) = self.groups.get_mut(&p.group_id) else {
+            return;
+        };
+        match group.state {
+            GroupState::Stable if group.select_protocol() == group.protocol_name => {
+                let value = group.metadata_value(now_ms());
+                let group_id = p.group_id.clone();
+                let result = self
+                    .writer
+                    .append(vec![OffsetsRecord::Group {
+                        group: group_id.clone(),
+                        value: Some(value),
+                    }])
+                    .await;
+                let Some(group) = self.groups.get_mut(&group_id) else {
+                    return;
+                };
+                match result {
+                    Err(code) => {
+                        // Put the old member back.
+                        if let Some(mut m) = group.members.remove(&new_id) {
+                            m.member_id = old_id.clone();
+                            m.protocols = old_protocols;
+                            for id in group.join_order.iter_mut().filter(|id| **id == new_id) {
+                                *id = old_id.clone();
+                            }
+                            if let Some(instance) = &p.group_instance_id {
+                                group
+                                    .static_members
+                                    .insert(instance.clone(), old_id.clone());
+                            }
+                            if was_leader {
+                                group.leader_id = Some(old_id.clone());
+                            }
+                            group.members.insert(old_id.clone(), m);
+                        }
+                        let _ = reply.send(JoinOutcome::error(new_id, write_error(code)));
+                    }
+                    Ok(()) => {
+                        let skip = was_leader && p.supports_skip_assignment;
+                        let mut outcome = current_join_outcome(group, &new_id, skip);
+                        // Unless told to skip, the current leader must not
+                        // reassign a Stable group: keep the old leader id in
+                        // the answer so nobody believes it leads.
+                        if !skip {
+                            outcome.leader = if was_leader {
+                                old_id
+                            } else {
+                                group.leader_id.clone().unwrap_or_default()
+                            };
+                            outcome.members.clear();
+                        }
+                        outcome.skip_assignment = skip;
+                        let _ = reply.send(outcome);
+                    }
+                }
+            }
+            GroupState::Stable | GroupState::CompletingRebalance => {
+                if let Some(m) = group.members.get_mut(&new_id) {
+                    m.join_waiter = Some(reply);
+                }
+                self.prepare_rebalance(&p.group_id);
+                self.maybe_complete_join(&p.group_id).await;
+            }
+            GroupState::PreparingRebalance => {
+                if let Some(m) = group.members.get_mut(&new_id) {
+                    m.join_waiter = Some(reply);
+                }
+                self.maybe_complete_join(&p.group_id).await;
+            }
+            GroupState::Empty | GroupState::Dead => {
+                let _ = reply.send(JoinOutcome::error(new_id, ErrorCode::UnknownMemberId));
+            }
+        }
+    }
+
+    /// Starts a rebalance unless one is under way, then completes the join
+    /// phase if it can.
+    async fn maybe_prepare_rebalance(&mut self, group_id: &str) {
+        let state = self.groups.get(group_id).map(|g| g.state);
+        if matches!(
+            state,
+            Some(GroupState::Empty | GroupState::Stable | GroupState::CompletingRebalance)
+        ) {
+            self.prepare_rebalance(group_id);
+        }
+        self.maybe_complete_join(group_id).await;
+    }
+
+    fn prepare_rebalance(&mut self, group_id: &str) {
+        let now = Instant::now();
+        let wall = now_ms();
+        let initial_delay_ms = self.config.group_initial_rebalance_delay_ms;
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return;
+        };
+        if group.state == GroupState::CompletingRebalance {
+            for m in group.members.values_mut() {
+                if let Some(w) = m.sync_waiter.take() {
+                    let _ = w.send(SyncOutcome::error(ErrorCode::RebalanceInProgress));
+                }
+            }
+        }
+        let was_empty = group.state == GroupState::Empty;
+        group.transition(GroupState::PreparingRebalance, wall);
+        group.sync_deadline = None;
+        let rebalance_ms = group.rebalance_timeout_ms().max(0) as u64;
+        let wait_ms = if was_empty && initial_delay_ms > 0 {
+            let delay = initial_delay_ms.min(rebalance_ms.max(1));
+            group.initial_delay = Some(InitialDelay {
+                delay_ms: delay,
+                remaining_ms: rebalance_ms.saturating_sub(delay),
+                joined_in_round: false,
+            });
+            delay
+        } else {
+            group.initial_delay = None;
+            rebalance_ms
+        };
+        let deadline = now + Duration::from_millis(wait_ms);
+        group.join_deadline = Some(deadline);
+        self.schedule(
+            deadline,
+            Timer::Join {
+                group: group_id.to_string(),
+            },
+        );
+    }
+
+    async fn maybe_complete_join(&mut self, group_id: &str) {
+        let ready = self.groups.get(group_id).is_some_and(|g| {
+            g.state == GroupState::PreparingRebalance
+                && g.initial_delay.is_none()
+                && g.all_members_joined()
+        });
+        if ready {
+            self.complete_join(group_id).await;
+        }
+    }
+
+    /// Ends the join phase: members that did not rejoin (dynamic ones) are
+    /// dropped, the generation advances, a protocol and a leader are
+    /// chosen and every waiting JoinGroup is answered.
+    async fn complete_join(&mut self, group_id: &str) {
+        let now = Instant::now();
+        let wall = now_ms();
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return;
+        };
+        let gone: Vec<String> = group
+            .members
+            .values()
+            .filter(|m| m.join_waiter.is_none() && m.group_instance_id.is_none())
+            .map(|m| m.member_id.clone())
+            .collect();
+        for id in gone {
+            group.remove_member(&id);
+        }
+        if !group.members.is_empty() && group.members.values().all(|m| m.join_waiter.is_none()) {
+            // Only static members that did not rejoin: wait another round.
+            let deadline = now + Duration::from_millis(group.rebalance_timeout_ms().max(0) as u64);
+            group.join_deadline = Some(deadline);
+            self.schedule(
+                deadline,
+                Timer::Join {
+                    group: group_id.to_string(),
+                },
+            );
+            return;
+        }
+        group.generation_id += 1;
+        group.join_deadline = None;
+        group.initial_delay = None;
+        if group.members.is_empty() {
+            group.protocol_name = None;
+            group.protocol_type = None;
+            group.leader_id = None;
+            group.transition(GroupState::Empty, wall);
+            let value = group.metadata_value(wall);
+            if let Err(code) = self
+                .writer
+                .append(vec![OffsetsRecord::Group {
+                    group: group_id.to_string(),
+                    value: Some(value),
+                }])
+                .await
+            {
+                tracing::warn!(group = group_id, error = %code, "cannot record an empty group");
+            }
+            return;
+        }
+        group.protocol_name = group.select_protocol();
+        let leader_joined = group
+            .leader_id
+            .as_ref()
+            .and_then(|l| group.members.get(l))
+            .is_some_and(|m| m.join_waiter.is_some());
+        if !leader_joined {
+            group.leader_id = group
+                .join_order
+                .iter()
+                .find(|id| {
+                    group
+                        .members
+                        .get(*id)
+                        .is_some_and(|m| m.join_waiter.is_some())
+                })
+                .cloned();
+        }
+        group.transition(GroupState::CompletingRebalance, wall);
+        group.synced.clear();
+        let sync_deadline = now + Duration::from_millis(group.rebalance_timeout_ms().max(0) as u64);
+        group.sync_deadline = Some(sync_deadline);
+        let leader = group.leader_id.clone().unwrap_or_default();
+        let everyone = joined_members(group);
+        let mut sessions = Vec::new();
+        for m in group.members.values_mut() {
+            if let Some(w) = m.join_waiter.take() {
+                let is_leader = m.member_id == leader;
+                let _ = w.send(JoinOutcome {
+                    error: None,
+                    generation_id: group.generation_id,
+                    protocol_type: group.protocol_type.clone(),
+                    protocol_name: group.protocol_name.clone(),
+                    leader: leader.clone(),
+                    skip_assignment: false,
+                    member_id: m.member_id.clone(),
+                    members: if is_leader {
+                        everyone.clone()
+                    } else {
+                        Vec::new()
+                    },
+                });
+            }
+            m.is_new = false;
+            m.session_deadline = now + Duration::from_millis(m.session_timeout_ms.max(0) as u64);
+            sessions.push((m.member_id.clone(), m.session_deadline));
+        }
+        let generation = group.generation_id;
+        tracing::info!(group = group_id, generation, members = sessions.len(), protocol = ?group.protocol_name, "group rebalanced");
+        for (member, deadline) in sessions {
+            self.schedule(
+                deadline,
+                Timer::Session {
+                    group: group_id.to_string(),
+                    member,
+                },
+            );
+        }
+        self.schedule(
+            sync_deadline,
+            Timer::Sync {
+                group: group_id.to_string(),
+                generation,
+            },
+        );
+    }
+
+    // ----- SyncGroup ---------------------------------------------------
+
+    async fn sync(&mut self, p: SyncParams, reply: oneshot::Sender<SyncOutcome>) {
+        let now = Instant::now();
+        let Some(group) = self.groups.get_mut(&p.group_id) else {
+            let _ = reply.send(SyncOutcome::error(ErrorCode::UnknownMemberId));
+            return;
+        };
+        if let Err(code) = validate_member(group, &p.member_id, p.group_instance_id.as_deref()) {
+            let _ = reply.send(SyncOutcome::error(code));
+            return;
+        }
+        if p.generation_id != group.generation_id {
+            let _ = reply.send(SyncOutcome::error(ErrorCode::IllegalGeneration));
+            return;
+        }
+        let mismatch =
+            |asked: &Option<String>, have: &Option<String>| asked.is_some() && asked != have;
+        if mismatch(&p.protocol_type, &group.protocol_type)
+            || mismatch(&p.protocol_name, &group.protocol_name)
+        {
+            let _ = reply.send(SyncOutcome::error(ErrorCode::InconsistentGroupProtocol));
+            return;
+        }
+        match group.state {
+            GroupState::Empty => {
+                let _ = reply.send(SyncOutcome::error(ErrorCode::UnknownMemberId));
+            }
+            GroupState::Dead => {
+                let _ = reply.send(SyncOutcome::error(ErrorCode::CoordinatorNotAvailable));
+            }
+            GroupState::PreparingRebalance => {
+                let _ = reply.send(SyncOutcome::error(ErrorCode::RebalanceInProgress));
+            }
+            GroupState::Stable => {
+                let outcome = SyncOutcome {
+                    error: None,
+                    protocol_type: group.protocol_type.clone(),
+                    protocol_name: group.protocol_name.clone(),
+                    assignment: group
+                        .members
+                        .get(&p.member_id)
+                        .map(|m| m.assignment.clone())
+                        .unwrap_or_default(),
+                };
+                self.refresh_session(&p.group_id, &p.member_id, now);
+                let _ = reply.send(outcome);
+            }
+            GroupState::CompletingRebalance => {
+                if let Some(m) = group.members.get_mut(&p.member_id) {
+                    if let Some(old) = m.sync_waiter.replace(reply) {
+                        let _ = old.send(SyncOutcome::error(ErrorCode::RebalanceInProgress));
+                    }
+                }
+                group.synced.insert(p.member_id.clone());
+                let is_leader = group.leader_id.as_deref() == Some(p.member_id.as_str());
+                self.refresh_session(&p.group_id, &p.member_id, now);
+                if is_leader {
+                    self.store_assignment(&p.group_id, p.generation_id, p.assignments)
+                        .await;
+                }
+            }
+        }
+    }
+
+    /// Writes the leader's assignment and, once it is committed, completes
+    /// every waiting SyncGroup and makes the group Stable.
+    async fn store_assignment(
+        &mut self,
+        group_id: &str,
+        generation: i32,
+        assignments: Vec<(String, Bytes)>,
+    ) {
+        let wall = now_ms();
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return;
+        };
+        let mut by_member: HashMap<String, Bytes> = assignments.into_iter().collect();
+        for id in group.members.keys() {
+            by_member.entry(id.clone()).or_default();
+        }
+        let mut value = group.metadata_value(wall);
+        for m in &mut value.members {
+            m.assignment = by_member.get(&m.member_id).cloned().unwrap_or_default();
+        }
+        let result = self
+            .writer
+            .append(vec![OffsetsRecord::Group {
+                group: group_id.to_string(),
+                value: Some(value),
+            }])
+            .await;
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return;
+        };
+        if group.state != GroupState::CompletingRebalance || group.generation_id != generation {
+            return;
+        }
+        match result {
+            Ok(()) => {
+                group.transition(GroupState::Stable, wall);
+                group.sync_deadline = None;
+                for m in group.members.values_mut() {
+                    m.assignment = by_member.remove(&m.member_id).unwrap_or_default();
+                    if let Some(w) = m.sync_waiter.take() {
+                        let _ = w.send(SyncOutcome {
+                            error: None,
+                            protocol_type: group.protocol_type.clone(),
+                            protocol_name: group.protocol_name.clone(),
+                            assignment: m.assignment.clone(),
+                        });
+                    }
+                }
+            }
+            Err(code) => {
+                let code = write_error(code);
+                for m in group.members.values_mut() {
+                    m.assignment = Bytes::new();
+                    if let Some(w) = m.sync_waiter.take() {
+                        let _ = w.send(SyncOutcome::error(code));
+                    }
+                }
+                self.maybe_prepare_rebalance(group_id).await;
+            }
+        }
+    }
+
+    // ----- Heartbeat and LeaveGroup ----------------------------------------
+
+    fn heartbeat(&mut self, p: &HeartbeatParams) -> Option<ErrorCode> {
+        let now = Instant::now();
+        let Some(group) = self.groups.get(&p.group_id) else {
+            return Some(ErrorCode::UnknownMemberId);
+        };
+        match group.state {
+            GroupState::Dead => return Some(ErrorCode::CoordinatorNotAvailable),
+            GroupState::Empty => return Some(ErrorCode::UnknownMemberId),
+            _ => {}
+        }
+        if let Err(code) = validate_member(group, &p.member_id, p.group_instance_id.as_deref()) {
+            return Some(code);
+        }
+        if p.generation_id != group.generation_id {
+            return Some(ErrorCode::IllegalGeneration);
+        }
+        let state = group.state;
+        self.refresh_session(&p.group_id, &p.member_id, now);
+        (state == GroupState::PreparingRebalance).then_some(ErrorCode::RebalanceInProgress)
+    }
+
+    fn refresh_session(&mut self, group_id: &str, member_id: &str, now: Instant) {
+        let Some(m) = self
+            .groups
+            .get_mut(group_id)
+            .and_then(|g| g.members.get_mut(member_id))
+        else {
+            return;
+        };
+        m.session_deadline = now + Duration::from_millis(m.session_timeout_ms.max(0) as u64);
+        let deadline = m.session_deadline;
+        self.schedule(
+            deadline,
+            Timer::Session {
+                group: group_id.to_string(),
+                member: member_id.to_string(),
+            },
+        );
+    }
+
+    async fn leave(
+        &mut self,
+        group_id: &str,
+        members: Vec<LeavingMember>,
+    ) -> Result<Vec<Option<ErrorCode>>, ErrorCode> {
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return Ok(members
+                .iter()
+                .map(|_| Some(ErrorCode::UnknownMemberId))
+                .collect());
+        };
+        if group.state == GroupState::Dead {
+            return Err(ErrorCode::CoordinatorNotAvailable);
+        }
+        let mut results = Vec::with_capacity(members.len());
+        let mut removed = false;
+        for leaving in members {
+            let target = match &leaving.group_instance_id {
+                Some(instance) => match group.static_members.get(instance) {
+                    Some(id) if leaving.member_id.is_empty() || *id == leaving.member_id => {
+                        Ok(id.clone())
+                    }
+                    Some(_) => Err(ErrorCode::FencedInstanceId),
+                    None => Err(ErrorCode::UnknownMemberId),
+                },
+                None if group.pending_members.remove(&leaving.member_id).is_some() => {
+                    results.push(None);
+                    removed = true;
+                    continue;
+                }
+                None if group.members.contains_key(&leaving.member_id) => {
+                    Ok(leaving.member_id.clone())
+                }
+                None => Err(ErrorCode::UnknownMemberId),
+            };
+            match target {
+                Ok(id) => {
+                    if let Some(m) = group.remove_member(&id) {
+                        fail_waiters(m, ErrorCode::UnknownMemberId);
+                    }
+                    tracing::info!(group = group_id, member = %id, "member left the group");
+                    removed = true;
+                    results.push(None);
+                }
+                Err(code) => results.push(Some(code)),
+            }
+        }
+        if removed {
+            self.after_member_removed(group_id).await;
+        }
+        Ok(results)
+    }
+
+    /// What removing a member (leave or expiry) does to the group.
+    async fn after_member_removed(&mut self, group_id: &str) {
+        match self.groups.get(group_id).map(|g| g.state) {
+            Some(GroupState::Stable | GroupState::CompletingRebalance) => {
+                self.prepare_rebalance(group_id);
+                self.maybe_complete_join(group_id).await;
+            }
+            Some(GroupState::PreparingRebalance) => self.maybe_complete_join(group_id).await,
+            _ => {}
+        }
+    }
+
+    // ----- Timers ------------------------------------------------------
+
+    async fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((at, _))) = self.timers.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, timer))) = self.timers.pop() else {
+                break;
+            };
+            match timer {
+                Timer::Session { group, member } => {
+                    self.on_session_timer(&group, &member, now).await
+                }
+                Timer::Pending { group, member } => {
+                    let expired = self.groups.get_mut(&group).is_some_and(|g| {
+                        g.pending_members.get(&member).is_some_and(|d| *d <= now)
+                            && g.pending_members.remove(&member).is_some()
+                    });
+                    if expired {
+                        self.maybe_complete_join(&group).await;
+                    }
+                }
+                Timer::Join { group } => self.on_join_deadline(&group, now).await,
+                Timer::Sync { group, generation } => {
+                    self.on_sync_deadline(&group, generation, now).await
+                }
+            }
+        }
+    }
+
+    async fn on_session_timer(&mut self, group_id: &str, member_id: &str, now: Instant) {
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return;
+        };
+        let Some(m) = group.members.get(member_id) else {
+            return;
+        };
+        if m.session_deadline > now {
+            return;
+        }
+        // A member waiting in JoinGroup or SyncGroup is alive (a new member
+        // only up to its rebalance timeout).
+        let waiting = m.sync_waiter.is_some() || (m.join_waiter.is_some() && !m.is_new);
+        if waiting {
+            let deadline = now + Duration::from_millis(m.session_timeout_ms.max(0) as u64);
+            if let Some(m) = group.members.get_mut(member_id) {
+                m.session_deadline = deadline;
+            }
+            self.schedule(
+                deadline,
+                Timer::Session {
+                    group: group_id.to_string(),
+                    member: member_id.to_string(),
+                },
+            );
+            return;
+        }
+        tracing::info!(
+            group = group_id,
+            member = member_id,
+            "member session expired"
+        );
+        if let Some(m) = group.remove_member(member_id) {
+            fail_waiters(m, ErrorCode::UnknownMemberId);
+        }
+        self.after_member_removed(group_id).await;
+    }
+
+    async fn on_join_deadline(&mut self, group_id: &str, now: Instant) {
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return;
+        };
+        if group.state != GroupState::PreparingRebalance
+            || group.join_deadline.is_none_or(|d| d > now)
+        {
+            return;
+        }
+        if let Some(delay) = group.initial_delay.as_mut() {
+            if delay.joined_in_round && delay.remaining_ms > 0 {
+                let next = delay.delay_ms.min(delay.remaining_ms);
+                delay.remaining_ms -= next;
+                delay.joined_in_round = false;
+                let deadline = now + Duration::from_millis(next);
+                group.join_deadline = Some(deadline);
+                self.schedule(
+                    deadline,
+                    Timer::Join {
+                        group: group_id.to_string(),
+                    },
+                );
+                return;
+            }
+            group.initial_delay = None;
+        }
+        self.complete_join(group_id).await;
+    }
+
+    /// The leader did not send the assignment in time: members that did not
+    /// sync are removed and the group rebalances.
+    async fn on_sync_deadline(&mut self, group_id: &str, generation: i32, now: Instant) {
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return;
+        };
+        if group.state != GroupState::CompletingRebalance
+            || group.generation_id != generation
+            || group.sync_deadline.is_none_or(|d| d > now)
+        {
+            return;
+        }
+        let laggards: Vec<String> = group
+            .members
+            .keys()
+            .filter(|id| !group.synced.contains(*id))
+            .cloned()
+            .collect();
+        tracing::info!(
+            group = group_id,
+            generation,
+            ?laggards,
+            "sync phase timed out"
+        );
+        for id in laggards {
+            if let Some(m) = group.remove_member(&id) {
+                fail_waiters(m, ErrorCode::UnknownMemberId);
+            }
+        }
+        self.prepare_rebalance(group_id);
+        self.maybe_complete_join(group_id).await;
+    }
+
+    // ----- Offsets -----------------------------------------------------
+
+    async fn commit(&mut self, p: CommitParams) -> Result<Vec<Option<ErrorCode>>, ErrorCode> {
+        let wall = now_ms();
+        let now = Instant::now();
+        if !self.groups.contains_key(&p.group_id) {
+            if p.generation_id >= 0 {
+                return Err(ErrorCode::IllegalGeneration);
+            }
+            self.groups
+                .insert(p.group_id.clone(), Group::new(p.group_id.clone(), wall));
+        }
+        let Some(group) = self.groups.get(&p.group_id) else {
+            return Err(ErrorCode::CoordinatorNotAvailable);
+        };
+        let member_given = !p.member_id.is_empty() || p.group_instance_id.is_some();
+        match group.state {
+            GroupState::Dead => return Err(ErrorCode::CoordinatorNotAvailable),
+            GroupState::Empty if p.generation_id < 0 => {}
+            _ if p.generation_id >= 0 || member_given => {
+                validate_member(group, &p.member_id, p.group_instance_id.as_deref())?;
+                if p.generation_id != group.generation_id {
+                    return Err(ErrorCode::IllegalGeneration);
+                }
+                if group.state == GroupState::CompletingRebalance {
+                    return Err(ErrorCode::RebalanceInProgress);
+                }
+            }
+            _ => return Err(ErrorCode::UnknownMemberId),
+        }
+        let mut results = Vec::with_capacity(p.offsets.len());
+        let mut records = Vec::new();
+        for o in &p.offsets {
+            if o.metadata.len() > self.config.offset_metadata_max_bytes {
+                results.push(Some(ErrorCode::OffsetMetadataTooLarge));
+                continue;
+            }
+            results.push(None);
+            records.push(OffsetsRecord::Offset {
+                group: p.group_id.clone(),
+                topic: o.topic.clone(),
+                partition: o.partition,
+                value: Some(OffsetCommitValue {
+                    offset: o.offset,
+                    leader_epoch: o.leader_epoch,
+                    metadata: o.metadata.clone(),
+                    commit_timestamp: wall,
+                }),
+            });
+        }
+        if records.is_empty() {
+            return Ok(results);
+        }
+        if let Err(code) = self.writer.append(records.clone()).await {
+            let code = write_error(code);
+            return Ok(results.into_iter().map(|r| r.or(Some(code))).collect());
+        }
+        if let Some(group) = self.groups.get_mut(&p.group_id) {
+            for r in records {
+                if let OffsetsRecord::Offset {
+                    topic,
+                    partition,
+                    value: Some(v),
+                    ..
+                } = r
+                {
+                    group.offsets.insert((topic, partition), v);
+                }
+            }
+        }
+        if member_given {
+            self.refresh_session(&p.group_id, &p.member_id, now);
+        }
+        Ok(results)
+    }
+
+    fn fetch_offsets(
+        &self,
+        group_id: &str,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Vec<FetchedOffset> {
+        let group = self.groups.get(group_id);
+        let fetched = |topic: &str, partition: i32, v: Option<&OffsetCommitValue>| FetchedOffset {
+            topic: topic.to_string(),
+            partition,
+            offset: v.map_or(-1, |v| v.offset),
+            leader_epoch: v.map_or(-1, |v| v.leader_epoch),
+            metadata: v.map(|v| v.metadata.clone()).unwrap_or_default(),
+        };
+        match partitions {
+            Some(list) => list
+                .iter()
+                .map(|(t, p)| fetched(t, *p, group.and_then(|g| g.offsets.get(&(t.clone(), *p)))))
+                .collect(),
+            None => {
+                let mut all: Vec<FetchedOffset> = group
+                    .map(|g| {
+                        g.offsets
+                            .iter()
+                            .map(|((t, p), v)| fetched(t, *p, Some(v)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                all.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+                all
+            }
+        }
+    }
+
+    // ----- Describe, list, delete ------------------------------------------
+
+    fn describe(&self, group_id: &str) -> Option<GroupDescription> {
+        let g = self
+            .groups
+            .get(group_id)
+            .filter(|g| g.state != GroupState::Dead)?;
+        let stable = g.state == GroupState::Stable;
+        let protocol = g.protocol_name.clone().unwrap_or_default();
+        Some(GroupDescription {
+            state: g.state.as_str(),
+            protocol_type: g.protocol_type.clone().unwrap_or_default(),
+            protocol: if stable {
+                protocol.clone()
+            } else {
+                String::new()
+            },
+            members: g
+                .join_order
+                .iter()
+                .filter_map(|id| g.members.get(id))
+                .map(|m| MemberDescription {
+                    member_id: m.member_id.clone(),
+                    group_instance_id: m.group_instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    metadata: if stable {
+                        m.metadata(&protocol)
+                    } else {
+                        Bytes::new()
+                    },
+                    assignment: if stable {
+                        m.assignment.clone()
+                    } else {
+                        Bytes::new()
+                    },
+                })
+                .collect(),
+        })
+    }
+
+    fn list(&self) -> Vec<GroupListing> {
+        let mut out: Vec<GroupListing> = self
+            .groups
+            .values()
+            .filter(|g| g.state != GroupState::Dead)
+            .map(|g| GroupListing {
+                group_id: g.group_id.clone(),
+                protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                state: g.state.as_str(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        out
+    }
+
+    async fn delete_group(&mut self, group_id: &str) -> Option<ErrorCode> {
+        let Some(group) = self.groups.get(group_id) else {
+            return Some(ErrorCode::GroupIdNotFound);
+        };
+        match group.state {
+            GroupState::Dead => return Some(ErrorCode::GroupIdNotFound),
+            GroupState::Empty => {}
+            _ => return Some(ErrorCode::NonEmptyGroup),
+        }
+        let mut records: Vec<OffsetsRecord> = group
+            .offsets
+            .keys()
+            .map(|(t, p)| OffsetsRecord::Offset {
+                group: group_id.to_string(),
+                topic: t.clone(),
+                partition: *p,
+                value: None,
+            })
+            .collect();
+        records.push(OffsetsRecord::Group {
+            group: group_id.to_string(),
+            value: None,
+        });
+        if let Err(code) = self.writer.append(records).await {
+            return Some(write_error(code));
+        }
+        self.groups.remove(group_id);
+        tracing::info!(group = group_id, "deleted group");
+        None
+    }
+
+    async fn delete_offsets(
+        &mut self,
+        group_id: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<Option<ErrorCode>>, ErrorCode> {
+        let Some(group) = self.groups.get(group_id) else {
+            return Err(ErrorCode::GroupIdNotFound);
+        };
+        let subscribed = match group.state {
+            GroupState::Dead => return Err(ErrorCode::GroupIdNotFound),
+            GroupState::Empty => None,
+            _ if group.protocol_type.as_deref() == Some("consumer") => {
+                Some(group.subscribed_topics())
+            }
+            _ => return Err(ErrorCode::NonEmptyGroup),
+        };
+        let results: Vec<Option<ErrorCode>> = partitions
+            .iter()
+            .map(|(t, _)| match &subscribed {
+                Some(None) => Some(ErrorCode::GroupSubscribedToTopic),
+                Some(Some(topics)) if topics.contains(t) => Some(ErrorCode::GroupSubscribedToTopic),
+                _ => None,
+            })
+            .collect();
+        let doomed: Vec<(String, i32)> = partitions
+            .into_iter()
+            .zip(&results)
+            .filter(|(tp, r)| r.is_none() && group.offsets.contains_key(tp))
+            .map(|(tp, _)| tp)
+            .collect();
+        if doomed.is_empty() {
+            return Ok(results);
+        }
+        let records = doomed
+            .iter()
+            .map(|(t, p)| OffsetsRecord::Offset {
+                group: group_id.to_string(),
+                topic: t.clone(),
+                partition: *p,
+                value: None,
+            })
+            .collect();
+        self.writer.append(records).await.map_err(write_error)?;
+        if let Some(group) = self.groups.get_mut(group_id) {
+            for tp in doomed {
+                group.offsets.remove(&tp);
+            }
+        }
+        Ok(results)
+    }
+
+    /// Drops offsets past `offsets.retention.minutes`: all offsets of a
+    /// consumer group that has been empty that long, and any offset of a
+    /// group that only stores offsets, by commit time. A group left with
+    /// nothing is deleted.
+    async fn expire_offsets(&mut self) {
+        let wall = now_ms();
+        let retention = self.config.offsets_retention_ms;
+        let mut records = Vec::new();
+        let mut emptied = Vec::new();
+        for g in self.groups.values() {
+            if g.state != GroupState::Empty {
+                continue;
+            }
+            let simple = g.protocol_type.is_none();
+            let expired: Vec<&(String, i32)> = g
+                .offsets
+                .iter()
+                .filter(|(_, v)| {
+                    let since = if simple {
+                        v.commit_timestamp
+                    } else {
+                        g.state_timestamp_ms
+                    };
+                    wall.saturating_sub(since) >= retention
+                })
+                .map(|(k, _)| k)
+                .collect();
+            for (t, p) in &expired {
+                records.push(OffsetsRecord::Offset {
+                    group: g.group_id.clone(),
+                    topic: t.clone(),
+                    partition: *p,
+                    value: None,
+                });
+            }
+            if expired.len() == g.offsets.len() {
+                records.push(OffsetsRecord::Group {
+                    group: g.group_id.clone(),
+                    value: None,
+                });
+                emptied.push(g.group_id.clone());
+            }
+        }
+        if records.is_empty() {
+            return;
+        }
+        if let Err(code) = self.writer.append(records.clone()).await {
+            tracing::warn!(error = %code, "cannot write expired offsets");
+            return;
+        }
+        for r in records {
+            if let OffsetsRecord::Offset {
+                group,
+                topic,
+                partition,
+                ..
+            } = r
+            {
+                if let Some(g) = self.groups.get_mut(&group) {
+                    g.offsets.remove(&(topic, partition));
+                }
+            }
+        }
+        for id in emptied {
+            tracing::info!(group = %id, "expired the offsets of an empty group");
+            self.groups.remove(&id);
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn validate_member(
+    group: &Group,
+    member_id: &str,
+    instance: Option<&str>,
+) -> Result<(), ErrorCode> {
+    if let Some(instance) = instance {
+        match group.static_members.get(instance) {
+            Some(id) if id != member_id => return Err(ErrorCode::FencedInstanceId),
+            None if !group.members.contains_key(member_id) => {
+                return Err(ErrorCode::UnknownMemberId)
+            }
+            _ => {}
+        }
+    }
+    if !group.members.contains_key(member_id) {
+        return Err(ErrorCode::UnknownMemberId);
+    }
+    Ok(())
+}
+
+fn fail_waiters(mut m: Member, code: ErrorCode) {
+    if let Some(w) = m.join_waiter.take() {
+        let _ = w.send(JoinOutcome::error(m.member_id.clone(), code));
+    }
+    if let Some(w) = m.sync_waiter.take() {
+        let _ = w.send(SyncOutcome::error(code));
+    }
+}
+
+/// Members in join order with their metadata for the chosen protocol.
+fn joined_members(group: &Group) -> Vec<JoinedMember> {
+    let protocol = group.protocol_name.clone().unwrap_or_default();
+    group
+        .join_order
+        .iter()
+        .filter_map(|id| group.members.get(id))
+        .map(|m| JoinedMember {
+            member_id: m.member_id.clone(),
+            group_instance_id: m.group_instance_id.clone(),
+            metadata: m.metadata(&protocol),
+        })
+        .collect()
+}
+
+/// A JoinGroup answer describing the current generation.
+fn current_join_outcome(group: &Group, member_id: &str, with_members: bool) -> JoinOutcome {
+    JoinOutcome {
+        error: None,
+        generation_id: group.generation_id,
+        protocol_type: group.protocol_type.clone(),
+        protocol_name: group.protocol_name.clone(),
+        leader: group.leader_id.clone().unwrap_or_default(),
+        skip_assignment: false,
+        member_id: member_id.to_string(),
+        members: if with_members {
+            joined_members(group)
+        } else {
+            Vec::new()
+        },
+    }
+}
