@@ -108,7 +108,18 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     key!("offsets.topic.replication.factor", Short, Some("3"), AT_LEAST_1, "Replication factor of __consumer_offsets."),
     key!("transaction.state.log.num.partitions", Int, Some("50"), AT_LEAST_1, "Partitions of __transaction_state."),
     key!("transaction.state.log.replication.factor", Short, Some("3"), AT_LEAST_1, "Replication factor of __transaction_state."),
-    key!("group.initial.rebalance.delay.ms", Int, Some("3000"), AT_LEAST_0, "Delay of a new group's first rebalance."),
+        key!("group.initial.rebalance.delay.ms", Int, Some("3000"), AT_LEAST_0, "Delay of a new group's first rebalance."),
+    key!("group.min.session.timeout.ms", Int, Some("6000"), AT_LEAST_0, "Shortest session timeout a group member may ask for."),
+    key!("group.max.session.timeout.ms", Int, Some("1800000"), AT_LEAST_0, "Longest session timeout a group member may ask for."),
+    key!("group.max.size", Int, Some("2147483647"), AT_LEAST_1, "Most members of one group."),
+    key!("offsets.retention.minutes", Int, Some("10080"), AT_LEAST_1, "How long the committed offsets of an empty group are kept."),
+    key!("offsets.retention.check.interval.ms", Long, Some("600000"), AT_LEAST_1, "How often expired committed offsets are removed."),
+    key!("offset.metadata.max.bytes", Int, Some("4096"), AT_LEAST_0, "Largest metadata string of a committed offset."),
+    key!("offsets.topic.segment.bytes", Int, Some("104857600"), AT_LEAST_1, "segment.bytes of __consumer_offsets."),
+    key!("offsets.commit.timeout.ms", Int, Some("5000"), AT_LEAST_1, "How long an offset commit waits for the in-sync replicas."),
+    key!("producer.id.expiration.ms", Int, Some("86400000"), AT_LEAST_1, "Idle time after which a partition forgets an idempotent producer."),
+    key!("producer.id.expiration.check.interval.ms", Int, Some("600000"), AT_LEAST_1, "How often idle producers are forgotten."),
+    key!("transactional.id.expiration.ms", Int, Some("604800000"), AT_LEAST_1, "Accepted (transactions are not supported yet)."),
     key!("http.listener", String, Some("127.0.0.1:9644"), ANY, "Strom: host:port of the HTTP endpoint (metrics, health); empty disables it."),
 ];
 
@@ -241,10 +252,43 @@ pub struct BrokerConfig {
     pub broker_rack: Option<String>,
     /// `http.listener`; `None` when disabled.
     pub http_listener: Option<String>,
+    /// `producer.id.expiration.ms`.
+    pub producer_id_expiration_ms: i64,
+    /// `producer.id.expiration.check.interval.ms`.
+    pub producer_id_expiration_check_interval_ms: u64,
+    /// The group coordinator's keys (`group.*`, `offsets.*`).
+    pub group: GroupKeys,
     /// Topic-level defaults derived from the `log.*` keys.
     pub log_defaults: LogDefaults,
     /// Keys that were set explicitly, with their raw values.
     explicitly_set: BTreeMap<String, String>,
+}
+
+/// The group coordinator's keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupKeys {
+    /// `offsets.topic.num.partitions`.
+    pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.replication.factor`.
+    pub offsets_topic_replication_factor: i16,
+    /// `offsets.topic.segment.bytes`.
+    pub offsets_topic_segment_bytes: i32,
+    /// `group.min.session.timeout.ms`.
+    pub group_min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms`.
+    pub group_max_session_timeout_ms: i32,
+    /// `group.initial.rebalance.delay.ms`.
+    pub group_initial_rebalance_delay_ms: u64,
+    /// `group.max.size`.
+    pub group_max_size: usize,
+    /// `offset.metadata.max.bytes`.
+    pub offset_metadata_max_bytes: usize,
+    /// `offsets.retention.minutes`, in ms.
+    pub offsets_retention_ms: i64,
+    /// `offsets.retention.check.interval.ms`.
+    pub offsets_retention_check_interval_ms: u64,
+    /// `offsets.commit.timeout.ms`.
+    pub offsets_commit_timeout_ms: u64,
 }
 
 /// A loaded configuration plus the warnings to log.
@@ -524,6 +568,26 @@ impl BrokerConfig {
             )?,
             broker_rack: r.text("broker.rack")?,
             http_listener,
+            producer_id_expiration_ms: r.req_int("producer.id.expiration.ms")?,
+            producer_id_expiration_check_interval_ms: u64_of(
+                "producer.id.expiration.check.interval.ms",
+            )?,
+            group: GroupKeys {
+                offsets_topic_num_partitions: r.req_int("offsets.topic.num.partitions")? as i32,
+                offsets_topic_replication_factor: r.req_int("offsets.topic.replication.factor")?
+                    as i16,
+                offsets_topic_segment_bytes: r.req_int("offsets.topic.segment.bytes")? as i32,
+                group_min_session_timeout_ms: r.req_int("group.min.session.timeout.ms")? as i32,
+                group_max_session_timeout_ms: r.req_int("group.max.session.timeout.ms")? as i32,
+                group_initial_rebalance_delay_ms: u64_of("group.initial.rebalance.delay.ms")?,
+                group_max_size: usize_of("group.max.size")?,
+                offset_metadata_max_bytes: usize_of("offset.metadata.max.bytes")?,
+                offsets_retention_ms: r
+                    .req_int("offsets.retention.minutes")?
+                    .saturating_mul(60_000),
+                offsets_retention_check_interval_ms: u64_of("offsets.retention.check.interval.ms")?,
+                offsets_commit_timeout_ms: u64_of("offsets.commit.timeout.ms")?,
+            },
             log_defaults,
             explicitly_set: set.clone(),
         };

@@ -105,6 +105,10 @@ pub struct Controller {
     log: Arc<MetadataLog>,
     image_tx: watch::Sender<Arc<MetadataImage>>,
     write_lock: Mutex<()>,
+    /// Set when a metadata log write failed: the log may hold a record the
+    /// image lacks, so no further record is written until a restart
+    /// replays the log.
+    failed: std::sync::atomic::AtomicBool,
 }
 
 fn now_ms() -> i64 {
@@ -139,6 +143,7 @@ impl Controller {
             log: Arc::new(log),
             image_tx,
             write_lock: Mutex::new(()),
+            failed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -165,11 +170,24 @@ impl Controller {
     /// Appends records durably, applies them and publishes the new image.
     /// Must be called with the write lock held.
     async fn commit(&self, records: Vec<MetadataRecord>) -> Result<CommitOffset, ControllerError> {
+        use std::sync::atomic::Ordering;
+        if self.failed.load(Ordering::Acquire) {
+            return Err(ControllerError::Fenced);
+        }
         let log = Arc::clone(&self.log);
         let to_write = records.clone();
-        let offsets = tokio::task::spawn_blocking(move || log.append(&to_write, now_ms()))
+        let appended = tokio::task::spawn_blocking(move || log.append(&to_write, now_ms()))
             .await
-            .map_err(|e| ControllerError::Corrupt(format!("metadata append task failed: {e}")))??;
+            .map_err(|e| ControllerError::Corrupt(format!("metadata append task failed: {e}")))
+            .and_then(|r| r);
+        let offsets = match appended {
+            Ok(o) => o,
+            Err(e) => {
+                self.failed.store(true, Ordering::Release);
+                tracing::error!(error = %e, "metadata log write failed: refusing further metadata changes until restart");
+                return Err(e);
+            }
+        };
         let image = self.image();
         let (next, _) = image
             .apply(offsets.iter().copied().zip(records.iter()))

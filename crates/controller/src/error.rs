@@ -32,6 +32,10 @@ pub enum ControllerError {
     /// The metadata log could not be read or written.
     #[error("metadata log: {0}")]
     Storage(#[from] strom_storage::StorageError),
+    /// An earlier metadata log write failed; nothing more is written until
+    /// the broker restarts.
+    #[error("the metadata log failed earlier; restart the broker")]
+    Fenced,
     /// A metadata log record that does not decode or apply.
     #[error("metadata log is corrupt: {0}")]
     Corrupt(String),

@@ -61,6 +61,7 @@ impl MetadataLog {
                 log_start_offset: 0,
                 high_watermark: None,
                 now_ms,
+                topic_id: Uuid::new_v4(),
             };
             Log::load(dir, tp, config, options)?.0
         } else {

@@ -127,9 +127,21 @@ pub enum OffsetsRecord {
     },
 }
 
+/// Longest string these (non-flexible) record versions can hold; the
+/// coordinator refuses longer group ids, instance ids and client ids
+/// before anything is written.
+pub const MAX_RECORD_STRING_BYTES: usize = i16::MAX as usize;
+
 fn put_string(b: &mut BytesMut, s: &str) {
-    b.put_i16(s.len().min(i16::MAX as usize) as i16);
-    b.put_slice(&s.as_bytes()[..s.len().min(i16::MAX as usize)]);
+    // Longer strings are refused upstream; if one ever got here, write an
+    // empty string rather than a corrupt record.
+    let s = if s.len() <= MAX_RECORD_STRING_BYTES {
+        s
+    } else {
+        ""
+    };
+    b.put_i16(s.len() as i16);
+    b.put_slice(s.as_bytes());
 }
 
 fn put_nullable_string(b: &mut BytesMut, s: Option<&str>) {

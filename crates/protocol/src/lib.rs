@@ -26,6 +26,7 @@
 
 pub mod batch;
 pub mod batch_builder;
+pub mod compression;
 pub mod frame;
 pub mod header;
 pub mod records;

@@ -18,10 +18,6 @@
 //!   headerValue       bytes
 //! ```
 
-use bytes::{Buf, Bytes};
-use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
-use kafka_protocol::records::Compression;
-
 use crate::batch::{BatchError, BatchHeader};
 use crate::varint::{read_varint, read_varlong};
 
@@ -65,7 +61,7 @@ fn nullable_bytes<'a>(buf: &'a [u8], pos: &mut usize) -> Result<Option<&'a [u8]>
 }
 
 /// Parses one record occupying exactly `body` (the bytes after its length).
-fn parse_record(body: &[u8]) -> Result<RecordView<'_>, BatchError> {
+pub fn parse_record_body(body: &[u8]) -> Result<RecordView<'_>, BatchError> {
     let mut pos = 0;
     take(body, &mut pos, 1)?; // attributes
     let timestamp_delta = read_varlong(body, &mut pos).map_err(|e| invalid(e.to_string()))?;
@@ -127,7 +123,7 @@ impl<'a> Iterator for RecordIter<'a> {
                 return Err(invalid(format!("negative record length {len}")));
             }
             let body = take(self.buf, &mut self.pos, len as usize)?;
-            parse_record(body)
+            parse_record_body(body)
         })();
         if result.is_err() {
             self.failed = true;
@@ -157,24 +153,6 @@ pub fn validate_records(payload: &[u8], header: &BatchHeader) -> Result<(), Batc
         )));
     }
     Ok(())
-}
-
-/// Returns the batch's records as uncompressed bytes (a cheap clone of the
-/// payload when the batch is not compressed).
-pub fn decompressed_payload(batch: &Bytes, header: &BatchHeader) -> Result<Bytes, BatchError> {
-    let start = crate::batch::BATCH_HEADER_BYTES.min(batch.len());
-    let end = header.size_bytes().min(batch.len());
-    let mut payload = batch.slice(start..end.max(start));
-    // The codec traits take closures returning `anyhow::Result`.
-    let take_all = |b: &mut Bytes| -> anyhow::Result<Bytes> { Ok(b.copy_to_bytes(b.remaining())) };
-    let result = match header.compression()? {
-        Compression::None => return Ok(payload),
-        Compression::Gzip => Gzip::decompress(&mut payload, take_all),
-        Compression::Snappy => Snappy::decompress(&mut payload, take_all),
-        Compression::Lz4 => Lz4::decompress(&mut payload, take_all),
-        Compression::Zstd => Zstd::decompress(&mut payload, take_all),
-    };
-    result.map_err(|e| invalid(format!("cannot decompress: {e}")))
 }
 
 #[cfg(test)]

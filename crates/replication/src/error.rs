@@ -47,6 +47,10 @@ pub enum ReplicaError {
     /// The write did not reach the ISR in time.
     #[error("timed out waiting for in-sync replicas")]
     RequestTimedOut,
+    /// A bug: the operation panicked (the panic is logged); other
+    /// partitions of the request are unaffected.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A storage failure or refused records.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -64,6 +68,7 @@ impl ReplicaError {
             ReplicaError::InvalidRequiredAcks => ErrorCode::InvalidRequiredAcks,
             ReplicaError::NotEnoughReplicas { .. } => ErrorCode::NotEnoughReplicas,
             ReplicaError::RequestTimedOut => ErrorCode::RequestTimedOut,
+            ReplicaError::Internal(_) => ErrorCode::UnknownServerError,
             ReplicaError::Storage(e) => e.error_code(),
         }
     }

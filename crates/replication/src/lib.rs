@@ -26,6 +26,7 @@ pub mod replica_manager;
 pub use error::ReplicaError;
 pub use partition::{Partition, PartitionState};
 pub use replica_manager::{
-    run_log_maintenance, shutdown_signalled, special_timestamps, FetchParams, FetchPartition,
-    FetchPartitionResult, IsolationLevel, OffsetAndTimestamp, ReplicaManager,
+    isolate, run_log_maintenance, shutdown_signalled, special_timestamps, FetchParams,
+    FetchPartition, FetchPartitionResult, IsolationLevel, MaintenanceIntervals, OffsetAndTimestamp,
+    ReplicaManager,
 };

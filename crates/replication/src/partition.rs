@@ -42,6 +42,9 @@ pub struct Partition {
     log: Arc<Log>,
     state: RwLock<PartitionState>,
     high_watermark: watch::Sender<i64>,
+    /// Bytes appended since start-up: lets a waiting fetch estimate how much
+    /// new data there is without reading it.
+    appended_bytes: std::sync::atomic::AtomicU64,
 }
 
 impl Partition {
@@ -56,6 +59,7 @@ impl Partition {
             log,
             state: RwLock::new(state),
             high_watermark,
+            appended_bytes: std::sync::atomic::AtomicU64::new(0),
         };
         p.maybe_increment_high_watermark();
         p
@@ -142,6 +146,8 @@ impl Partition {
         }
         let batch = validate_client_records(records, &config, produce_version, now_ms)?;
         let info = self.log.append_as_leader(batch, leader_epoch, now_ms)?;
+        self.appended_bytes
+            .fetch_add(info.bytes as u64, std::sync::atomic::Ordering::Relaxed);
         if info.duplicate {
             tracing::debug!(
                 partition = %self.topic_partition,
@@ -164,11 +170,20 @@ impl Partition {
         drop(s);
         let end = self.log.offsets().log_end_offset;
         let hw = self.log.update_high_watermark(end);
+        // Only forward: a racing append may have published a higher value.
         self.high_watermark.send_if_modified(|old| {
-            let changed = *old != hw;
-            *old = hw;
-            changed
+            let forward = hw > *old;
+            if forward {
+                *old = hw;
+            }
+            forward
         });
+    }
+
+    /// Bytes appended since start-up.
+    pub fn appended_bytes(&self) -> u64 {
+        self.appended_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The high watermark now.

@@ -32,6 +32,13 @@ use uuid::Uuid;
 use crate::error::ReplicaError;
 use crate::partition::{Partition, PartitionState};
 
+/// Runs `f`, turning a panic (a bug, already logged by the panic hook) into
+/// an error for this partition only.
+pub fn isolate<T>(f: impl FnOnce() -> Result<T, ReplicaError>) -> Result<T, ReplicaError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err(ReplicaError::Internal("the operation panicked".into())))
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -205,7 +212,8 @@ impl ReplicaManager {
                 .partitions
                 .get(&tp.partition)
                 .is_some_and(|p| p.replicas.contains(&self.node_id));
-            (hosted && topic.id == topic_id).then(|| self.topic_config(image, &tp.topic))
+            let same_topic = topic_id.is_none_or(|id| id == topic.id);
+            (hosted && same_topic).then(|| (self.topic_config(image, &tp.topic), topic.id))
         })
     }
 
@@ -343,7 +351,7 @@ impl ReplicaManager {
                 .into_iter()
                 .map(|t| {
                     t.and_then(|(p, records)| {
-                        p.append_as_leader(&records, acks, produce_version, now)
+                        isolate(|| p.append_as_leader(&records, acks, produce_version, now))
                             .map(|i| (p, i))
                     })
                 })
@@ -421,10 +429,27 @@ impl ReplicaManager {
                     })
                     .collect();
             }
-            // Wait for any high watermark to move, or the deadline; either
-            // way the next pass reads again (and answers if past the deadline).
-            let changed = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
-            let _ = tokio::time::timeout_at(deadline, changed).await;
+            // Wait for high watermarks to move until enough bytes could have
+            // arrived for min_bytes (estimated from what was appended, as
+            // Kafka's delayed fetch estimates from positions), or the
+            // deadline; then read again (and answer if past the deadline).
+            let appended = |live: &[Option<Arc<Partition>>]| -> u64 {
+                live.iter().flatten().map(|p| p.appended_bytes()).sum()
+            };
+            let baseline = appended(&live);
+            loop {
+                let changed = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
+                if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                    break;
+                }
+                let estimate = total as u64 + appended(&live).saturating_sub(baseline);
+                if estimate >= params.min_bytes as u64 {
+                    break;
+                }
+                for w in &mut watchers {
+                    w.mark_unchanged();
+                }
+            }
         }
     }
 
@@ -518,22 +543,24 @@ fn read_pass(
         .map(|(p, fp)| {
             let p = p.as_ref()?;
             let limit = fp.partition_max_bytes.min(left);
-            Some(match p.read(fp.fetch_offset, limit, bound, min_one) {
-                Ok(r) => {
-                    if !r.records.is_empty() {
-                        min_one = false;
+            Some(
+                match isolate(|| p.read(fp.fetch_offset, limit, bound, min_one)) {
+                    Ok(r) => {
+                        if !r.records.is_empty() {
+                            min_one = false;
+                        }
+                        left = left.saturating_sub(r.records.len());
+                        FetchPartitionResult {
+                            error: None,
+                            records: r.records,
+                            high_watermark: r.high_watermark,
+                            last_stable_offset: r.high_watermark,
+                            log_start_offset: r.log_start_offset,
+                        }
                     }
-                    left = left.saturating_sub(r.records.len());
-                    FetchPartitionResult {
-                        error: None,
-                        records: r.records,
-                        high_watermark: r.high_watermark,
-                        last_stable_offset: r.high_watermark,
-                        log_start_offset: r.log_start_offset,
-                    }
-                }
-                Err(e) => FetchPartitionResult::error(e),
-            })
+                    Err(e) => FetchPartitionResult::error(e),
+                },
+            )
         })
         .collect()
 }
@@ -554,18 +581,33 @@ async fn wait_for_high_watermark(
     }
 }
 
-/// Runs retention, flushes and checkpoints until `shutdown` fires.
+/// How often the periodic log work runs.
+#[derive(Debug, Clone, Copy)]
+pub struct MaintenanceIntervals {
+    /// `log.retention.check.interval.ms`.
+    pub retention_check: Duration,
+    /// How often `flush.ms` is checked.
+    pub flush_check: Duration,
+    /// `log.flush.offset.checkpoint.interval.ms`.
+    pub checkpoint: Duration,
+    /// `producer.id.expiration.check.interval.ms`.
+    pub producer_expiration_check: Duration,
+    /// `producer.id.expiration.ms`.
+    pub producer_expiration_ms: i64,
+}
+
+/// Runs retention, flushes, checkpoints and producer expiration until
+/// `shutdown` fires.
 pub async fn run_log_maintenance(
     log_manager: Arc<LogManager>,
-    retention_check_interval: Duration,
-    flush_check_interval: Duration,
-    checkpoint_interval: Duration,
+    intervals: MaintenanceIntervals,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut retention = tokio::time::interval(retention_check_interval);
-    let mut flush = tokio::time::interval(flush_check_interval);
-    let mut checkpoint = tokio::time::interval(checkpoint_interval);
-    for t in [&mut retention, &mut flush, &mut checkpoint] {
+    let mut retention = tokio::time::interval(intervals.retention_check);
+    let mut flush = tokio::time::interval(intervals.flush_check);
+    let mut checkpoint = tokio::time::interval(intervals.checkpoint);
+    let mut producers = tokio::time::interval(intervals.producer_expiration_check);
+    for t in [&mut retention, &mut flush, &mut checkpoint, &mut producers] {
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t.reset();
     }
@@ -578,6 +620,10 @@ pub async fn run_log_maintenance(
             }
             _ = flush.tick() => {
                 let _ = tokio::task::spawn_blocking(move || lm.flush_due(now_ms())).await;
+            }
+                        _ = producers.tick() => {
+                let ms = intervals.producer_expiration_ms;
+                let _ = tokio::task::spawn_blocking(move || lm.remove_expired_producers(now_ms(), ms)).await;
             }
             _ = checkpoint.tick() => {
                 let r = tokio::task::spawn_blocking(move || lm.checkpoint()).await;

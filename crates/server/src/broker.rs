@@ -17,7 +17,9 @@ use strom_config::BrokerConfig;
 use strom_controller::{Controller, ControllerConfig};
 use strom_coordinator::ProducerIdManager;
 use strom_metadata::{BrokerEndpoint, BrokerRegistration};
-use strom_replication::{run_log_maintenance, shutdown_signalled, ReplicaManager};
+use strom_replication::{
+    run_log_maintenance, shutdown_signalled, MaintenanceIntervals, ReplicaManager,
+};
 use strom_storage::log_manager::discover_cluster_id;
 use strom_storage::LogManager;
 use thiserror::Error;
@@ -148,7 +150,7 @@ impl Broker {
             segments = summary.report.segments,
             recovered_segments = summary.report.recovered_segments,
             truncated_bytes = summary.report.truncated_bytes,
-            stray_logs_deleted = summary.stray_logs_deleted,
+            stray_logs = summary.stray_logs,
             "loaded partition logs"
         );
 
@@ -170,13 +172,19 @@ impl Broker {
         let c = &state.config;
         tasks.spawn(run_log_maintenance(
             Arc::clone(&log_manager),
-            Duration::from_millis(c.log_retention_check_interval_ms.max(1)),
-            Duration::from_millis(
-                u64::try_from(c.log_flush_scheduler_interval_ms)
-                    .unwrap_or(u64::MAX)
-                    .clamp(1, 1000),
-            ),
-            Duration::from_millis(c.log_flush_offset_checkpoint_interval_ms.max(1)),
+            MaintenanceIntervals {
+                retention_check: Duration::from_millis(c.log_retention_check_interval_ms.max(1)),
+                flush_check: Duration::from_millis(
+                    u64::try_from(c.log_flush_scheduler_interval_ms)
+                        .unwrap_or(u64::MAX)
+                        .clamp(1, 1000),
+                ),
+                checkpoint: Duration::from_millis(c.log_flush_offset_checkpoint_interval_ms.max(1)),
+                producer_expiration_check: Duration::from_millis(
+                    c.producer_id_expiration_check_interval_ms.max(1),
+                ),
+                producer_expiration_ms: c.producer_id_expiration_ms,
+            },
             shutdown_rx.clone(),
         ));
 

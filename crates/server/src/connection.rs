@@ -66,15 +66,14 @@ pub async fn serve_connection(
                     {
                         Outcome::Continue => {}
                         Outcome::Close => {
-                            let _ = writer.write_all(&wbuf).await;
+                            let _ = write_out(&mut writer, &mut wbuf, idle).await;
                             return;
                         }
                     }
-                    if wbuf.len() >= WRITE_FLUSH_BYTES {
-                        if writer.write_all(&wbuf).await.is_err() {
-                            return;
-                        }
-                        wbuf.clear();
+                    if wbuf.len() >= WRITE_FLUSH_BYTES
+                        && !write_out(&mut writer, &mut wbuf, idle).await
+                    {
+                        return;
                     }
                 }
                 Ok(FrameStatus::NeedBytes(n)) => break n,
@@ -84,11 +83,8 @@ pub async fn serve_connection(
                 }
             }
         };
-        if !wbuf.is_empty() {
-            if writer.write_all(&wbuf).await.is_err() {
-                return;
-            }
-            wbuf.clear();
+        if !wbuf.is_empty() && !write_out(&mut writer, &mut wbuf, idle).await {
+            return;
         }
         if *shutdown.borrow() {
             return;
@@ -109,6 +105,26 @@ pub async fn serve_connection(
                     return;
                 }
             },
+        }
+    }
+}
+
+/// Writes the pending responses; false when the connection is broken or the
+/// client stopped reading for `connections.max.idle.ms`.
+async fn write_out(
+    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    wbuf: &mut BytesMut,
+    idle: Duration,
+) -> bool {
+    match tokio::time::timeout(idle, writer.write_all(wbuf)).await {
+        Ok(Ok(())) => {
+            wbuf.clear();
+            true
+        }
+        Ok(Err(_)) => false,
+        Err(_) => {
+            tracing::debug!("closing a connection whose client stopped reading");
+            false
         }
     }
 }

@@ -14,6 +14,7 @@
     allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+pub mod allocator;
 pub mod broker;
 pub mod connection;
 pub mod context;

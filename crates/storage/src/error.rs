@@ -94,9 +94,27 @@ pub enum StorageError {
     /// A transactional batch with no transaction to belong to.
     #[error("transactional batches need a transaction, and transactions are not supported yet")]
     InvalidTxnState,
+    /// A write or fsync failed earlier; the log accepts nothing until the
+    /// broker restarts and recovers it.
+    #[error("log {partition} is offline after an I/O error: {reason}")]
+    LogOffline {
+        /// The partition.
+        partition: String,
+        /// The error that took it offline.
+        reason: String,
+    },
     /// The log was deleted or closed while in use.
     #[error("log {0} is closed")]
     Closed(String),
+}
+
+impl From<BatchError> for StorageError {
+    fn from(e: BatchError) -> Self {
+        match e {
+            BatchError::InvalidRecord(m) => StorageError::InvalidRecord(m),
+            other => StorageError::CorruptBatch(other),
+        }
+    }
 }
 
 impl StorageError {
@@ -124,6 +142,7 @@ impl StorageError {
             StorageError::InvalidProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
             StorageError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,
             StorageError::InvalidTxnState => ErrorCode::InvalidTxnState,
+            StorageError::LogOffline { .. } => ErrorCode::KafkaStorageError,
             StorageError::Closed(_) => ErrorCode::NotLeaderOrFollower,
         }
     }

@@ -112,6 +112,8 @@ pub struct LoadOptions {
     pub high_watermark: Option<i64>,
     /// Current time.
     pub now_ms: i64,
+    /// The topic's id, written to `partition.metadata` if it is missing.
+    pub topic_id: Uuid,
 }
 
 /// What loading found, for logging.
@@ -145,10 +147,24 @@ struct LogState {
     recovery_point: i64,
     last_flush_ms: i64,
     closed: bool,
+    /// Set by a failed write or fsync: the log's file contents may differ
+    /// from its state, so it refuses appends and reads until recovered by
+    /// a restart.
+    offline: Option<String>,
     producers: ProducerStateManager,
 }
 
 impl LogState {
+    fn check_online(&self, partition: &TopicPartition) -> Result<()> {
+        match &self.offline {
+            Some(reason) => Err(StorageError::LogOffline {
+                partition: partition.to_string(),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     fn active(&mut self) -> Result<&mut LogSegment> {
         self.segments
             .values_mut()
@@ -181,7 +197,14 @@ fn sync_dir(dir: &Path) -> Result<()> {
 /// fsync of the directory.
 pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {
     use std::io::Write;
-    let tmp = path.with_extension("tmp");
+    // A unique name, so two writers of the same file never share one.
+    let tmp = path.with_file_name(format!(
+        ".{}.{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        Uuid::new_v4().simple()
+    ));
     let mut f = fs::File::create(&tmp).map_err(StorageError::io("create", &tmp))?;
     f.write_all(contents)
         .map_err(StorageError::io("write", &tmp))?;
@@ -261,6 +284,7 @@ impl Log {
                 recovery_point: 0,
                 last_flush_ms: now_ms,
                 closed: false,
+                offline: None,
                 producers: ProducerStateManager::new(),
             }),
         })
@@ -277,9 +301,8 @@ impl Log {
         let topic_id = match read_partition_metadata(&dir)? {
             Some(id) => id,
             None => {
-                let id = Uuid::new_v4();
-                write_partition_metadata(&dir, &id)?;
-                id
+                write_partition_metadata(&dir, &options.topic_id)?;
+                options.topic_id
             }
         };
         let mut report = LoadReport::default();
@@ -297,8 +320,9 @@ impl Log {
                 continue;
             }
             if let Some(stem) = name.strip_suffix(LOG_FILE_SUFFIX) {
-                if let Ok(base) = stem.parse::<i64>() {
-                    bases.push(base);
+                match stem.parse::<i64>() {
+                    Ok(base) if base >= 0 => bases.push(base),
+                    _ => tracing::warn!(file = %name, "ignoring a file that is not a segment"),
                 }
             }
         }
@@ -408,6 +432,7 @@ impl Log {
                 recovery_point: log_end_offset,
                 last_flush_ms: options.now_ms,
                 closed: false,
+                offline: None,
                 producers,
             }),
         };
@@ -476,15 +501,18 @@ impl Log {
             if s.closed {
                 return Err(StorageError::Closed(self.topic_partition.to_string()));
             }
+            s.check_online(&self.topic_partition)?;
             let produced = BatchHeader::parse(&batch).map_err(StorageError::CorruptBatch)?;
             if produced.is_transactional() {
                 return Err(StorageError::InvalidTxnState);
             }
             if let SequenceCheck::Duplicate(original) = s.producers.check(&produced)? {
+                let log_append =
+                    config.message_timestamp_type == MessageTimestampType::LogAppendTime;
                 return Ok(LogAppendInfo {
                     base_offset: original.first_offset,
                     last_offset: original.last_offset,
-                    log_append_time_ms: -1,
+                    log_append_time_ms: if log_append { original.timestamp } else { -1 },
                     log_start_offset: s.log_start_offset,
                     records: 0,
                     bytes: 0,
@@ -502,9 +530,13 @@ impl Log {
                     -1
                 };
             let header = BatchHeader::parse(&batch).map_err(StorageError::CorruptBatch)?;
-            self.maybe_roll(&mut s, &config, batch.len(), header.last_offset(), now_ms)?;
             let index_interval = config.index_interval_bytes.max(0) as usize;
-            s.active()?.append(&batch, &header, index_interval)?;
+            let written = self
+                .maybe_roll(&mut s, &config, batch.len(), header.last_offset(), now_ms)
+                .and_then(|()| s.active()?.append(&batch, &header, index_interval));
+            if let Err(e) = written {
+                return Err(self.take_offline(&mut s, e));
+            }
             s.log_end_offset = header.next_offset();
             s.producers.update(&header, now_ms);
             let info = LogAppendInfo {
@@ -521,9 +553,25 @@ impl Log {
             (info, flush_to)
         };
         if let Some(offset) = flush_to {
-            self.flush(offset, now_ms)?;
+            if let Err(e) = self.flush(offset, now_ms) {
+                // The batch may not be durable: it must not be acknowledged,
+                // and nothing after it may be written over an unknown state.
+                return Err(self.take_offline(&mut self.state.lock(), e));
+            }
         }
         Ok(info)
+    }
+
+    /// Marks the log offline after an I/O error and returns the error the
+    /// caller reports (KAFKA_STORAGE_ERROR).
+    fn take_offline(&self, s: &mut LogState, e: StorageError) -> StorageError {
+        tracing::error!(partition = %self.topic_partition, error = %e, "log is offline after an I/O error; restart the broker to recover it");
+        let reason = e.to_string();
+        s.offline = Some(reason.clone());
+        StorageError::LogOffline {
+            partition: self.topic_partition.to_string(),
+            reason,
+        }
     }
 
     fn maybe_roll(
@@ -637,6 +685,7 @@ impl Log {
         }
         let (plan, offsets) = {
             let s = self.state.lock();
+            s.check_online(&self.topic_partition)?;
             let offsets = LogOffsets {
                 log_start_offset: s.log_start_offset,
                 log_end_offset: s.log_end_offset,
@@ -911,7 +960,9 @@ impl Log {
             s.log_start_offset = s.log_start_offset.max(first);
             s.high_watermark = s.high_watermark.max(s.log_start_offset);
             s.recovery_point = s.recovery_point.max(s.log_start_offset);
-            ProducerStateManager::delete_snapshots_below(&self.dir, s.log_start_offset);
+            let log_start = s.log_start_offset;
+            s.producers.evict_below(log_start);
+            ProducerStateManager::delete_snapshots_below(&self.dir, log_start);
             removed
         };
         let mut outcome = RetentionOutcome::default();
@@ -1029,4 +1080,43 @@ fn whole_batches_len(bytes: &[u8]) -> usize {
         }
     }
     end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strom_protocol::batch_builder::BatchBuilder;
+
+    fn batch() -> BytesMut {
+        BytesMut::from(&BatchBuilder::of_values(0, &[b"v"]).build()[..])
+    }
+
+    #[test]
+    fn an_io_error_takes_the_log_offline_until_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Arc::new(TopicConfig::kafka_defaults());
+        let log = Log::create(
+            dir.path().join("t-0"),
+            TopicPartition::new("t", 0),
+            Uuid::new_v4(),
+            config,
+            0,
+        )
+        .unwrap();
+        log.append_as_leader(batch(), 0, 0).unwrap();
+        crate::segment::tests_fault::FAIL_NEXT_WRITE
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let e = log.append_as_leader(batch(), 0, 0).unwrap_err();
+        assert_eq!(e.error_code(), strom_protocol::ErrorCode::KafkaStorageError);
+        // Later appends and reads are refused, not silently accepted.
+        assert!(matches!(
+            log.append_as_leader(batch(), 0, 0),
+            Err(StorageError::LogOffline { .. })
+        ));
+        assert!(matches!(
+            log.read(0, 100, ReadBound::LogEnd, true),
+            Err(StorageError::LogOffline { .. })
+        ));
+        assert_eq!(log.offsets().log_end_offset, 1);
+    }
 }

@@ -13,6 +13,8 @@
 //! * the three offset checkpoints of [`crate::checkpoint`].
 //! * `<topic>-<partition>/`: one partition log each ([`crate::log`]).
 //! * `<topic>-<partition>.<id>-delete/`: a deleted log awaiting removal.
+//! * `<topic>-<partition>.<id>-stray/`: a log the metadata did not know at
+//!   start-up, set aside (never deleted automatically).
 //! * `__cluster_metadata-0/`: the metadata log, owned by the controller.
 
 use std::collections::HashMap;
@@ -41,6 +43,10 @@ pub const LOCK_FILE: &str = ".lock";
 pub const METADATA_LOG_DIR_NAME: &str = "__cluster_metadata-0";
 /// Suffix of deleted log directories.
 pub const DELETE_DIR_SUFFIX: &str = "-delete";
+/// Suffix of log directories set aside at start-up because the metadata
+/// does not know them (or their `partition.metadata` is unreadable): kept
+/// for an operator to inspect, never deleted automatically.
+pub const STRAY_DIR_SUFFIX: &str = "-stray";
 
 #[derive(Debug)]
 struct LogDir {
@@ -53,9 +59,10 @@ struct LogDir {
 pub struct LoadSummary {
     /// Logs loaded.
     pub logs: usize,
-    /// Logs whose directories were removed because the metadata does not
-    /// know them (their topic was deleted while this broker was down).
-    pub stray_logs_deleted: usize,
+    /// Logs set aside as `-stray` because the metadata does not know them
+    /// (their topic was deleted while this broker was down) or their topic
+    /// id could not be read.
+    pub stray_logs: usize,
     /// Totals over all loaded logs.
     pub report: LoadReport,
 }
@@ -66,6 +73,8 @@ pub struct LogManager {
     dirs: Vec<LogDir>,
     logs: RwLock<HashMap<TopicPartition, Arc<Log>>>,
     had_clean_shutdown: bool,
+    /// Serialises checkpoint writers (the periodic task and shutdown).
+    checkpoint_lock: parking_lot::Mutex<()>,
 }
 
 /// Parses a log directory name `<topic>-<partition>`.
@@ -131,6 +140,15 @@ impl LogManager {
                 }
                 .write(path)?,
             }
+            // Temporary files of writes a crash interrupted.
+            for entry in fs::read_dir(path)
+                .map_err(StorageError::io("list log directory", path))?
+                .flatten()
+            {
+                if entry.file_name().to_string_lossy().ends_with(".tmp") {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
             let marker = path.join(CLEAN_SHUTDOWN_FILE);
             let has_logs = fs::read_dir(path)
                 .map_err(StorageError::io("list log directory", path))?
@@ -151,6 +169,7 @@ impl LogManager {
             dirs: opened,
             logs: RwLock::new(HashMap::new()),
             had_clean_shutdown: clean,
+            checkpoint_lock: parking_lot::Mutex::new(()),
         })
     }
 
@@ -166,14 +185,16 @@ impl LogManager {
             .map_or(Path::new("."), |d| d.path.as_path())
     }
 
-    /// Loads every partition log. `config_for` returns the topic's config
-    /// when the metadata knows a topic with this name and id, or `None` for
-    /// a stray log, which is deleted. Removes the clean-shutdown markers
-    /// once loading is done.
+    /// Loads every partition log. `config_for` gets the topic id recorded
+    /// in the log (`None` when `partition.metadata` is missing) and returns
+    /// the topic's config and id when the metadata hosts this partition
+    /// here under that id (or any id, for a log without one), or `None` for
+    /// a stray log, which is set aside as `-stray`. Removes the
+    /// clean-shutdown markers once loading is done.
     pub fn load_logs(
         &self,
         now_ms: i64,
-        config_for: impl Fn(&TopicPartition, Uuid) -> Option<Arc<TopicConfig>>,
+        config_for: impl Fn(&TopicPartition, Option<Uuid>) -> Option<(Arc<TopicConfig>, Uuid)>,
     ) -> Result<LoadSummary> {
         let mut summary = LoadSummary::default();
         for dir in &self.dirs {
@@ -203,14 +224,19 @@ impl LogManager {
                 let Some(tp) = parse_log_dir_name(&name) else {
                     continue;
                 };
-                let topic_id = read_partition_metadata(&path)
-                    .ok()
-                    .flatten()
-                    .unwrap_or_else(Uuid::nil);
-                let Some(config) = config_for(&tp, topic_id) else {
-                    tracing::warn!(partition = %tp, "deleting a log the metadata does not know (stray)");
-                    remove_dir(&path);
-                    summary.stray_logs_deleted += 1;
+                let topic_id = match read_partition_metadata(&path) {
+                    Ok(id) => id,
+                    Err(e) => {
+                        tracing::error!(partition = %tp, error = %e, "unreadable partition.metadata; setting the log aside");
+                        set_aside(&path);
+                        summary.stray_logs += 1;
+                        continue;
+                    }
+                };
+                let Some((config, expected_id)) = config_for(&tp, topic_id) else {
+                    tracing::warn!(partition = %tp, "setting aside a log the metadata does not know (stray)");
+                    set_aside(&path);
+                    summary.stray_logs += 1;
                     continue;
                 };
                 let options = LoadOptions {
@@ -219,6 +245,7 @@ impl LogManager {
                     log_start_offset: starts.get(&tp).copied().unwrap_or(0),
                     high_watermark: hws.get(&tp).copied(),
                     now_ms,
+                    topic_id: expected_id,
                 };
                 let (log, report) = Log::load(path, tp.clone(), config, options)?;
                 summary.logs += 1;
@@ -285,7 +312,8 @@ impl LogManager {
             .ok_or_else(|| StorageError::Closed("no log directories".into()))?;
         let path = dir.path.join(tp.to_string());
         if path.exists() {
-            remove_dir(&path);
+            // Left over from a log that was not loaded: keep it aside.
+            set_aside(&path);
         }
         let log = Arc::new(Log::create(path, tp.clone(), topic_id, config, now_ms)?);
         logs.insert(tp.clone(), Arc::clone(&log));
@@ -347,6 +375,7 @@ impl LogManager {
     /// Writes the recovery point, log start offset and high watermark
     /// checkpoints of every directory.
     pub fn checkpoint(&self) -> Result<()> {
+        let _one_writer = self.checkpoint_lock.lock();
         let logs = self.all();
         for dir in &self.dirs {
             let mut recovery = Vec::new();
@@ -383,6 +412,21 @@ impl LogManager {
             )?;
         }
         Ok(())
+    }
+}
+
+/// Renames a log directory to `<name>.<id>-stray`.
+fn set_aside(path: &Path) {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let target = path.with_file_name(format!(
+        "{name}.{}{STRAY_DIR_SUFFIX}",
+        Uuid::new_v4().simple()
+    ));
+    if let Err(e) = fs::rename(path, &target) {
+        tracing::error!(path = %path.display(), error = %e, "cannot set a log directory aside");
     }
 }
 

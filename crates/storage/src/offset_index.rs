@@ -57,7 +57,7 @@ impl OffsetIndex {
         let rel = i32::from_be_bytes([r0, r1, r2, r3]);
         let pos = u32::from_be_bytes([p0, p1, p2, p3]);
         Some(OffsetPosition {
-            offset: self.base_offset + i64::from(rel),
+            offset: self.base_offset.saturating_add(i64::from(rel)),
             position: pos,
         })
     }

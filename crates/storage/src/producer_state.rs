@@ -100,10 +100,10 @@ pub enum SequenceCheck {
 
 /// `sequence + increment`, wrapping past `i32::MAX` to 0 as Kafka does.
 pub fn increment_sequence(sequence: i32, increment: i32) -> i32 {
-    if sequence > i32::MAX - increment {
+    if increment >= 0 && sequence > i32::MAX - increment {
         increment - (i32::MAX - sequence) - 1
     } else {
-        sequence + increment
+        sequence.wrapping_add(increment)
     }
 }
 
@@ -223,6 +223,16 @@ impl ProducerStateManager {
         let before = self.producers.len();
         self.producers
             .retain(|_, e| now_ms.saturating_sub(e.last_append_ms) < expiration_ms);
+        before - self.producers.len()
+    }
+
+    /// Forgets producers whose every remembered batch is below `offset` (the
+    /// log start offset after retention): nothing of theirs is left to
+    /// deduplicate against.
+    pub fn evict_below(&mut self, offset: i64) -> usize {
+        let before = self.producers.len();
+        self.producers
+            .retain(|_, e| e.batches.back().is_some_and(|b| b.last_offset >= offset));
         before - self.producers.len()
     }
 

@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use strom_protocol::batch::{BatchHeader, BATCH_HEADER_BYTES, LOG_OVERHEAD_BYTES};
-use strom_protocol::records::{decompressed_payload, RecordIter};
+use strom_protocol::batch::{BatchError, BatchHeader, BATCH_HEADER_BYTES, LOG_OVERHEAD_BYTES};
+use strom_protocol::compression::for_each_record;
 
 use crate::error::{Result, StorageError};
 use crate::offset_index::{OffsetIndex, OffsetPosition};
@@ -189,7 +189,7 @@ impl LogSegment {
         while position < self.size {
             let header = reader.header_at(position)?;
             let end = position + header.size_bytes() as u64;
-            if end > self.size || header.base_offset < next_offset {
+            if end > self.size || header.base_offset < next_offset || header.last_offset_delta < 0 {
                 return Err(self.corrupt(format!(
                     "batch at position {position} is torn or out of order"
                 )));
@@ -291,6 +291,12 @@ impl LogSegment {
     ) -> Result<()> {
         let position =
             u32::try_from(self.size).map_err(|_| self.corrupt("segment exceeds 4 GiB".into()))?;
+        #[cfg(test)]
+        if tests_fault::FAIL_NEXT_WRITE.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(StorageError::io("append to segment", &self.log_path)(
+                std::io::Error::other("injected fault"),
+            ));
+        }
         if let Err(e) = self.log.write_all_at(batch, self.size) {
             // Drop whatever part of the batch reached the file.
             let _ = self.log.set_len(self.size);
@@ -486,6 +492,14 @@ impl LogSegment {
     }
 }
 
+/// Fault injection for this crate's unit tests.
+#[cfg(test)]
+pub(crate) mod tests_fault {
+    /// Makes the next segment write fail with an I/O error.
+    pub static FAIL_NEXT_WRITE: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(false);
+}
+
 /// A read-only view of a segment's data file as of a moment: bytes below
 /// `size` never change until the segment is truncated or deleted.
 #[derive(Debug, Clone)]
@@ -619,34 +633,45 @@ impl SegmentReader {
         header: &BatchHeader,
         mut pick: impl FnMut(i64, i64) -> bool,
     ) -> Result<Option<FoundRecord>> {
+        /// Why the record walk stopped.
+        enum Stop {
+            Found(FoundRecord),
+            Corrupt(BatchError),
+        }
+        impl From<BatchError> for Stop {
+            fn from(e: BatchError) -> Self {
+                Stop::Corrupt(e)
+            }
+        }
         let batch = self.read(position, header.size_bytes())?;
-        let payload =
-            decompressed_payload(&batch, header).map_err(|e| StorageError::CorruptFile {
-                path: self.path.clone(),
-                reason: format!("batch at position {position}: {e}"),
-            })?;
         let log_append = header.timestamp_type()
             == strom_protocol::kafka_protocol::records::TimestampType::LogAppend;
-        for record in RecordIter::new(&payload) {
-            let record = record.map_err(|e| StorageError::CorruptFile {
-                path: self.path.clone(),
-                reason: format!("batch at position {position}: {e}"),
-            })?;
-            let offset = header.base_offset + i64::from(record.offset_delta);
+        let walked = for_each_record(&batch, header, |record| {
+            let offset = header
+                .base_offset
+                .saturating_add(i64::from(record.offset_delta));
             let ts = if log_append {
                 header.max_timestamp
             } else {
-                header.base_timestamp + record.timestamp_delta
+                header.base_timestamp.saturating_add(record.timestamp_delta)
             };
             if pick(offset, ts) {
-                return Ok(Some(FoundRecord {
+                return Err(Stop::Found(FoundRecord {
                     offset,
                     timestamp: ts,
                     leader_epoch: header.partition_leader_epoch,
                 }));
             }
+            Ok(())
+        });
+        match walked {
+            Ok(()) => Ok(None),
+            Err(Stop::Found(found)) => Ok(Some(found)),
+            Err(Stop::Corrupt(e)) => Err(StorageError::CorruptFile {
+                path: self.path.clone(),
+                reason: format!("batch at position {position}: {e}"),
+            }),
         }
-        Ok(None)
     }
 }
 

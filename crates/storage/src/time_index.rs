@@ -56,7 +56,7 @@ impl TimeIndex {
         let rel = i32::from_be_bytes(rel);
         Some(TimestampOffset {
             timestamp: i64::from_be_bytes(ts),
-            offset: self.base_offset + i64::from(rel),
+            offset: self.base_offset.saturating_add(i64::from(rel)),
         })
     }
 

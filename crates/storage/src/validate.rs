@@ -15,8 +15,8 @@
 use bytes::{Bytes, BytesMut};
 use strom_config::{MessageTimestampType, TopicConfig};
 use strom_protocol::batch::{self, BatchError, BatchHeader, BatchIter};
+use strom_protocol::compression::for_each_record;
 use strom_protocol::kafka_protocol::records::{Compression, TimestampType};
-use strom_protocol::records::{decompressed_payload, RecordIter};
 
 use crate::error::{Result, StorageError};
 
@@ -78,7 +78,7 @@ pub fn validate_client_records(
     if header.records_count <= 0 {
         return Err(invalid("record batch has no records"));
     }
-    if header.last_offset_delta + 1 != header.records_count {
+    if i64::from(header.last_offset_delta) + 1 != i64::from(header.records_count) {
         return Err(invalid(
             "record batch offset range and record count disagree",
         ));
@@ -101,7 +101,8 @@ pub fn validate_client_records(
     Ok(out)
 }
 
-/// Walks the records; returns the largest record timestamp.
+/// Walks the records (compressed batches as a bounded stream); returns the
+/// largest record timestamp.
 fn check_records(
     whole: &Bytes,
     header: &BatchHeader,
@@ -109,14 +110,11 @@ fn check_records(
     config: &TopicConfig,
     now_ms: i64,
 ) -> Result<i64> {
-    let payload = decompressed_payload(whole, header)
-        .map_err(|e| StorageError::InvalidRecord(e.to_string()))?;
     let create_time = config.message_timestamp_type == MessageTimestampType::CreateTime;
     let batch_log_append = header.timestamp_type() == TimestampType::LogAppend;
     let mut count = 0i32;
     let mut max_timestamp = -1i64;
-    for record in RecordIter::new(&payload) {
-        let record = record.map_err(|e| StorageError::InvalidRecord(e.to_string()))?;
+    for_each_record(whole, header, |record| {
         if compression != Compression::None && record.offset_delta != count {
             return Err(StorageError::InvalidRecord(format!(
                 "compressed record {count} has offset delta {}; Strom stores batches as sent and cannot renumber them",
@@ -128,7 +126,14 @@ fn check_records(
                 "compacted topic cannot accept a record without a key".into(),
             ));
         }
-        let timestamp = header.base_timestamp.saturating_add(record.timestamp_delta);
+        let timestamp = header
+            .base_timestamp
+            .checked_add(record.timestamp_delta)
+            .ok_or(StorageError::InvalidTimestamp {
+                timestamp: header.base_timestamp,
+                min: i64::MIN,
+                max: i64::MAX,
+            })?;
         if create_time && timestamp != -1 {
             let too_old = now_ms.saturating_sub(timestamp) > config.message_timestamp_before_max_ms;
             let too_new = timestamp.saturating_sub(now_ms) > config.message_timestamp_after_max_ms;
@@ -147,8 +152,9 @@ fn check_records(
             });
         }
         max_timestamp = max_timestamp.max(timestamp);
-        count += 1;
-    }
+        count = count.saturating_add(1);
+        Ok(())
+    })?;
     if count != header.records_count {
         return Err(StorageError::InvalidRecord(format!(
             "record batch header counts {} records but holds {count}",

@@ -8,7 +8,13 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use strom_config::{BrokerConfig, ConfigInputs};
+use strom_server::allocator::BrokerAllocator;
 use strom_server::Broker;
+
+/// Large reservations made from request contents must never abort the
+/// process; see `strom_server::allocator`.
+#[global_allocator]
+static ALLOCATOR: BrokerAllocator = BrokerAllocator;
 
 /// Strom, a Kafka-compatible message broker.
 #[derive(Debug, Parser)]
@@ -54,6 +60,25 @@ fn init_logging(args: &ServeArgs) {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit: every segment
+/// keeps three files open, as in Kafka, whose documentation asks for
+/// 100,000 or more.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    #[allow(unsafe_code)]
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
     }
 }
 
@@ -103,6 +128,7 @@ fn main() -> ExitCode {
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
+    raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -248,3 +248,59 @@ fn a_data_directory_is_used_by_one_broker_only() {
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("node.id=1"));
 }
+
+#[test]
+fn unknown_or_unreadable_logs_are_set_aside_never_deleted() {
+    let mut b = broker(&[]);
+    let mut c = connect(&b);
+    create_topic(&mut c, "keepme", 2, &[]);
+    fill(&mut c, "keepme", 2, 20);
+    let before = fetch_all(&mut c, "keepme", 0);
+    drop(c);
+    assert_eq!(b.terminate().unwrap(), Some(0));
+    // Partition 0 lost its partition.metadata (as a log copied from an old
+    // Kafka); partition 1's is garbled; a log of a topic nobody knows.
+    std::fs::remove_file(b.data_dir.join("keepme-0/partition.metadata")).unwrap();
+    std::fs::write(
+        b.data_dir.join("keepme-1/partition.metadata"),
+        "version: 0\ntopic_id: ###\n",
+    )
+    .unwrap();
+    std::fs::create_dir(b.data_dir.join("ghost-0")).unwrap();
+    std::fs::write(
+        b.data_dir.join("ghost-0/00000000000000000000.log"),
+        b"precious",
+    )
+    .unwrap();
+    b.spawn().unwrap();
+    let mut c = connect(&b);
+    // The missing id is adopted from the metadata and the data served.
+    assert_eq!(fetch_all(&mut c, "keepme", 0), before);
+    assert!(
+        std::fs::read_to_string(b.data_dir.join("keepme-0/partition.metadata"))
+            .unwrap()
+            .contains("topic_id: ")
+    );
+    // The others were set aside with their contents.
+    let names: Vec<String> = std::fs::read_dir(&b.data_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let ghost = names
+        .iter()
+        .find(|n| n.starts_with("ghost-0.") && n.ends_with("-stray"))
+        .expect("ghost set aside");
+    assert_eq!(
+        std::fs::read(b.data_dir.join(ghost).join("00000000000000000000.log")).unwrap(),
+        b"precious"
+    );
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("keepme-1.") && n.ends_with("-stray")),
+        "{names:?}"
+    );
+    // The partition whose log was set aside starts empty, still writable.
+    assert_eq!(produce(&mut c, "keepme", 1, &[b"again"]), (0, 0));
+}

@@ -371,3 +371,135 @@ fn fetch_sessions_are_declined_the_way_clients_expect() {
         ErrorCode::UnknownTopicId.code()
     );
 }
+
+/// Batches crafted to hurt the broker: each gets Kafka's error and the
+/// broker keeps serving.
+#[test]
+fn hostile_batches_are_refused_and_the_broker_survives() {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let b = broker(&["message.max.bytes=10485760"]);
+    let mut c = connect(&b);
+    create_topic(&mut c, "hostile", 1, &[]);
+    let code = |r: ProduceResponse| r.responses[0].partition_responses[0].error_code;
+    let resign = |mut bytes: Vec<u8>| {
+        let crc = strom_protocol::batch::compute_crc(&bytes);
+        bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+        Bytes::from(bytes)
+    };
+    // A zstd batch of a few KB that inflates to 300 MiB.
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: now_ms(),
+        key: None,
+        value: Some(Bytes::from(vec![0u8; 300 << 20])),
+        headers: Default::default(),
+    };
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        [&record],
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::Zstd,
+        },
+    )
+    .unwrap();
+    assert!(
+        buf.len() < 1 << 20,
+        "the bomb should be small ({} bytes)",
+        buf.len()
+    );
+    assert_eq!(
+        code(produce_raw(&mut c, 9, "hostile", 0, buf.freeze(), -1)),
+        ErrorCode::InvalidRecord.code()
+    );
+    // A snappy block whose header declares 4 GiB.
+    let mut snappy = values_batch(&[b"x"]).to_vec();
+    snappy.truncate(61);
+    snappy[21..23].copy_from_slice(&2i16.to_be_bytes());
+    snappy.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x10, 0, 0, 0]);
+    let len = (snappy.len() - 12) as i32;
+    snappy[8..12].copy_from_slice(&len.to_be_bytes());
+    assert_eq!(
+        code(produce_raw(&mut c, 9, "hostile", 0, resign(snappy), -1)),
+        ErrorCode::InvalidRecord.code()
+    );
+    // last_offset_delta = i32::MAX (count + 1 would overflow i32).
+    let mut overflow = values_batch(&[b"x"]).to_vec();
+    overflow[23..27].copy_from_slice(&i32::MAX.to_be_bytes());
+    assert_eq!(
+        code(produce_raw(&mut c, 9, "hostile", 0, resign(overflow), -1)),
+        ErrorCode::InvalidRecord.code()
+    );
+    // A record timestamp delta that overflows base + delta.
+    let mut spec = BatchBuilder::of_values(-1, &[b"a", b"b"]);
+    spec.records[0].timestamp_delta = i64::MIN;
+    spec.records[1].timestamp_delta = now_ms() + 1;
+    spec.max_timestamp = Some(now_ms());
+    assert_eq!(
+        code(produce_raw(
+            &mut c,
+            9,
+            "hostile",
+            0,
+            Bytes::from(spec.build()),
+            -1
+        )),
+        ErrorCode::InvalidTimestamp.code()
+    );
+    // Still serving, and nothing was stored.
+    assert_eq!(produce(&mut c, "hostile", 0, &[b"fine"]), (0, 0));
+    assert_eq!(list_offset(&mut c, 7, "hostile", 0, -3).offset, 0);
+}
+
+#[test]
+fn long_poll_waits_until_min_bytes_have_arrived() {
+    let b = broker(&[]);
+    let mut c = connect(&b);
+    create_topic(&mut c, "minbytes", 1, &[]);
+    let addr = b.bootstrap();
+    // Ten appends of ~150 bytes, 100 ms apart.
+    let producer = std::thread::spawn(move || {
+        let mut p = strom_test_utils::KafkaConnection::connect(&addr).unwrap();
+        for i in 0..10 {
+            std::thread::sleep(Duration::from_millis(100));
+            produce(
+                &mut p,
+                "minbytes",
+                0,
+                &[format!("small-{i}-{}", "s".repeat(60)).as_bytes()],
+            );
+        }
+    });
+    let started = Instant::now();
+    let r = c
+        .send(
+            ApiKey::Fetch,
+            12,
+            &fetch_request("minbytes", 0, 0, 1 << 20)
+                .with_max_wait_ms(10_000)
+                .with_min_bytes(1000),
+        )
+        .unwrap();
+    let waited = started.elapsed();
+    producer.join().unwrap();
+    let bytes = r.responses[0].partitions[0].records.as_ref().unwrap().len();
+    assert!(
+        bytes >= 1000,
+        "answered with {bytes} bytes after {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(5),
+        "waited {waited:?} although min_bytes arrived"
+    );
+}

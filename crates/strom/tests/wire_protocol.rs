@@ -132,6 +132,21 @@ fn bad_frames_close_only_their_connection() {
         &frame(&[0, 3, 0, 9, 0, 0, 0, 1, 0, 1, b'x', 0, 5]),
         "truncated body",
     );
+    // Array counts claiming billions of elements (the decoder reserves
+    // capacity from them): Metadata v0 with 2^31-1 topics, and Metadata v12
+    // with a compact count of 2^32-2.
+    assert_closes_and_survives(
+        &b,
+        &frame(&[0, 3, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff]),
+        "array count bomb",
+    );
+    assert_closes_and_survives(
+        &b,
+        &frame(&[
+            0, 3, 0, 12, 0, 0, 0, 1, 0xff, 0xff, 0, 0xff, 0xff, 0xff, 0xff, 0x0f,
+        ]),
+        "compact array count bomb",
+    );
     let mut garbage = vec![0u8; 4096];
     for (i, x) in garbage.iter_mut().enumerate() {
         *x = (i * 7919 % 251) as u8;

@@ -14,7 +14,7 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::protocol::VersionRange;
 use strom_protocol::ErrorCode;
-use strom_replication::{special_timestamps, IsolationLevel, OffsetAndTimestamp};
+use strom_replication::{isolate, special_timestamps, IsolationLevel, OffsetAndTimestamp};
 use strom_storage::TopicPartition;
 
 use super::str_bytes_v3;
@@ -79,13 +79,15 @@ impl Handler for ListOffsetsHandler {
                             } else if min_version_for(p.timestamp).is_none_or(|v| version < v) {
                                 Err(ErrorCode::UnsupportedVersion)
                             } else {
-                                rm.list_offset(
-                                    &image,
-                                    &tp,
-                                    p.timestamp,
-                                    isolation,
-                                    p.current_leader_epoch,
-                                )
+                                isolate(|| {
+                                    rm.list_offset(
+                                        &image,
+                                        &tp,
+                                        p.timestamp,
+                                        isolation,
+                                        p.current_leader_epoch,
+                                    )
+                                })
                                 .map_err(|e| e.error_code())
                             };
                             let (code, found) = match result {
@@ -146,13 +148,15 @@ impl Handler for ListOffsetsV0Handler {
                             let max = p.max_num_offsets.max(0) as usize;
                             let r = v3::ListOffsetsPartitionResponse::default()
                                 .with_partition_index(p.partition_index);
-                            match rm.legacy_offsets_before(
-                                &image,
-                                &tp,
-                                p.timestamp,
-                                max,
-                                from_consumer,
-                            ) {
+                            match isolate(|| {
+                                rm.legacy_offsets_before(
+                                    &image,
+                                    &tp,
+                                    p.timestamp,
+                                    max,
+                                    from_consumer,
+                                )
+                            }) {
                                 Ok(offsets) => r.with_old_style_offsets(offsets),
                                 Err(e) => r.with_error_code(e.error_code().code()),
                             }

@@ -52,6 +52,7 @@ pub fn load(
             log_start_offset: 0,
             high_watermark: None,
             now_ms: NOW,
+            topic_id: Uuid::new_v4(),
         },
     )
     .unwrap()

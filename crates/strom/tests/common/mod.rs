@@ -15,7 +15,6 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use strom_protocol::batch::BatchIter;
 use strom_protocol::batch_builder::BatchBuilder;
-use strom_protocol::records::RecordIter;
 use strom_test_utils::{BrokerProcess, KafkaConnection};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_strom");
@@ -150,14 +149,18 @@ pub fn decode_records(records: &Bytes) -> Vec<(i64, Vec<u8>)> {
         let (pos, h) = item.unwrap();
         let batch = records.slice(pos..pos + h.size_bytes());
         strom_protocol::batch::check_batch(&batch).unwrap();
-        let payload = strom_protocol::records::decompressed_payload(&batch, &h).unwrap();
-        for r in RecordIter::new(&payload) {
-            let r = r.unwrap();
-            out.push((
-                h.base_offset + i64::from(r.offset_delta),
-                r.value.map(|v| v.to_vec()).unwrap_or_default(),
-            ));
-        }
+        strom_protocol::compression::for_each_record::<strom_protocol::batch::BatchError>(
+            &batch,
+            &h,
+            |r| {
+                out.push((
+                    h.base_offset + i64::from(r.offset_delta),
+                    r.value.map(|v| v.to_vec()).unwrap_or_default(),
+                ));
+                Ok(())
+            },
+        )
+        .unwrap();
     }
     out
 }
