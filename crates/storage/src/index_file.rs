@@ -79,21 +79,36 @@ impl IndexFile {
     }
 
     /// Counts the entries of a file that may end in zeroed (never written)
-    /// entries. Entry 0 is always counted when present: a first entry of all
-    /// zeros is legal.
+    /// entries. Entries are written from the front, so the written ones are
+    /// a prefix and the boundary is found by binary search, touching a few
+    /// pages of a preallocated file instead of all of them. Entry 0 is
+    /// always counted when present (a first entry of all zeros is legal)
+    /// unless every slot is zero (a fresh file). Should a crash leave a
+    /// zeroed hole inside the prefix, fewer entries are counted: the index
+    /// is sparse, so lookups stay correct, and recovery rebuilds it anyway.
     fn count_written_entries(&self, slots: usize) -> usize {
-        let mut n = slots;
-        while n > 1 {
-            match self.entry(n - 1) {
-                Some(e) if e.iter().all(|b| *b == 0) => n -= 1,
-                _ => break,
+        let is_zero = |i: usize| self.entry(i).is_none_or(|e| e.iter().all(|b| *b == 0));
+        if slots == 0 {
+            return 0;
+        }
+        if !is_zero(slots - 1) {
+            return slots;
+        }
+        // Invariant: entry `lo - 1` is written (or lo == 1), entry `hi` is zero.
+        let (mut lo, mut hi) = (1, slots - 1);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if is_zero(mid) {
+                hi = mid;
+            } else {
+                lo = mid + 1;
             }
         }
-        if n == 1 && self.entry(0).is_some_and(|e| e.iter().all(|b| *b == 0)) && slots > 1 {
+        if lo == 1 && slots > 1 && is_zero(0) {
             // A lone zero entry followed by zero slots: a fresh file.
             return 0;
         }
-        n
+        lo
     }
 
     /// Changes the file's size to `bytes` rounded down to whole entries (but
@@ -188,5 +203,53 @@ impl IndexFile {
     /// The file's path.
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Opens a file of `slots` 8-byte slots whose first `written` entries
+    /// are non-zero (entry 0 optionally all zeros, which is legal).
+    fn counted(slots: usize, written: usize, zero_first: bool) -> usize {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.index");
+        let mut bytes = vec![0u8; slots * 8];
+        for i in 0..written {
+            if !(i == 0 && zero_first) {
+                bytes[i * 8] = 1;
+            }
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        IndexFile::open(&path, 8, None).unwrap().entries()
+    }
+
+    #[test]
+    fn counts_the_written_prefix_of_a_preallocated_file() {
+        assert_eq!(counted(0, 0, false), 0);
+        assert_eq!(counted(1, 0, false), 1, "a lone zero entry is legal");
+        assert_eq!(counted(1, 1, false), 1);
+        assert_eq!(counted(4096, 0, false), 0, "a fresh preallocated file");
+        for written in [1, 2, 3, 511, 512, 513, 4095, 4096] {
+            assert_eq!(counted(4096, written, false), written, "{written}");
+        }
+        for written in [2, 3, 700] {
+            assert_eq!(
+                counted(4096, written, true),
+                written,
+                "zero first, {written}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_torn_trailing_partial_entry_is_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.index");
+        std::fs::write(&path, [1u8; 8 * 3 + 5]).unwrap();
+        let index = IndexFile::open(&path, 8, None).unwrap();
+        assert_eq!(index.entries(), 3);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 24);
     }
 }

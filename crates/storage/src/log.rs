@@ -406,10 +406,11 @@ impl Log {
         let log_end_offset = segments.values().next_back().map_or(0, |s| s.next_offset());
         let first_base = segments.keys().next().copied().unwrap_or(0);
         let log_start_offset = options.log_start_offset.max(first_base).min(log_end_offset);
-        // Recovered data is fsynced so the recovery point can move to the end.
+        // Recovered data is fsynced so the recovery point can move to the end
+        // (an empty segment has nothing to make durable).
         if report.recovered_segments > 0 {
             for s in segments.values() {
-                if s.base_offset() >= recover_from {
+                if s.base_offset() >= recover_from && s.size() > 0 {
                     s.flush()?;
                 }
             }
