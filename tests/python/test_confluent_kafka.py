@@ -118,7 +118,7 @@ def test_admin_create_describe_alter_partitions_delete(broker):
 
 
 @pytest.mark.parametrize("acks", ["0", "1", "all"])
-@pytest.mark.parametrize("codec", ["none", "gzip", "snappy", "zstd"])
+@pytest.mark.parametrize("codec", ["none", "gzip", "snappy", "lz4", "zstd"])
 def test_produce_acks_and_codecs_round_trip(broker, acks, codec):
     topic = unique(f"ck-{codec}-{acks}")
     create(broker, topic, 2)
@@ -135,7 +135,7 @@ def test_produce_acks_and_codecs_round_trip(broker, acks, codec):
         want = [m for m in messages if m[0] == partition]
         assert [(o, k, v) for o, k, v, _, _ in got] == [(i, m[1], m[2]) for i, m in enumerate(want)]
         assert [h for _, _, _, h, _ in got] == [m[3] for m in want]
-        expected_codec = {"none": 0, "gzip": 1, "snappy": 2, "zstd": 4}[codec]
+        expected_codec = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}[codec]
         assert set(stored_codecs(broker.data_dir, topic, partition)) == {expected_codec}
 
 

@@ -76,10 +76,10 @@ def test_auto_created_topic_through_produce(broker):
 def test_compressed_batches_are_stored_as_sent(broker):
     topic = make_topic(broker, 1)
     payload = "x" * 4000 + "\n"
-    # gzip=1, snappy=2, zstd=4. (librdkafka enables lz4 only once the broker
-    # offers FindCoordinator; kafka-python covers lz4.)
-    for codec in ("gzip", "snappy", "zstd"):
+    # gzip=1, snappy=2, lz4=3, zstd=4. (librdkafka enables lz4 only when
+    # the broker offers FindCoordinator.)
+    for codec in ("gzip", "snappy", "lz4", "zstd"):
         kcat(broker, "-t", topic, "-P", "-z", codec, input=payload)
-    assert stored_codecs(broker.data_dir, topic) == [1, 2, 4]
+    assert stored_codecs(broker.data_dir, topic) == [1, 2, 3, 4]
     out = kcat(broker, "-t", topic, "-C", "-e", "-f", "%S\n")
-    assert out.splitlines() == ["4000", "4000", "4000"]
+    assert out.splitlines() == ["4000"] * 4

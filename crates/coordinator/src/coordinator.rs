@@ -22,10 +22,12 @@ use strom_replication::ReplicaManager;
 use strom_storage::{ReadBound, TopicPartition};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::config::GroupConfig;
-use crate::offsets_topic::{partition_for, OffsetsRecord, CONSUMER_OFFSETS_TOPIC};
+use crate::offsets_topic::{
+    partition_for, OffsetsRecord, CONSUMER_OFFSETS_TOPIC, MAX_RECORD_STRING_BYTES,
+};
 use crate::outcome::*;
 use crate::shard::{Command, OffsetsWriter, Shard};
+use strom_config::GroupKeys as GroupConfig;
 
 /// Commands queued per shard before senders wait.
 const SHARD_QUEUE_LEN: usize = 1024;
@@ -288,7 +290,12 @@ impl GroupCoordinator {
                 let count = records.len();
                 let shard = Shard::load(records, config, writer);
                 loaded.store(true, Ordering::Release);
-                tracing::info!(partition = %tp, records = count, elapsed_ms = started.elapsed().as_millis() as u64, "loaded group coordinator state");
+                let elapsed_ms = started.elapsed().as_millis() as u64;
+                if count == 0 {
+                    tracing::debug!(partition = %tp, elapsed_ms, "coordinating an empty __consumer_offsets partition");
+                } else {
+                    tracing::info!(partition = %tp, records = count, elapsed_ms, "loaded group coordinator state");
+                }
                 shard.run(rx, shutdown_rx).await;
             });
         }
@@ -296,6 +303,9 @@ impl GroupCoordinator {
 
     /// The shard coordinating `group_id`, or the error a client gets.
     fn shard_for(&self, group_id: &str) -> Result<mpsc::Sender<Command>, ErrorCode> {
+        if group_id.is_empty() || group_id.len() > MAX_RECORD_STRING_BYTES {
+            return Err(ErrorCode::InvalidGroupId);
+        }
         let image = self.image.borrow().clone();
         let partition = self
             .partition_of(&image, group_id)
@@ -413,19 +423,22 @@ impl GroupCoordinator {
         .await?
     }
 
-    /// ListGroups over every partition this broker coordinates.
-    pub async fn list_groups(&self) -> Result<Vec<GroupListing>, ErrorCode> {
+    /// ListGroups over every partition this broker coordinates: the groups
+    /// of the loaded partitions, and COORDINATOR_LOAD_IN_PROGRESS if some
+    /// are still loading.
+    pub async fn list_groups(&self) -> (Vec<GroupListing>, Option<ErrorCode>) {
         let handles: Vec<(mpsc::Sender<Command>, bool)> = self
             .shards
             .read()
             .values()
             .map(|h| (h.commands.clone(), h.loaded.load(Ordering::Acquire)))
             .collect();
-        if handles.iter().any(|(_, loaded)| !loaded) {
-            return Err(ErrorCode::CoordinatorLoadInProgress);
-        }
+        let error = handles
+            .iter()
+            .any(|(_, loaded)| !loaded)
+            .then_some(ErrorCode::CoordinatorLoadInProgress);
         let mut out = Vec::new();
-        for (tx, _) in handles {
+        for (tx, _) in handles.into_iter().filter(|(_, loaded)| *loaded) {
             let (reply, rx) = oneshot::channel();
             if tx.send(Command::List(reply)).await.is_ok() {
                 if let Ok(mut groups) = rx.await {
@@ -434,7 +447,7 @@ impl GroupCoordinator {
             }
         }
         out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
-        Ok(out)
+        (out, error)
     }
 
     /// Stops every shard (broker shutdown).

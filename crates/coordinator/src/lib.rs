@@ -18,7 +18,6 @@
     allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
-pub mod config;
 pub mod coordinator;
 pub mod error;
 pub mod group;
@@ -27,7 +26,7 @@ pub mod outcome;
 pub mod producer_ids;
 mod shard;
 
-pub use config::GroupConfig;
 pub use coordinator::GroupCoordinator;
 pub use producer_ids::ProducerIdManager;
 pub use shard::OffsetsWriter;
+pub use strom_config::GroupKeys as GroupConfig;

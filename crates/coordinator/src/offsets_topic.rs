@@ -45,8 +45,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::CoordinatorError;
 
-/// The internal topic's name.
-pub const CONSUMER_OFFSETS_TOPIC: &str = "__consumer_offsets";
+pub use strom_metadata::topic_name::CONSUMER_OFFSETS_TOPIC;
 
 const OFFSET_KEY_VERSION: i16 = 1;
 const GROUP_KEY_VERSION: i16 = 2;

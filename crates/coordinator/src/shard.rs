@@ -23,10 +23,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::config::GroupConfig;
 use crate::group::{Group, GroupState, InitialDelay, Member};
-use crate::offsets_topic::{OffsetCommitValue, OffsetsRecord};
+use crate::offsets_topic::{OffsetCommitValue, OffsetsRecord, MAX_RECORD_STRING_BYTES};
 use crate::outcome::*;
+use strom_config::GroupKeys as GroupConfig;
 
 /// Appends records to this shard's `__consumer_offsets` partition and
 /// waits until they are committed.
@@ -81,13 +81,35 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// A new member id: client id (or instance id) and a UUID, as Kafka makes them.
+/// A new member id: client id (or instance id) and a UUID, as Kafka makes
+/// them; the prefix is cut so the id fits the record format.
 fn new_member_id(client_id: &str, group_instance_id: Option<&str>) -> String {
+    let prefix = group_instance_id.unwrap_or(client_id);
+    let mut cut = prefix
+        .len()
+        .min(MAX_RECORD_STRING_BYTES - MEMBER_ID_SUFFIX_BYTES);
+    while !prefix.is_char_boundary(cut) {
+        cut -= 1;
+    }
     format!(
         "{}-{}",
-        group_instance_id.unwrap_or(client_id),
+        prefix.get(..cut).unwrap_or_default(),
         Uuid::new_v4()
     )
+}
+
+/// `-` and a hyphenated UUID.
+const MEMBER_ID_SUFFIX_BYTES: usize = 37;
+
+/// Whether a JoinGroup carries a string the group record cannot hold.
+fn has_overlong_string(p: &JoinParams) -> bool {
+    let too_long = |s: &str| s.len() > MAX_RECORD_STRING_BYTES;
+    too_long(&p.member_id)
+        || p.group_instance_id.as_deref().is_some_and(too_long)
+        || too_long(&p.client_id)
+        || too_long(&p.client_host)
+        || too_long(&p.protocol_type)
+        || p.protocols.iter().any(|(name, _)| too_long(name))
 }
 
 /// Kafka's mapping of append failures to what group clients expect.
@@ -300,8 +322,11 @@ impl Shard {
         let refuse = |reply: oneshot::Sender<JoinOutcome>, member: &str, code: ErrorCode| {
             let _ = reply.send(JoinOutcome::error(member, code));
         };
-        if p.group_id.is_empty() {
+        if p.group_id.is_empty() || p.group_id.len() > MAX_RECORD_STRING_BYTES {
             return refuse(reply, &p.member_id, ErrorCode::InvalidGroupId);
+        }
+        if has_overlong_string(&p) {
+            return refuse(reply, "", ErrorCode::InvalidRequest);
         }
         if p.session_timeout_ms < self.config.group_min_session_timeout_ms
             || p.session_timeout_ms > self.config.group_max_session_timeout_ms
@@ -615,10 +640,16 @@ impl Shard {
         let Some(group) = self.groups.get_mut(group_id) else {
             return;
         };
+        let mut sessions = Vec::new();
         if group.state == GroupState::CompletingRebalance {
             for m in group.members.values_mut() {
                 if let Some(w) = m.sync_waiter.take() {
                     let _ = w.send(SyncOutcome::error(ErrorCode::RebalanceInProgress));
+                    // It was alive until now (its heartbeats queue behind the
+                    // SyncGroup): a full session to rejoin.
+                    let deadline = now + Duration::from_millis(m.session_timeout_ms.max(0) as u64);
+                    m.session_deadline = m.session_deadline.max(deadline);
+                    sessions.push((m.member_id.clone(), m.session_deadline));
                 }
             }
         }
@@ -646,6 +677,15 @@ impl Shard {
                 group: group_id.to_string(),
             },
         );
+        for (member, at) in sessions {
+            self.schedule(
+                at,
+                Timer::Session {
+                    group: group_id.to_string(),
+                    member,
+                },
+            );
+        }
     }
 
     async fn maybe_complete_join(&mut self, group_id: &str) {
@@ -694,7 +734,6 @@ impl Shard {
         group.initial_delay = None;
         if group.members.is_empty() {
             group.protocol_name = None;
-            group.protocol_type = None;
             group.leader_id = None;
             group.transition(GroupState::Empty, wall);
             let value = group.metadata_value(wall);
@@ -1150,7 +1189,9 @@ impl Shard {
         let now = Instant::now();
         if !self.groups.contains_key(&p.group_id) {
             if p.generation_id >= 0 {
-                return Err(ErrorCode::IllegalGeneration);
+                // OffsetCommit v9+ says so; older versions turn this into
+                // ILLEGAL_GENERATION.
+                return Err(ErrorCode::GroupIdNotFound);
             }
             self.groups
                 .insert(p.group_id.clone(), Group::new(p.group_id.clone(), wall));
@@ -1176,7 +1217,12 @@ impl Shard {
         let mut results = Vec::with_capacity(p.offsets.len());
         let mut records = Vec::new();
         for o in &p.offsets {
-            if o.metadata.len() > self.config.offset_metadata_max_bytes {
+            if o.metadata.len()
+                > self
+                    .config
+                    .offset_metadata_max_bytes
+                    .min(MAX_RECORD_STRING_BYTES)
+            {
                 results.push(Some(ErrorCode::OffsetMetadataTooLarge));
                 continue;
             }
@@ -1528,3 +1574,7 @@ fn current_join_outcome(group: &Group, member_id: &str, with_members: bool) -> J
         },
     }
 }
+
+#[cfg(test)]
+#[path = "shard_tests.rs"]
+mod tests;

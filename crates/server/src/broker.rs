@@ -3,11 +3,13 @@
 //!
 //! Start: identify the log directories (cluster id, `meta.properties`),
 //! replay the metadata log, register this broker, load and recover the
-//! partition logs, reconcile them with the metadata, start the metadata
+//! partition logs, reconcile them with the metadata, load the groups of the
+//! `__consumer_offsets` partitions this broker leads, start the metadata
 //! follower and log maintenance, then bind the listeners. Stop: stop
-//! accepting, let connections finish their current request, stop the
-//! background tasks, then flush and close every log and write the
-//! clean-shutdown markers.
+//! accepting, stop the group coordinator (members waiting for a rebalance
+//! are told NOT_COORDINATOR), let connections finish their current
+//! request, stop the background tasks, then flush and close every log and
+//! write the clean-shutdown markers.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use std::time::Duration;
 
 use strom_config::BrokerConfig;
 use strom_controller::{Controller, ControllerConfig};
-use strom_coordinator::ProducerIdManager;
+use strom_coordinator::{GroupCoordinator, ProducerIdManager};
 use strom_metadata::{BrokerEndpoint, BrokerRegistration};
 use strom_replication::{
     run_log_maintenance, shutdown_signalled, MaintenanceIntervals, ReplicaManager,
@@ -154,7 +156,14 @@ impl Broker {
             "loaded partition logs"
         );
 
-        let (image_tx, _) = watch::channel(image);
+        let (image_tx, image_rx) = watch::channel(Arc::clone(&image));
+        let groups = Arc::new(GroupCoordinator::new(
+            config.group.clone(),
+            node_id,
+            Arc::clone(&replica_manager),
+            image_rx,
+        ));
+        groups.sync_leadership(&image);
         let mut registry = crate::registry::HandlerRegistry::new();
         handlers::register_all(&mut registry);
         let state = Arc::new(BrokerState {
@@ -163,6 +172,7 @@ impl Broker {
             controller: Arc::clone(&controller),
             replica_manager: Arc::clone(&replica_manager),
             producer_ids: ProducerIdManager::new(node_id, broker_epoch, Arc::clone(&controller)),
+            groups,
             registry,
             image: image_tx,
         });
@@ -239,6 +249,9 @@ impl Broker {
     pub async fn shutdown(mut self) -> Result<(), StartError> {
         tracing::info!("shutting down");
         let _ = self.shutdown.send(true);
+        // Members waiting in JoinGroup or SyncGroup get NOT_COORDINATOR now
+        // rather than holding their connections open past the drain.
+        self.state.groups.shutdown();
         let drain = async { while self.tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(SHUTDOWN_DRAIN_TIMEOUT, drain)
             .await
@@ -282,6 +295,7 @@ async fn follow_metadata(state: Arc<BrokerState>, mut shutdown: watch::Receiver<
                 if let Err(e) = tokio::task::spawn_blocking(move || rm.reconcile(&applied)).await {
                     tracing::error!(error = %e, "metadata reconciliation failed");
                 }
+                state.groups.sync_leadership(&image);
                 state.image.send_replace(image);
             }
         }

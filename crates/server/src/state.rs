@@ -1,11 +1,12 @@
 //! The state every handler shares: configuration, the controller, the
-//! replica manager, the applied metadata image and the handler registry.
+//! replica manager, the coordinators, the applied metadata image and the
+//! handler registry.
 
 use std::sync::Arc;
 
 use strom_config::BrokerConfig;
 use strom_controller::Controller;
-use strom_coordinator::ProducerIdManager;
+use strom_coordinator::{GroupCoordinator, ProducerIdManager};
 use strom_metadata::MetadataImage;
 use strom_replication::ReplicaManager;
 use tokio::sync::watch;
@@ -25,6 +26,8 @@ pub struct BrokerState {
     pub replica_manager: Arc<ReplicaManager>,
     /// Producer ids for idempotent producers.
     pub producer_ids: ProducerIdManager,
+    /// Consumer groups and committed offsets.
+    pub groups: Arc<GroupCoordinator>,
     /// Served APIs.
     pub registry: HandlerRegistry,
     /// The image the hosted partitions reflect, published after each
@@ -46,10 +49,23 @@ impl BrokerState {
     /// Waits until this broker has applied metadata up to `offset` (after a
     /// controller write), at most `timeout`.
     pub async fn wait_for_metadata(&self, offset: i64, timeout: std::time::Duration) -> bool {
-        let mut rx = self.image.subscribe();
-        let reached = tokio::time::timeout(timeout, rx.wait_for(|img| img.offset >= offset))
+        self.wait_for_image(|img| img.offset >= offset, timeout)
             .await
-            .is_ok_and(|r| r.is_ok());
-        reached
+            .is_some()
+    }
+
+    /// Waits until the applied image satisfies `condition`, at most
+    /// `timeout`; the image that did.
+    pub async fn wait_for_image(
+        &self,
+        mut condition: impl FnMut(&MetadataImage) -> bool,
+        timeout: std::time::Duration,
+    ) -> Option<Arc<MetadataImage>> {
+        let mut rx = self.image.subscribe();
+        let reached = tokio::time::timeout(timeout, rx.wait_for(|img| condition(img))).await;
+        match reached {
+            Ok(Ok(img)) => Some(Arc::clone(&img)),
+            _ => None,
+        }
     }
 }

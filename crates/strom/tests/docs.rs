@@ -16,7 +16,9 @@ fn compatibility_table_matches_the_registry() {
     let ranges = registry.ranges();
     for (key, advertised_min, served_min, max) in &ranges {
         let name = format!("{:?}", ApiKey::try_from(*key).unwrap());
-        let versions = if advertised_min == served_min {
+        let versions = if advertised_min == served_min && advertised_min == max {
+            format!("{max}")
+        } else if advertised_min == served_min {
             format!("{advertised_min}–{max}")
         } else {
             format!("{advertised_min}–{max} ({served_min}–{max} served)")

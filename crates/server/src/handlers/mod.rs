@@ -9,14 +9,25 @@ use crate::registry::HandlerRegistry;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 /// Registers every handler.
 pub fn register_all(registry: &mut HandlerRegistry) {
@@ -35,7 +46,18 @@ pub fn register_all(registry: &mut HandlerRegistry) {
         .register::<describe_configs::DescribeConfigsHandler>()
         .register::<describe_configs::DescribeConfigsV0Handler>()
         .register::<describe_cluster::DescribeClusterHandler>()
-        .register::<init_producer_id::InitProducerIdHandler>();
+        .register::<init_producer_id::InitProducerIdHandler>()
+        .register::<find_coordinator::FindCoordinatorHandler>()
+        .register::<join_group::JoinGroupHandler>()
+        .register::<sync_group::SyncGroupHandler>()
+        .register::<heartbeat::HeartbeatHandler>()
+        .register::<leave_group::LeaveGroupHandler>()
+        .register::<offset_commit::OffsetCommitHandler>()
+        .register::<offset_fetch::OffsetFetchHandler>()
+        .register::<list_groups::ListGroupsHandler>()
+        .register::<describe_groups::DescribeGroupsHandler>()
+        .register::<delete_groups::DeleteGroupsHandler>()
+        .register::<offset_delete::OffsetDeleteHandler>();
 }
 
 /// A `StrBytes` from any string.
@@ -65,6 +87,29 @@ pub(crate) const TOPIC_AUTHORIZED_OPERATIONS: i32 =
 /// IDEMPOTENT_WRITE.
 pub(crate) const CLUSTER_AUTHORIZED_OPERATIONS: i32 =
     (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+
+/// Kafka's bit field of all operations on a group: READ, DELETE, DESCRIBE.
+pub(crate) const GROUP_AUTHORIZED_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
+
+/// A group member's host as Kafka reports it: `/` and the peer's address.
+pub(crate) fn client_host(ctx: &crate::context::RequestContext) -> String {
+    format!("/{}", ctx.peer.ip())
+}
+
+/// A protocol name for a response field that is nullable from
+/// `nullable_from`: before that version a missing name is the empty
+/// string, from it an empty name is null (as Kafka's responses do).
+pub(crate) fn protocol_name_for(
+    version: i16,
+    nullable_from: i16,
+    name: Option<String>,
+) -> Option<StrBytes> {
+    if version < nullable_from {
+        Some(str_bytes(name.unwrap_or_default()))
+    } else {
+        name.filter(|n| !n.is_empty()).map(str_bytes)
+    }
+}
 
 /// The "not requested" value of authorized-operations fields.
 pub(crate) const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
