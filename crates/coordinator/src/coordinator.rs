@@ -17,6 +17,7 @@ use kafka_protocol::records::{
 use parking_lot::RwLock;
 use strom_controller::CreateTopic;
 use strom_metadata::MetadataImage;
+use strom_protocol::batch::BatchIter;
 use strom_protocol::ErrorCode;
 use strom_replication::ReplicaManager;
 use strom_storage::{ReadBound, TopicPartition};
@@ -132,15 +133,21 @@ impl OffsetsWriter for PartitionWriter {
     }
 }
 
-/// Reads every record of a partition (up to its high watermark).
-fn read_partition(replica_manager: &ReplicaManager, tp: &TopicPartition) -> Vec<OffsetsRecord> {
+/// Reads every record of a partition (up to its high watermark) into
+/// `apply`, in order; returns how many there were.
+fn read_partition(
+    replica_manager: &ReplicaManager,
+    tp: &TopicPartition,
+    apply: &mut dyn FnMut(OffsetsRecord),
+) -> usize {
     let Some(partition) = replica_manager.partition(tp) else {
-        return Vec::new();
+        return 0;
     };
     let log = partition.log();
-    let mut out = Vec::new();
+    let mut count = 0;
     let mut next = log.offsets().log_start_offset;
     loop {
+        let start = next;
         let read = match log.read(next, LOAD_READ_BYTES, ReadBound::HighWatermark, true) {
             Ok(r) => r,
             Err(e) => {
@@ -151,22 +158,32 @@ fn read_partition(replica_manager: &ReplicaManager, tp: &TopicPartition) -> Vec<
         if read.records.is_empty() {
             break;
         }
+        // Where the next read starts even if the batches hold fewer records
+        // than their offset ranges (so the load always moves forward).
+        let read_end = BatchIter::new(&read.records)
+            .filter_map(Result::ok)
+            .map(|(_, header)| header.next_offset())
+            .last();
         let mut buf = read.records;
         while !buf.is_empty() {
             let Ok(set) = RecordBatchDecoder::decode(&mut buf) else {
                 tracing::error!(partition = %tp, offset = next, "undecodable batch in __consumer_offsets; stopping the load there");
-                return out;
+                return count;
             };
             for r in set.records {
-                next = next.max(r.offset + 1);
-                if r.offset < next - 1 {
+                // A batch may start before the log start offset.
+                if r.offset < next {
                     continue;
                 }
+                next = r.offset + 1;
                 let Some(key) = r.key.as_deref() else {
                     continue;
                 };
                 match OffsetsRecord::decode(key, r.value.as_deref()) {
-                    Ok(Some(record)) => out.push(record),
+                    Ok(Some(record)) => {
+                        apply(record);
+                        count += 1;
+                    }
                     Ok(None) => {}
                     Err(e) => {
                         tracing::warn!(partition = %tp, offset = r.offset, error = %e, "skipping a corrupt record")
@@ -174,8 +191,12 @@ fn read_partition(replica_manager: &ReplicaManager, tp: &TopicPartition) -> Vec<
                 }
             }
         }
+        next = next.max(read_end.unwrap_or(next));
+        if next <= start {
+            break;
+        }
     }
-    out
+    count
 }
 
 impl GroupCoordinator {
@@ -284,11 +305,17 @@ impl GroupCoordinator {
             tokio::spawn(async move {
                 let started = std::time::Instant::now();
                 let load_tp = tp.clone();
-                let records = tokio::task::spawn_blocking(move || read_partition(&rm, &load_tp))
-                    .await
-                    .unwrap_or_default();
-                let count = records.len();
-                let shard = Shard::load(records, config, writer);
+                let loaded_shard = tokio::task::spawn_blocking(move || {
+                    let mut shard = Shard::new(config, writer);
+                    let count = read_partition(&rm, &load_tp, &mut |r| shard.replay(r));
+                    shard.start_sessions();
+                    (shard, count)
+                })
+                .await;
+                let Ok((shard, count)) = loaded_shard else {
+                    tracing::error!(partition = %tp, "loading the group coordinator state failed");
+                    return;
+                };
                 loaded.store(true, Ordering::Release);
                 let elapsed_ms = started.elapsed().as_millis() as u64;
                 if count == 0 {

@@ -136,24 +136,21 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    /// A shard over the records already in the partition.
-    pub(crate) fn load(
-        records: Vec<OffsetsRecord>,
-        config: Arc<GroupConfig>,
-        writer: Arc<dyn OffsetsWriter>,
-    ) -> Self {
-        let mut shard = Self {
+    /// An empty shard. Loading it: [`Shard::replay`] every record of the
+    /// partition in order, then [`Shard::start_sessions`].
+    pub(crate) fn new(config: Arc<GroupConfig>, writer: Arc<dyn OffsetsWriter>) -> Self {
+        Self {
             groups: HashMap::new(),
             timers: BinaryHeap::new(),
             config,
             writer,
-        };
-        let now = Instant::now();
-        let wall = now_ms();
-        for record in records {
-            shard.replay(record, now, wall);
         }
-        let sessions: Vec<(String, String, Instant)> = shard
+    }
+
+    /// Starts the session timers of the members the records named: each
+    /// gets a full session from now to show it is still there.
+    pub(crate) fn start_sessions(&mut self) {
+        let sessions: Vec<(String, String, Instant)> = self
             .groups
             .values()
             .flat_map(|g| {
@@ -163,12 +160,13 @@ impl Shard {
             })
             .collect();
         for (group, member, deadline) in sessions {
-            shard.schedule(deadline, Timer::Session { group, member });
+            self.schedule(deadline, Timer::Session { group, member });
         }
-        shard
     }
 
-    fn replay(&mut self, record: OffsetsRecord, now: Instant, wall: i64) {
+    /// Applies one record read from the partition.
+    pub(crate) fn replay(&mut self, record: OffsetsRecord) {
+        let (now, wall) = (Instant::now(), now_ms());
         match record {
             OffsetsRecord::Offset {
                 group,

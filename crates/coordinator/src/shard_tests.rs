@@ -53,7 +53,11 @@ impl Harness {
     /// A shard loaded from what `partition` holds (a new leader).
     fn over(config: GroupConfig, partition: Arc<MemoryPartition>) -> Self {
         let records = partition.records.lock().unwrap().clone();
-        let shard = Shard::load(records, Arc::new(config), partition.clone());
+        let mut shard = Shard::new(Arc::new(config), partition.clone());
+        for record in records {
+            shard.replay(record);
+        }
+        shard.start_sessions();
         let (commands, rx) = mpsc::channel(64);
         let (shutdown, shutdown_rx) = watch::channel(false);
         tokio::spawn(shard.run(rx, shutdown_rx));

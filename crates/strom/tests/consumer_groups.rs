@@ -750,6 +750,15 @@ fn groups_and_offsets_survive_kill_9() {
         ),
         vec![0, 0]
     );
+    // More history than the coordinator reads at once (4 MiB): the last
+    // commit wins after the reload.
+    let metadata = "m".repeat(4000);
+    for offset in 0..1200 {
+        assert_eq!(
+            commit(&mut c, 9, "history", -1, "", &[("t", 1, offset, &metadata)]),
+            vec![0]
+        );
+    }
     b.kill();
     b.spawn().unwrap();
     b.wait_ready(std::time::Duration::from_secs(30)).unwrap();
@@ -763,6 +772,12 @@ fn groups_and_offsets_survive_kill_9() {
             ("t".into(), 1, 7, "".into(), 0)
         ]
     );
+    let (_, rows) = fetch_offsets(&mut c, 7, "history", None);
+    let last: Vec<_> = rows
+        .iter()
+        .map(|(t, p, o, m, e)| (t.as_str(), *p, *o, *m == metadata, *e))
+        .collect();
+    assert_eq!(last, vec![("t", 1, 1199, true, 0)]);
     // The member is remembered with its generation until its session ends.
     let d = describe(&mut c, 5, "durable");
     assert_eq!(d.group_state.as_str(), "Stable");
