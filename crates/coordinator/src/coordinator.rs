@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,7 +37,8 @@ const LOAD_READ_BYTES: usize = 4 << 20;
 
 struct ShardHandle {
     commands: mpsc::Sender<Command>,
-    loaded: Arc<AtomicBool>,
+    /// [`LOADING`], [`LOADED`] or [`LOAD_FAILED`].
+    load_state: Arc<AtomicU8>,
     shutdown: watch::Sender<bool>,
     leader_epoch: i32,
 }
@@ -133,70 +134,79 @@ impl OffsetsWriter for PartitionWriter {
     }
 }
 
+/// A shard's groups are being read from its partition.
+const LOADING: u8 = 0;
+/// A shard serves requests.
+const LOADED: u8 = 1;
+/// A shard's partition could not be read: this broker does not coordinate
+/// its groups (NOT_COORDINATOR) until leadership changes.
+const LOAD_FAILED: u8 = 2;
+
+/// Why a partition's groups could not be loaded.
+#[derive(Debug)]
+struct LoadFailed(String);
+
 /// Reads every record of a partition (up to its high watermark) into
-/// `apply`, in order; returns how many there were.
+/// `apply`, in order; returns how many there were. A batch that does not
+/// decode is skipped with an error log (the others still count); a read
+/// that fails fails the load, since what follows would be missing.
 fn read_partition(
     replica_manager: &ReplicaManager,
     tp: &TopicPartition,
     apply: &mut dyn FnMut(OffsetsRecord),
-) -> usize {
+) -> Result<usize, LoadFailed> {
     let Some(partition) = replica_manager.partition(tp) else {
-        return 0;
+        return Err(LoadFailed("the partition is not hosted here".into()));
     };
     let log = partition.log();
     let mut count = 0;
     let mut next = log.offsets().log_start_offset;
     loop {
         let start = next;
-        let read = match log.read(next, LOAD_READ_BYTES, ReadBound::HighWatermark, true) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(partition = %tp, error = %e, "cannot read __consumer_offsets");
-                break;
-            }
-        };
+        let read = log
+            .read(next, LOAD_READ_BYTES, ReadBound::HighWatermark, true)
+            .map_err(|e| LoadFailed(e.to_string()))?;
         if read.records.is_empty() {
-            break;
+            return Ok(count);
         }
-        // Where the next read starts even if the batches hold fewer records
-        // than their offset ranges (so the load always moves forward).
-        let read_end = BatchIter::new(&read.records)
-            .filter_map(Result::ok)
-            .map(|(_, header)| header.next_offset())
-            .last();
-        let mut buf = read.records;
-        while !buf.is_empty() {
-            let Ok(set) = RecordBatchDecoder::decode(&mut buf) else {
-                tracing::error!(partition = %tp, offset = next, "undecodable batch in __consumer_offsets; stopping the load there");
-                return count;
-            };
-            for r in set.records {
-                // A batch may start before the log start offset.
-                if r.offset < next {
-                    continue;
+        for batch in BatchIter::new(&read.records) {
+            let (position, header) = batch.map_err(|e| LoadFailed(e.to_string()))?;
+            // Whatever its records, the next batch starts after this one.
+            let batch_end = header.next_offset();
+            let mut bytes = read.records.slice(position..position + header.size_bytes());
+            match RecordBatchDecoder::decode(&mut bytes) {
+                Ok(set) => {
+                    for r in set.records {
+                        // A batch may start before the log start offset.
+                        if r.offset < next {
+                            continue;
+                        }
+                        next = r.offset + 1;
+                        let Some(key) = r.key.as_deref() else {
+                            continue;
+                        };
+                        match OffsetsRecord::decode(key, r.value.as_deref()) {
+                            Ok(Some(record)) => {
+                                apply(record);
+                                count += 1;
+                            }
+                            Ok(None) => {}
+                            Err(e) => {
+                                tracing::warn!(partition = %tp, offset = r.offset, error = %e, "skipping a corrupt record")
+                            }
+                        }
+                    }
                 }
-                next = r.offset + 1;
-                let Some(key) = r.key.as_deref() else {
-                    continue;
-                };
-                match OffsetsRecord::decode(key, r.value.as_deref()) {
-                    Ok(Some(record)) => {
-                        apply(record);
-                        count += 1;
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::warn!(partition = %tp, offset = r.offset, error = %e, "skipping a corrupt record")
-                    }
+                Err(e) => {
+                    tracing::error!(partition = %tp, base_offset = header.base_offset, error = %e, "skipping an undecodable batch of __consumer_offsets: the group changes in it are lost");
                 }
             }
+            next = next.max(batch_end);
         }
-        next = next.max(read_end.unwrap_or(next));
         if next <= start {
-            break;
+            return Err(LoadFailed(format!("no progress reading at offset {start}")));
         }
     }
-    count
 }
 
 impl GroupCoordinator {
@@ -283,12 +293,12 @@ impl GroupCoordinator {
             }
             let (commands, rx) = mpsc::channel(SHARD_QUEUE_LEN);
             let (shutdown, shutdown_rx) = watch::channel(false);
-            let loaded = Arc::new(AtomicBool::new(false));
+            let load_state = Arc::new(AtomicU8::new(LOADING));
             shards.insert(
                 partition,
                 ShardHandle {
                     commands,
-                    loaded: Arc::clone(&loaded),
+                    load_state: Arc::clone(&load_state),
                     shutdown,
                     leader_epoch: epoch,
                 },
@@ -312,11 +322,20 @@ impl GroupCoordinator {
                     (shard, count)
                 })
                 .await;
-                let Ok((shard, count)) = loaded_shard else {
-                    tracing::error!(partition = %tp, "loading the group coordinator state failed");
-                    return;
+                let (shard, count) = match loaded_shard {
+                    Ok((shard, Ok(count))) => (shard, count),
+                    Ok((_, Err(LoadFailed(why)))) => {
+                        load_state.store(LOAD_FAILED, Ordering::Release);
+                        tracing::error!(partition = %tp, error = %why, "cannot load the groups of this partition; not coordinating them");
+                        return;
+                    }
+                    Err(e) => {
+                        load_state.store(LOAD_FAILED, Ordering::Release);
+                        tracing::error!(partition = %tp, error = %e, "loading the groups of this partition failed; not coordinating them");
+                        return;
+                    }
                 };
-                loaded.store(true, Ordering::Release);
+                load_state.store(LOADED, Ordering::Release);
                 let elapsed_ms = started.elapsed().as_millis() as u64;
                 if count == 0 {
                     tracing::debug!(partition = %tp, elapsed_ms, "coordinating an empty __consumer_offsets partition");
@@ -339,10 +358,11 @@ impl GroupCoordinator {
             .ok_or(ErrorCode::CoordinatorNotAvailable)?;
         let shards = self.shards.read();
         let handle = shards.get(&partition).ok_or(ErrorCode::NotCoordinator)?;
-        if !handle.loaded.load(Ordering::Acquire) {
-            return Err(ErrorCode::CoordinatorLoadInProgress);
+        match handle.load_state.load(Ordering::Acquire) {
+            LOADED => Ok(handle.commands.clone()),
+            LOADING => Err(ErrorCode::CoordinatorLoadInProgress),
+            _ => Err(ErrorCode::NotCoordinator),
         }
-        Ok(handle.commands.clone())
     }
 
     /// Whether this broker coordinates `group_id` right now (FindCoordinator
@@ -384,9 +404,12 @@ impl GroupCoordinator {
     /// Heartbeat.
     pub async fn heartbeat(&self, p: HeartbeatParams) -> Option<ErrorCode> {
         let group = p.group_id.clone();
-        self.ask(&group, |r| Command::Heartbeat(p, r))
-            .await
-            .unwrap_or_else(Some)
+        match self.ask(&group, |r| Command::Heartbeat(p, r)).await {
+            Ok(answer) => answer,
+            // As Kafka: members keep their sessions through a load.
+            Err(ErrorCode::CoordinatorLoadInProgress) => None,
+            Err(code) => Some(code),
+        }
     }
 
     /// LeaveGroup: one result per member, or an error for the request.
@@ -454,18 +477,18 @@ impl GroupCoordinator {
     /// of the loaded partitions, and COORDINATOR_LOAD_IN_PROGRESS if some
     /// are still loading.
     pub async fn list_groups(&self) -> (Vec<GroupListing>, Option<ErrorCode>) {
-        let handles: Vec<(mpsc::Sender<Command>, bool)> = self
+        let handles: Vec<(mpsc::Sender<Command>, u8)> = self
             .shards
             .read()
             .values()
-            .map(|h| (h.commands.clone(), h.loaded.load(Ordering::Acquire)))
+            .map(|h| (h.commands.clone(), h.load_state.load(Ordering::Acquire)))
             .collect();
         let error = handles
             .iter()
-            .any(|(_, loaded)| !loaded)
+            .any(|(_, state)| *state == LOADING)
             .then_some(ErrorCode::CoordinatorLoadInProgress);
         let mut out = Vec::new();
-        for (tx, _) in handles.into_iter().filter(|(_, loaded)| *loaded) {
+        for (tx, _) in handles.into_iter().filter(|(_, state)| *state == LOADED) {
             let (reply, rx) = oneshot::channel();
             if tx.send(Command::List(reply)).await.is_ok() {
                 if let Ok(mut groups) = rx.await {

@@ -31,6 +31,9 @@ use tokio::time::Instant;
 use crate::offsets_topic::{GroupMetadataValue, MemberMetadataValue, OffsetCommitValue};
 use crate::outcome::{JoinOutcome, SyncOutcome};
 
+/// Newest `ConsumerProtocolSubscription` version this broker decodes.
+const CONSUMER_SUBSCRIPTION_MAX_VERSION: i16 = 3;
+
 /// A classic group's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupState {
@@ -281,7 +284,9 @@ impl Group {
     }
 
     /// The topics the members subscribe to, when the group uses the
-    /// consumer protocol and every subscription decodes.
+    /// consumer protocol and every subscription decodes (versions newer
+    /// than this broker knows are read as the newest it knows, as Kafka's
+    /// `ConsumerProtocol` does).
     pub fn subscribed_topics(&self) -> Option<HashSet<String>> {
         if self.protocol_type.as_deref() != Some("consumer") {
             return None;
@@ -292,8 +297,8 @@ impl Group {
             let mut data = m.metadata(protocol);
             let version: [u8; 2] = data.get(..2)?.try_into().ok()?;
             let _ = bytes::Buf::get_i16(&mut data);
-            let sub = ConsumerProtocolSubscription::decode(&mut data, i16::from_be_bytes(version))
-                .ok()?;
+            let version = i16::from_be_bytes(version).min(CONSUMER_SUBSCRIPTION_MAX_VERSION);
+            let sub = ConsumerProtocolSubscription::decode(&mut data, version).ok()?;
             topics.extend(sub.topics.into_iter().map(|t| t.to_string()));
         }
         Some(topics)

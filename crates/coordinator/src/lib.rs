@@ -25,6 +25,7 @@ pub mod offsets_topic;
 pub mod outcome;
 pub mod producer_ids;
 mod shard;
+mod timers;
 
 pub use coordinator::GroupCoordinator;
 pub use producer_ids::ProducerIdManager;

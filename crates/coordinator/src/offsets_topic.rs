@@ -16,7 +16,8 @@
 //! ```
 //!
 //! Value versions 0–2 are read too: v0 has no leader epoch; v1 adds
-//! `expire_timestamp int64` after `commit_timestamp`; v2 drops it.
+//! `expire_timestamp int64` after `commit_timestamp`; v2 drops it. Kafka's
+//! flexible v4 is not read (the record is skipped as corrupt).
 //!
 //! **Group metadata** (key version 2):
 //!
@@ -247,7 +248,9 @@ impl OffsetsRecord {
 fn decode_offset_value(bytes: &[u8]) -> Result<OffsetCommitValue, CoordinatorError> {
     let mut r = Reader::new(bytes);
     let version = r.i16()?;
-    if !(0..=4).contains(&version) {
+    // Version 4 is Kafka's first flexible (compact, tagged) version; Strom
+    // writes version 3 and does not read flexible ones.
+    if !(0..=3).contains(&version) {
         return Err(CoordinatorError::Corrupt(format!(
             "offset value version {version}"
         )));
@@ -518,5 +521,24 @@ mod tests {
                 "key len {len}"
             );
         }
+    }
+
+    #[test]
+    fn flexible_offset_values_are_refused_not_misread() {
+        let key = OffsetsRecord::Offset {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 0,
+            value: None,
+        }
+        .encode_key();
+        // v4: offset, leader epoch, compact string "m", timestamp, no tags.
+        let mut value = vec![0, 4];
+        value.extend_from_slice(&7i64.to_be_bytes());
+        value.extend_from_slice(&(-1i32).to_be_bytes());
+        value.extend_from_slice(&[2, b'm']);
+        value.extend_from_slice(&1i64.to_be_bytes());
+        value.push(0);
+        assert!(OffsetsRecord::decode(&key, Some(&value)).is_err());
     }
 }

@@ -7,11 +7,11 @@
 //! the member and is answered later by whatever completes it. Changes that
 //! must survive a restart (group metadata, committed offsets) are appended
 //! to the partition before they take effect or are acknowledged. Timers
-//! (sessions, join and sync phases, pending member ids) live in one heap;
-//! a timer that no longer matches the state when it fires is ignored.
+//! (sessions, join and sync phases, pending member ids) are keyed, one per
+//! member or phase ([`crate::timers`]): when one fires, the state decides
+//! (the deadline moved: arm again; the phase is over: ignore it).
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -26,6 +26,7 @@ use uuid::Uuid;
 use crate::group::{Group, GroupState, InitialDelay, Member};
 use crate::offsets_topic::{OffsetCommitValue, OffsetsRecord, MAX_RECORD_STRING_BYTES};
 use crate::outcome::*;
+use crate::timers::KeyedTimers;
 use strom_config::GroupKeys as GroupConfig;
 
 /// Appends records to this shard's `__consumer_offsets` partition and
@@ -67,7 +68,7 @@ pub(crate) enum Command {
     ),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum Timer {
     Session { group: String, member: String },
     Pending { group: String, member: String },
@@ -98,8 +99,42 @@ fn new_member_id(client_id: &str, group_instance_id: Option<&str>) -> String {
     )
 }
 
+/// How long a new member's first JoinGroup may wait for the join phase to
+/// end (Kafka's `classicGroupNewMemberJoinTimeoutMs`).
+const NEW_MEMBER_JOIN_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// `-` and a hyphenated UUID.
 const MEMBER_ID_SUFFIX_BYTES: usize = 37;
+
+/// Kafka's `group.max.size` rule: an Empty group takes anyone; while
+/// members rejoin, those already waiting are kept and new ones are taken
+/// while fewer than the maximum are waiting; otherwise members are kept
+/// and new ones taken while the group is below the maximum. (Unlike Kafka,
+/// a restarting static member replacing itself is always taken: it does
+/// not grow the group.)
+fn accepts_joining_member(group: &Group, p: &JoinParams, max_size: usize) -> bool {
+    let existing = group.members.get(&p.member_id);
+    let replacing_static = p.member_id.is_empty()
+        && p.group_instance_id
+            .as_ref()
+            .is_some_and(|i| group.static_members.contains_key(i));
+    match group.state {
+        _ if replacing_static => true,
+        GroupState::Empty | GroupState::Dead => true,
+        GroupState::PreparingRebalance => {
+            existing.is_some_and(|m| m.join_waiter.is_some())
+                || group
+                    .members
+                    .values()
+                    .filter(|m| m.join_waiter.is_some())
+                    .count()
+                    < max_size
+        }
+        GroupState::CompletingRebalance | GroupState::Stable => {
+            existing.is_some() || group.members.len() < max_size
+        }
+    }
+}
 
 /// Whether a JoinGroup carries a string the group record cannot hold.
 fn has_overlong_string(p: &JoinParams) -> bool {
@@ -130,7 +165,7 @@ fn write_error(code: ErrorCode) -> ErrorCode {
 /// The groups of one partition.
 pub(crate) struct Shard {
     groups: HashMap<String, Group>,
-    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    timers: KeyedTimers<Timer>,
     config: Arc<GroupConfig>,
     writer: Arc<dyn OffsetsWriter>,
 }
@@ -141,7 +176,7 @@ impl Shard {
     pub(crate) fn new(config: Arc<GroupConfig>, writer: Arc<dyn OffsetsWriter>) -> Self {
         Self {
             groups: HashMap::new(),
-            timers: BinaryHeap::new(),
+            timers: KeyedTimers::default(),
             config,
             writer,
         }
@@ -249,13 +284,23 @@ impl Shard {
         expiration.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         expiration.reset();
         loop {
-            let next = self.timers.peek().map(|Reverse((at, _))| *at);
+            let next = self.timers.next_deadline();
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(c) => self.handle(c).await,
                     None => break,
                 },
-                _ = sleep_until_opt(next) => self.fire_timers().await,
+                _ = sleep_until_opt(next) => {
+                    // Requests that arrived before the deadlines passed
+                    // (heartbeats queued behind a slow write) count first.
+                    for _ in 0..commands.len() {
+                        match commands.try_recv() {
+                            Ok(c) => self.handle(c).await,
+                            Err(_) => break,
+                        }
+                    }
+                    self.fire_timers().await
+                }
                 _ = expiration.tick() => self.expire_offsets().await,
                 _ = shutdown.changed() => if *shutdown.borrow() { break },
             }
@@ -276,7 +321,7 @@ impl Shard {
     }
 
     fn schedule(&mut self, at: Instant, timer: Timer) {
-        self.timers.push(Reverse((at, timer)));
+        self.timers.arm(timer, at);
     }
 
     async fn handle(&mut self, command: Command) {
@@ -337,6 +382,10 @@ impl Shard {
             if !p.member_id.is_empty() {
                 return refuse(reply, &p.member_id, ErrorCode::UnknownMemberId);
             }
+            // Refused joins leave no group behind.
+            if p.protocol_type.is_empty() || p.protocols.is_empty() {
+                return refuse(reply, "", ErrorCode::InconsistentGroupProtocol);
+            }
             self.groups
                 .insert(p.group_id.clone(), Group::new(p.group_id.clone(), wall));
         }
@@ -349,15 +398,16 @@ impl Shard {
         if !group.supports_protocols(&p.protocol_type, &p.protocols) {
             return refuse(reply, &p.member_id, ErrorCode::InconsistentGroupProtocol);
         }
-        let is_new = p.member_id.is_empty() || group.pending_members.contains_key(&p.member_id);
-        if is_new
-            && group.members.len() + group.pending_members.len() >= self.config.group_max_size
-            && !p
-                .group_instance_id
-                .as_ref()
-                .is_some_and(|i| group.static_members.contains_key(i))
-        {
-            return refuse(reply, &p.member_id, ErrorCode::GroupMaxSizeReached);
+        if !accepts_joining_member(group, &p, self.config.group_max_size) {
+            // Kafka's rule; an existing member turned away leaves the group.
+            if let Some(m) = group.remove_member(&p.member_id) {
+                fail_waiters(m, ErrorCode::GroupMaxSizeReached);
+                tracing::info!(group = %p.group_id, member = %p.member_id, "member removed: group.max.size reached");
+                let group_id = p.group_id.clone();
+                refuse(reply, "", ErrorCode::GroupMaxSizeReached);
+                return self.after_member_removed(&group_id).await;
+            }
+            return refuse(reply, "", ErrorCode::GroupMaxSizeReached);
         }
         if p.member_id.is_empty() {
             let member_id = new_member_id(&p.client_id, p.group_instance_id.as_deref());
@@ -436,7 +486,10 @@ impl Shard {
         if group.members.is_empty() {
             group.protocol_type = Some(p.protocol_type.clone());
         }
-        let session_deadline = now + Duration::from_millis(p.session_timeout_ms.max(0) as u64);
+        // A new member cannot heartbeat while its JoinGroup waits, and the
+        // others may take up to their rebalance timeout to rejoin: Kafka
+        // gives it this long instead of its session timeout.
+        let session_deadline = now + NEW_MEMBER_JOIN_TIMEOUT;
         group.add_member(Member {
             member_id: member_id.clone(),
             group_instance_id: p.group_instance_id.clone(),
@@ -514,6 +567,12 @@ impl Shard {
             let _ = w.send(SyncOutcome::error(ErrorCode::FencedInstanceId));
         }
         let old_protocols = std::mem::replace(&mut member.protocols, p.protocols.clone());
+        let old_client = (
+            member.client_id.clone(),
+            member.client_host.clone(),
+            member.session_timeout_ms,
+            member.rebalance_timeout_ms,
+        );
         member.member_id = new_id.clone();
         member.client_id = p.client_id.clone();
         member.client_host = p.client_host.clone();
@@ -565,6 +624,14 @@ impl Shard {
                         if let Some(mut m) = group.members.remove(&new_id) {
                             m.member_id = old_id.clone();
                             m.protocols = old_protocols;
+                            (
+                                m.client_id,
+                                m.client_host,
+                                m.session_timeout_ms,
+                                m.rebalance_timeout_ms,
+                            ) = old_client;
+                            m.session_deadline =
+                                now + Duration::from_millis(m.session_timeout_ms.max(0) as u64);
                             for id in group.join_order.iter_mut().filter(|id| **id == new_id) {
                                 *id = old_id.clone();
                             }
@@ -576,9 +643,17 @@ impl Shard {
                             if was_leader {
                                 group.leader_id = Some(old_id.clone());
                             }
+                            let deadline = m.session_deadline;
                             group.members.insert(old_id.clone(), m);
+                            self.schedule(
+                                deadline,
+                                Timer::Session {
+                                    group: group_id.clone(),
+                                    member: old_id.clone(),
+                                },
+                            );
                         }
-                        let _ = reply.send(JoinOutcome::error(new_id, write_error(code)));
+                        let _ = reply.send(JoinOutcome::error("", write_error(code)));
                     }
                     Ok(()) => {
                         let skip = was_leader && p.supports_skip_assignment;
@@ -849,6 +924,10 @@ impl Shard {
                 let _ = reply.send(SyncOutcome::error(ErrorCode::RebalanceInProgress));
             }
             GroupState::Stable => {
+                group.synced.insert(p.member_id.clone());
+                if group.members.keys().all(|id| group.synced.contains(id)) {
+                    group.sync_deadline = None;
+                }
                 let outcome = SyncOutcome {
                     error: None,
                     protocol_type: group.protocol_type.clone(),
@@ -915,7 +994,11 @@ impl Shard {
         match result {
             Ok(()) => {
                 group.transition(GroupState::Stable, wall);
-                group.sync_deadline = None;
+                // Members that have not sent SyncGroup yet still must, by the
+                // same deadline.
+                if group.members.keys().all(|id| group.synced.contains(id)) {
+                    group.sync_deadline = None;
+                }
                 for m in group.members.values_mut() {
                     m.assignment = by_member.remove(&m.member_id).unwrap_or_default();
                     if let Some(w) = m.sync_waiter.take() {
@@ -1052,24 +1135,25 @@ impl Shard {
 
     async fn fire_timers(&mut self) {
         let now = Instant::now();
-        while let Some(Reverse((at, _))) = self.timers.peek() {
-            if *at > now {
-                break;
-            }
-            let Some(Reverse((_, timer))) = self.timers.pop() else {
-                break;
-            };
+        while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 Timer::Session { group, member } => {
                     self.on_session_timer(&group, &member, now).await
                 }
                 Timer::Pending { group, member } => {
-                    let expired = self.groups.get_mut(&group).is_some_and(|g| {
-                        g.pending_members.get(&member).is_some_and(|d| *d <= now)
-                            && g.pending_members.remove(&member).is_some()
-                    });
-                    if expired {
-                        self.maybe_complete_join(&group).await;
+                    let deadline = self
+                        .groups
+                        .get(&group)
+                        .and_then(|g| g.pending_members.get(&member).copied());
+                    match deadline {
+                        Some(d) if d > now => self.schedule(d, Timer::Pending { group, member }),
+                        Some(_) => {
+                            if let Some(g) = self.groups.get_mut(&group) {
+                                g.pending_members.remove(&member);
+                            }
+                            self.maybe_complete_join(&group).await;
+                        }
+                        None => {}
                     }
                 }
                 Timer::Join { group } => self.on_join_deadline(&group, now).await,
@@ -1088,6 +1172,15 @@ impl Shard {
             return;
         };
         if m.session_deadline > now {
+            // Refreshed since this was armed.
+            let deadline = m.session_deadline;
+            self.schedule(
+                deadline,
+                Timer::Session {
+                    group: group_id.to_string(),
+                    member: member_id.to_string(),
+                },
+            );
             return;
         }
         // A member waiting in JoinGroup or SyncGroup is alive (a new member
@@ -1122,10 +1215,21 @@ impl Shard {
         let Some(group) = self.groups.get_mut(group_id) else {
             return;
         };
-        if group.state != GroupState::PreparingRebalance
-            || group.join_deadline.is_none_or(|d| d > now)
-        {
+        if group.state != GroupState::PreparingRebalance {
             return;
+        }
+        match group.join_deadline {
+            None => return,
+            Some(d) if d > now => {
+                // A later round's deadline.
+                return self.schedule(
+                    d,
+                    Timer::Join {
+                        group: group_id.to_string(),
+                    },
+                );
+            }
+            Some(_) => {}
         }
         if let Some(delay) = group.initial_delay.as_mut() {
             if delay.joined_in_round && delay.remaining_ms > 0 {
@@ -1147,17 +1251,32 @@ impl Shard {
         self.complete_join(group_id).await;
     }
 
-    /// The leader did not send the assignment in time: members that did not
-    /// sync are removed and the group rebalances.
+    /// The sync phase ended: if the leader did not send the assignment, or
+    /// some members never asked for theirs, the members that did not sync
+    /// are removed and the group rebalances (Kafka's pending-sync expiry).
     async fn on_sync_deadline(&mut self, group_id: &str, generation: i32, now: Instant) {
         let Some(group) = self.groups.get_mut(group_id) else {
             return;
         };
-        if group.state != GroupState::CompletingRebalance
-            || group.generation_id != generation
-            || group.sync_deadline.is_none_or(|d| d > now)
+        if !matches!(
+            group.state,
+            GroupState::CompletingRebalance | GroupState::Stable
+        ) || group.generation_id != generation
         {
             return;
+        }
+        match group.sync_deadline {
+            None => return,
+            Some(d) if d > now => {
+                return self.schedule(
+                    d,
+                    Timer::Sync {
+                        group: group_id.to_string(),
+                        generation,
+                    },
+                );
+            }
+            Some(_) => {}
         }
         let laggards: Vec<String> = group
             .members
@@ -1402,7 +1521,6 @@ impl Shard {
         let results: Vec<Option<ErrorCode>> = partitions
             .iter()
             .map(|(t, _)| match &subscribed {
-                Some(None) => Some(ErrorCode::GroupSubscribedToTopic),
                 Some(Some(topics)) if topics.contains(t) => Some(ErrorCode::GroupSubscribedToTopic),
                 _ => None,
             })

@@ -571,3 +571,108 @@ async fn offsets_expire_after_the_retention_of_empty_and_simple_groups() {
         .collect();
     assert_eq!(listed, vec!["resting".to_string(), "simple".to_string()]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn group_max_size_counts_members_not_pending_ids() {
+    let mut c = config();
+    c.group_max_size = 1;
+    let h = Harness::start(c);
+    // With a maximum of one, the one dynamic member still gets in (its
+    // pending id does not count against it).
+    let (a, generation) = h.join_and_sync_alone("a").await;
+    // A second one is turned away at once, before any member id round trip.
+    let b = h.join(params("b", "", None)).await.await.unwrap();
+    assert_eq!(b.error, Some(ErrorCode::GroupMaxSizeReached));
+    assert_eq!(b.member_id, "");
+    assert_eq!(
+        h.heartbeat(&a, generation).await,
+        None,
+        "no rebalance for a refused member"
+    );
+    assert_eq!(h.describe().await.unwrap().members.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_member_outlasts_its_session_timeout_while_others_rejoin() {
+    let h = Harness::start(config());
+    let (a, generation) = h.join_and_sync_alone("a").await;
+    let first = h.join(params("b", "", None)).await.await.unwrap();
+    let b = h.join(params("b", &first.member_id, None)).await;
+    // a keeps heartbeating but takes 15 s (past b's 10 s session, within
+    // its rebalance timeout) to rejoin, as a consumer busy processing does.
+    assert_eq!(
+        keep_alive(&h, &a, generation, 15).await,
+        Some(ErrorCode::RebalanceInProgress)
+    );
+    let a_join = h.join(params("a", &a, None)).await.await.unwrap();
+    let b = b.await.unwrap();
+    assert_eq!((a_join.error, b.error), (None, None));
+    assert_eq!(a_join.members.len(), 2, "b is still a member");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_static_replacement_that_cannot_be_written_leaves_the_old_member_mortal() {
+    let h = Harness::start(config());
+    let first = h
+        .join(params("a", "", Some("instance-a")))
+        .await
+        .await
+        .unwrap();
+    let old = first.member_id.clone();
+    let mut s = sync_params(&old, first.generation_id, vec![(old.clone(), "for-a")]);
+    s.group_instance_id = Some("instance-a".into());
+    assert_eq!(h.sync(s).await.await.unwrap().error, None);
+
+    h.partition.failing.store(true, Ordering::SeqCst);
+    let back = h
+        .join(params("a2", "", Some("instance-a")))
+        .await
+        .await
+        .unwrap();
+    assert_eq!(back.error, Some(ErrorCode::CoordinatorNotAvailable));
+    assert_eq!(back.member_id, "");
+    h.partition.failing.store(false, Ordering::SeqCst);
+    // The old incarnation is still the member, with its own client id...
+    let d = h.describe().await.unwrap();
+    assert_eq!(d.members[0].member_id, old);
+    assert_eq!(d.members[0].client_id, "a");
+    // ...and its session still ends.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(h.describe().await.unwrap().state, "Empty");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_member_that_never_syncs_is_removed_after_the_group_is_stable() {
+    let h = Harness::start(config());
+    let (a, generation) = h.join_and_sync_alone("a").await;
+    let first = h.join(params("b", "", None)).await.await.unwrap();
+    let b_join = h.join(params("b", &first.member_id, None)).await;
+    assert_eq!(
+        h.heartbeat(&a, generation).await,
+        Some(ErrorCode::RebalanceInProgress)
+    );
+    let a_join = h.join(params("a", &a, None)).await.await.unwrap();
+    let b = b_join.await.unwrap().member_id;
+    let g = a_join.generation_id;
+    let both = vec![(a.clone(), "for-a"), (b.clone(), "for-b")];
+    assert_eq!(
+        h.sync(sync_params(&a, g, both)).await.await.unwrap().error,
+        None
+    );
+    assert_eq!(h.describe().await.unwrap().state, "Stable");
+    // b heartbeats but never asks for its assignment: at the 20 s
+    // deadline it is removed and the group rebalances.
+    let mut answers = Vec::new();
+    for _ in 0..16 {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        answers.push((h.heartbeat(&a, g).await, h.heartbeat(&b, g).await));
+    }
+    assert_eq!(answers[0], (None, None));
+    assert_eq!(
+        answers.last().copied().unwrap(),
+        (
+            Some(ErrorCode::RebalanceInProgress),
+            Some(ErrorCode::UnknownMemberId)
+        )
+    );
+}

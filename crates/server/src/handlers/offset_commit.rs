@@ -8,8 +8,9 @@
 //! `offset.metadata.max.bytes` is OFFSET_METADATA_TOO_LARGE, each per
 //! partition. A commit with a generation to a group that does not exist is
 //! GROUP_ID_NOT_FOUND from v9 and ILLEGAL_GENERATION before, as in Kafka.
-//! The retention time of v2–4 is ignored (offsets expire by
-//! `offsets.retention.minutes`, as since Kafka 2.1).
+//! An explicit retention time (v2–4 only; clients send −1, "the broker's")
+//! is not honoured yet: those offsets too expire by
+//! `offsets.retention.minutes`, where Kafka would use the one asked for.
 
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
