@@ -984,6 +984,121 @@ impl Log {
         Ok(outcome)
     }
 
+    /// Removes every record at or above `offset`: a follower's divergent
+    /// tail, or a Raft log's conflicting entries. The whole batch holding
+    /// `offset` goes, so the log may end below it; the high watermark and
+    /// recovery point follow, and the producer state is rebuilt as of the
+    /// new end. Truncating at or below the log start leaves an empty log
+    /// starting at `offset`. Returns the new log end offset.
+    pub fn truncate_to(&self, offset: i64, now_ms: i64) -> Result<i64> {
+        let config = self.config();
+        let (removed, end) = {
+            let mut s = self.state.lock();
+            if s.closed {
+                return Err(StorageError::Closed(self.topic_partition.to_string()));
+            }
+            s.check_online(&self.topic_partition)?;
+            if offset >= s.log_end_offset {
+                return Ok(s.log_end_offset);
+            }
+            match self.truncate_locked(&mut s, &config, offset.max(0), now_ms) {
+                Ok(removed) => (removed, s.log_end_offset),
+                Err(e) => return Err(self.take_offline(&mut s, e)),
+            }
+        };
+        for seg in removed {
+            seg.delete_files()?;
+        }
+        sync_dir(&self.dir)?;
+        tracing::info!(partition = %self.topic_partition, offset, log_end_offset = end, "truncated the log");
+        Ok(end)
+    }
+
+    fn truncate_locked(
+        &self,
+        s: &mut LogState,
+        config: &TopicConfig,
+        offset: i64,
+        now_ms: i64,
+    ) -> Result<Vec<LogSegment>> {
+        let doomed: Vec<i64> = s.segments.range(offset..).map(|(b, _)| *b).collect();
+        let removed: Vec<LogSegment> = doomed.iter().filter_map(|b| s.segments.remove(b)).collect();
+        let capacity = index_capacity(config);
+        if s.segments.is_empty() {
+            // The new segment may take an old one's file names: those go first.
+            for seg in removed {
+                seg.delete_files()?;
+            }
+            let segment = LogSegment::create(&self.dir, offset, capacity, now_ms)?;
+            s.segments.insert(offset, segment);
+            s.log_start_offset = offset;
+            s.log_end_offset = offset;
+            s.high_watermark = offset;
+            s.recovery_point = offset;
+            // Every producer snapshot is of records that are gone.
+            let _ = ProducerStateManager::load_latest(&self.dir, -1);
+            s.producers = ProducerStateManager::new();
+            return Ok(Vec::new());
+        } else {
+            let active = s.active()?;
+            active.truncate_to(offset)?;
+            active.make_active(capacity)?;
+        }
+        let end = s.active()?.next_offset();
+        s.log_end_offset = end;
+        s.log_start_offset = s.log_start_offset.min(end);
+        s.high_watermark = s.high_watermark.clamp(s.log_start_offset, end);
+        s.recovery_point = s.recovery_point.min(end);
+        s.producers = rebuild_producer_state(&self.dir, &s.segments, end)?;
+        Ok(removed)
+    }
+
+    /// Moves the log start offset up to `offset` (at most the high
+    /// watermark), deleting the segments wholly below it: DeleteRecords,
+    /// or a Raft log purging entries a snapshot holds. Returns the new log
+    /// start offset.
+    pub fn increment_log_start_offset(&self, offset: i64, now_ms: i64) -> Result<i64> {
+        let config = self.config();
+        let (removed, start) = {
+            let mut s = self.state.lock();
+            if s.closed {
+                return Err(StorageError::Closed(self.topic_partition.to_string()));
+            }
+            s.check_online(&self.topic_partition)?;
+            let target = offset.min(s.high_watermark);
+            if target <= s.log_start_offset {
+                return Ok(s.log_start_offset);
+            }
+            s.log_start_offset = target;
+            s.recovery_point = s.recovery_point.max(target);
+            let bases: Vec<i64> = s.segments.keys().copied().collect();
+            let mut doomed = Vec::new();
+            for (i, base) in bases.iter().enumerate() {
+                let upper = bases.get(i + 1).copied().unwrap_or(s.log_end_offset);
+                // An empty active segment at the log end always stays.
+                if upper > target || *base == s.log_end_offset {
+                    break;
+                }
+                doomed.push(*base);
+            }
+            if doomed.len() == bases.len() {
+                // Keep an empty active segment at the log end.
+                if let Err(e) = self.roll(&mut s, &config, now_ms) {
+                    return Err(self.take_offline(&mut s, e));
+                }
+            }
+            let removed: Vec<LogSegment> =
+                doomed.iter().filter_map(|b| s.segments.remove(b)).collect();
+            s.producers.evict_below(target);
+            ProducerStateManager::delete_snapshots_below(&self.dir, target);
+            (removed, target)
+        };
+        for seg in removed {
+            seg.delete_files()?;
+        }
+        Ok(start)
+    }
+
     /// Forgets producers idle for `expiration_ms`; returns how many.
     pub fn remove_expired_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
         self.state
