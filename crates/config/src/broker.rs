@@ -55,6 +55,9 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     key!("controller.listener.names", List, Some("CONTROLLER"), ANY, "Listener names used by the controller quorum."),
     key!("controller.quorum.voters", List, Some(""), ANY, "Quorum voters as id@host:port; empty makes this node a one-voter quorum."),
     key!("controller.quorum.bootstrap.servers", List, Some(""), ANY, "Accepted; Strom uses controller.quorum.voters."),
+    key!("controller.quorum.election.timeout.ms", Int, Some("1000"), AT_LEAST_1, "How long a voter waits without hearing from a leader before it calls an election (randomized up to twice this)."),
+    key!("broker.session.timeout.ms", Int, Some("9000"), AT_LEAST_1, "How long a broker may go without a heartbeat before the controller fences it."),
+    key!("broker.heartbeat.interval.ms", Int, Some("2000"), AT_LEAST_1, "How often a broker heartbeats to the controller."),
     key!("inter.broker.listener.name", String, None, ANY, "Listener brokers use among themselves; defaults to the first listener."),
     key!("log.dirs", List, None, ANY, "Directories holding partition logs; defaults to log.dir."),
     key!("log.dir", String, Some("./data"), ANY, "Log directory used when log.dirs is unset."),
@@ -214,6 +217,12 @@ pub struct BrokerConfig {
     pub controller_listener_names: Vec<String>,
     /// `controller.quorum.voters`; empty for a one-voter quorum of this node.
     pub controller_quorum_voters: Vec<QuorumVoter>,
+    /// `controller.quorum.election.timeout.ms`.
+    pub controller_quorum_election_timeout_ms: u64,
+    /// `broker.session.timeout.ms`.
+    pub broker_session_timeout_ms: u64,
+    /// `broker.heartbeat.interval.ms`.
+    pub broker_heartbeat_interval_ms: u64,
     /// `inter.broker.listener.name`.
     pub inter_broker_listener_name: String,
     /// `log.dirs` (or `log.dir`).
@@ -545,6 +554,9 @@ impl BrokerConfig {
             advertised_listeners,
             controller_listener_names,
             controller_quorum_voters: parse_voters(&r.list("controller.quorum.voters")?)?,
+            controller_quorum_election_timeout_ms: u64_of("controller.quorum.election.timeout.ms")?,
+            broker_session_timeout_ms: u64_of("broker.session.timeout.ms")?,
+            broker_heartbeat_interval_ms: u64_of("broker.heartbeat.interval.ms")?,
             inter_broker_listener_name,
             log_dirs,
             num_partitions: r.req_int("num.partitions")? as i32,

@@ -1,14 +1,14 @@
-//! The controller: the only writer of the metadata log. It validates
-//! requests against the current image, turns them into metadata records,
-//! commits them through the quorum and publishes the new image.
-//!
-//! Today the quorum has one voter, this node, and a record is committed
-//! once it is fsynced into the local metadata log. The operations and their
-//! validation are what a multi-voter quorum will run on its leader.
+//! The controller: the only writer of the metadata log. On the quorum
+//! leader it validates requests against the current image, turns them
+//! into metadata records and commits them through the quorum
+//! ([`crate::quorum`]); every node's state machine applies them and
+//! publishes the new image. Operations are serialized on the leader and
+//! validated only after everything committed before them is applied.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use strom_config::validate_topic_overrides;
 use strom_metadata::topic_name::{
@@ -20,8 +20,8 @@ use tokio::sync::{watch, Mutex};
 use uuid::Uuid;
 
 use crate::error::{ApiError, ControllerError};
-use crate::metadata_log::MetadataLog;
 use crate::placement::place_replicas;
+use crate::quorum::{MetadataQuorum, QuorumConfig};
 
 /// Most partitions one CreateTopics or CreatePartitions request may create
 /// (Kafka's `MAX_PARTITIONS_PER_BATCH`).
@@ -97,54 +97,41 @@ pub struct CreatePartitions {
 /// visible on this broker.
 pub type CommitOffset = i64;
 
+/// How long start-up waits for the quorum to elect a leader.
+pub const QUORUM_START_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The controller.
 #[derive(Debug)]
 pub struct Controller {
     config: ControllerConfig,
     cluster_id: String,
-    log: Arc<MetadataLog>,
-    image_tx: watch::Sender<Arc<MetadataImage>>,
+    quorum: MetadataQuorum,
     write_lock: Mutex<()>,
-    /// Set when a metadata log write failed: the log may hold a record the
-    /// image lacks, so no further record is written until a restart
-    /// replays the log.
-    failed: std::sync::atomic::AtomicBool,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Controller {
-    /// Opens the metadata log under `log_dir` and replays it.
-    pub fn open(
+    /// Opens the metadata log and snapshots under `log_dir` and joins the
+    /// quorum.
+    pub async fn start(
         log_dir: &Path,
         had_clean_shutdown: bool,
         cluster_id: String,
         config: ControllerConfig,
+        quorum: QuorumConfig,
     ) -> Result<Self, ControllerError> {
-        let log = MetadataLog::open(log_dir, had_clean_shutdown, now_ms())?;
-        let records = log.replay()?;
-        let (image, _) = MetadataImage::empty()
-            .apply(records.iter().map(|(o, r)| (*o, r)))
-            .map_err(|e| ControllerError::Corrupt(e.to_string()))?;
-        tracing::info!(
-            records = records.len(),
-            topics = image.topic_count(),
-            offset = image.offset,
-            "replayed the metadata log"
-        );
-        let (image_tx, _) = watch::channel(Arc::new(image));
+        let quorum =
+            MetadataQuorum::start(log_dir, had_clean_shutdown, &cluster_id, quorum).await?;
         Ok(Self {
             config,
             cluster_id,
-            log: Arc::new(log),
-            image_tx,
+            quorum,
             write_lock: Mutex::new(()),
-            failed: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// The quorum.
+    pub fn quorum(&self) -> &MetadataQuorum {
+        &self.quorum
     }
 
     /// The cluster id.
@@ -152,49 +139,36 @@ impl Controller {
         &self.cluster_id
     }
 
-    /// The node id of the active controller (this node).
+    /// The node id of the active controller as far as this node knows (this
+    /// node when none is known).
     pub fn active_controller_id(&self) -> i32 {
-        self.config.node_id
+        self.quorum
+            .leader()
+            .and_then(|l| i32::try_from(l).ok())
+            .unwrap_or(self.config.node_id)
     }
 
-    /// The latest committed image.
+    /// The newest image this node applied.
     pub fn image(&self) -> Arc<MetadataImage> {
-        self.image_tx.borrow().clone()
+        self.quorum.image()
     }
 
     /// A receiver that sees every new image.
     pub fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
-        self.image_tx.subscribe()
+        self.quorum.subscribe()
     }
 
-    /// Appends records durably, applies them and publishes the new image.
+    /// Waits until the image reflects everything committed before now (on
+    /// the leader) and returns it. Must be called with the write lock held.
+    async fn current_image(&self) -> Result<Arc<MetadataImage>, ControllerError> {
+        self.quorum.ensure_current().await?;
+        Ok(self.image())
+    }
+
+    /// Commits records through the quorum; returns the offset to wait for.
     /// Must be called with the write lock held.
     async fn commit(&self, records: Vec<MetadataRecord>) -> Result<CommitOffset, ControllerError> {
-        use std::sync::atomic::Ordering;
-        if self.failed.load(Ordering::Acquire) {
-            return Err(ControllerError::Fenced);
-        }
-        let log = Arc::clone(&self.log);
-        let to_write = records.clone();
-        let appended = tokio::task::spawn_blocking(move || log.append(&to_write, now_ms()))
-            .await
-            .map_err(|e| ControllerError::Corrupt(format!("metadata append task failed: {e}")))
-            .and_then(|r| r);
-        let offsets = match appended {
-            Ok(o) => o,
-            Err(e) => {
-                self.failed.store(true, Ordering::Release);
-                tracing::error!(error = %e, "metadata log write failed: refusing further metadata changes until restart");
-                return Err(e);
-            }
-        };
-        let image = self.image();
-        let (next, _) = image
-            .apply(offsets.iter().copied().zip(records.iter()))
-            .map_err(|e| ControllerError::Corrupt(e.to_string()))?;
-        let offset = next.offset;
-        self.image_tx.send_replace(Arc::new(next));
-        Ok(offset)
+        self.quorum.write(records).await
     }
 
     /// Registers (or re-registers) a broker.
@@ -214,7 +188,13 @@ impl Controller {
         validate_only: bool,
     ) -> (Vec<Result<CreatedTopic, ApiError>>, Option<CommitOffset>) {
         let _guard = self.write_lock.lock().await;
-        let image = self.image();
+        let image = match self.current_image().await {
+            Ok(image) => image,
+            Err(e) => {
+                let err = e.to_api_error();
+                return (topics.iter().map(|_| Err(err.clone())).collect(), None);
+            }
+        };
         let mut name_counts: HashMap<&str, usize> = HashMap::new();
         for t in &topics {
             *name_counts.entry(t.name.as_str()).or_default() += 1;
@@ -428,7 +408,13 @@ impl Controller {
             );
             return (topics.iter().map(|_| Err(err.clone())).collect(), None);
         }
-        let image = self.image();
+        let image = match self.current_image().await {
+            Ok(image) => image,
+            Err(e) => {
+                let err = e.to_api_error();
+                return (topics.iter().map(|_| Err(err.clone())).collect(), None);
+            }
+        };
         let mut seen: HashMap<Uuid, usize> = HashMap::new();
         let resolved: Vec<Result<(Uuid, String), ApiError>> = topics
             .iter()
@@ -504,7 +490,13 @@ impl Controller {
         validate_only: bool,
     ) -> (Vec<Result<(), ApiError>>, Option<CommitOffset>) {
         let _guard = self.write_lock.lock().await;
-        let image = self.image();
+        let image = match self.current_image().await {
+            Ok(image) => image,
+            Err(e) => {
+                let err = e.to_api_error();
+                return (requests.iter().map(|_| Err(err.clone())).collect(), None);
+            }
+        };
         let mut counts: HashMap<&str, usize> = HashMap::new();
         for r in &requests {
             *counts.entry(r.name.as_str()).or_default() += 1;
@@ -602,7 +594,11 @@ impl Controller {
         broker_epoch: i64,
     ) -> Result<i64, ApiError> {
         let _guard = self.write_lock.lock().await;
-        let first = self.image().next_producer_id();
+        let first = self
+            .current_image()
+            .await
+            .map_err(|e| e.to_api_error())?
+            .next_producer_id();
         let next = first.checked_add(PRODUCER_ID_BLOCK_SIZE).ok_or_else(|| {
             ApiError::new(ErrorCode::UnknownServerError, "producer ids are exhausted")
         })?;
@@ -616,9 +612,9 @@ impl Controller {
         Ok(first)
     }
 
-    /// Flushes and closes the metadata log.
-    pub fn close(&self) -> Result<(), ControllerError> {
-        self.log.close(now_ms())
+    /// Leaves the quorum and closes the metadata log.
+    pub async fn shutdown(&self) -> Result<(), ControllerError> {
+        self.quorum.shutdown().await
     }
 }
 

@@ -32,18 +32,27 @@ pub enum ControllerError {
     /// The metadata log could not be read or written.
     #[error("metadata log: {0}")]
     Storage(#[from] strom_storage::StorageError),
-    /// An earlier metadata log write failed; nothing more is written until
-    /// the broker restarts.
-    #[error("the metadata log failed earlier; restart the broker")]
-    Fenced,
+
     /// A metadata log record that does not decode or apply.
     #[error("metadata log is corrupt: {0}")]
     Corrupt(String),
+    /// This node does not lead the quorum (the leader, if known).
+    #[error("this node is not the active controller (the leader is {0:?})")]
+    NotLeader(Option<u64>),
+    /// The quorum cannot commit now (no leader, stopped).
+    #[error("the metadata quorum is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl ControllerError {
-    /// What a client sees when the controller cannot do its work.
+    /// What a client sees when the controller cannot do its work: requests
+    /// that may succeed on a retry get NOT_CONTROLLER, as Kafka's do when
+    /// the active controller moves.
     pub fn to_api_error(&self) -> ApiError {
-        ApiError::new(ErrorCode::KafkaStorageError, self.to_string())
+        let code = match self {
+            Self::NotLeader(_) | Self::Unavailable(_) => ErrorCode::NotController,
+            Self::Storage(_) | Self::Corrupt(_) => ErrorCode::KafkaStorageError,
+        };
+        ApiError::new(code, self.to_string())
     }
 }

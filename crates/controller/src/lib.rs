@@ -4,13 +4,11 @@
 //! metadata (CreateTopics, DeleteTopics, CreatePartitions, broker
 //! registration) reach [`Controller`], which validates them against the
 //! current `MetadataImage`, places replicas ([`placement`]), turns them into
-//! `MetadataRecord`s, commits them to the durable [`metadata_log`], applies
-//! them and publishes the new image to every subscriber.
-//!
-//! Today the quorum is this node alone (a one-voter quorum, as a single
-//! combined KRaft node is): committed means fsynced locally. The next step
-//! replaces the commit path with an openraft quorum; the validation and the
-//! records stay as they are.
+//! `MetadataRecord`s and commits them through the Raft quorum
+//! ([`quorum`]: openraft over the durable [`raft_log`] with [`snapshot`]s,
+//! talking to the other controllers through [`raft_network`] and
+//! [`rpc_server`]). Every node's [`state_machine`] applies committed
+//! records to its image and publishes it to the broker.
 
 #![cfg_attr(
     test,
@@ -19,11 +17,20 @@
 
 pub mod controller;
 pub mod error;
-pub mod metadata_log;
+
 pub mod placement;
+pub mod quorum;
+pub mod quorum_state;
+pub mod raft_log;
+pub mod raft_network;
+pub mod raft_types;
+pub mod rpc;
+pub mod rpc_server;
+pub mod snapshot;
+pub mod state_machine;
 
 pub use controller::{
     CommitOffset, Controller, ControllerConfig, CreatePartitions, CreateTopic, CreatedTopic,
-    TopicRef, MAX_PARTITIONS_PER_REQUEST, PRODUCER_ID_BLOCK_SIZE,
+    TopicRef, MAX_PARTITIONS_PER_REQUEST, PRODUCER_ID_BLOCK_SIZE, QUORUM_START_TIMEOUT,
 };
 pub use error::{ApiError, ControllerError};

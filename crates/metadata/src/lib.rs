@@ -18,5 +18,7 @@ pub mod image;
 pub mod record;
 pub mod topic_name;
 
-pub use image::{MetadataDelta, MetadataError, MetadataImage, PartitionRegistration, TopicImage};
+pub use image::{
+    ImageSnapshot, MetadataDelta, MetadataError, MetadataImage, PartitionRegistration, TopicImage,
+};
 pub use record::{BrokerEndpoint, BrokerRegistration, ConfigResourceType, MetadataRecord};

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strom_config::BrokerConfig;
-use strom_controller::{Controller, ControllerConfig};
+use strom_controller::quorum::QuorumConfig;
+use strom_controller::raft_types::ControllerNode;
+use strom_controller::{Controller, ControllerConfig, QUORUM_START_TIMEOUT};
 use strom_coordinator::{GroupCoordinator, ProducerIdManager};
 use strom_metadata::{BrokerEndpoint, BrokerRegistration};
 use strom_replication::{
@@ -106,13 +108,76 @@ impl Broker {
             default_replication_factor: config.default_replication_factor,
             delete_topic_enable: config.delete_topic_enable,
         };
+        let election_ms = config.controller_quorum_election_timeout_ms.max(10);
+        let quorum_config = QuorumConfig {
+            node_id: node_id as u64,
+            voters: config
+                .controller_quorum_voters
+                .iter()
+                .map(|v| {
+                    (
+                        v.id as u64,
+                        ControllerNode {
+                            host: v.host.clone(),
+                            port: v.port,
+                        },
+                    )
+                })
+                .collect(),
+            heartbeat_interval: Duration::from_millis((election_ms / 5).max(5)),
+            election_timeout: (
+                Duration::from_millis(election_ms),
+                Duration::from_millis(election_ms * 2),
+            ),
+        };
         let controller = Arc::new(
-            blocking({
-                let (dir, cluster_id) = (log_manager.first_dir().to_path_buf(), cluster_id.clone());
-                move || Controller::open(&dir, had_clean_shutdown, cluster_id, controller_config)
-            })
-            .await??,
+            Controller::start(
+                log_manager.first_dir(),
+                had_clean_shutdown,
+                cluster_id.clone(),
+                controller_config,
+                quorum_config,
+            )
+            .await?,
         );
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let mut listeners = Vec::new();
+        if config
+            .process_roles
+            .contains(&strom_config::ProcessRole::Controller)
+        {
+            for l in config
+                .listeners
+                .iter()
+                .filter(|l| config.controller_listener_names.contains(&l.name))
+            {
+                let address = l.bind_address();
+                let tcp = TcpListener::bind(&address)
+                    .await
+                    .map_err(|source| StartError::Bind {
+                        address: address.clone(),
+                        source,
+                    })?;
+                let local = tcp.local_addr().map_err(|source| StartError::Bind {
+                    address: address.clone(),
+                    source,
+                })?;
+                tracing::info!(listener = %l.name, address = %local, "listening for controllers");
+                listeners.push((l.name.clone(), local));
+                tasks.spawn(strom_controller::rpc_server::serve_controller_rpc(
+                    tcp,
+                    controller.quorum().raft().clone(),
+                    Arc::from(cluster_id.as_str()),
+                    shutdown_rx.clone(),
+                ));
+            }
+        }
+        let leader = controller
+            .quorum()
+            .wait_for_leader(QUORUM_START_TIMEOUT)
+            .await?;
+        tracing::info!(leader, "the metadata quorum has a leader");
         let registration = BrokerRegistration {
             broker_id: node_id,
             incarnation_id: Uuid::new_v4(),
@@ -176,8 +241,6 @@ impl Broker {
             registry,
             image: image_tx,
         });
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let mut tasks = JoinSet::new();
         tasks.spawn(follow_metadata(Arc::clone(&state), shutdown_rx.clone()));
         let c = &state.config;
         tasks.spawn(run_log_maintenance(
@@ -201,7 +264,6 @@ impl Broker {
         let slots = Arc::new(Semaphore::new(
             state.config.max_connections.min(Semaphore::MAX_PERMITS),
         ));
-        let mut listeners = Vec::new();
         for l in state.config.client_listeners() {
             let address = l.bind_address();
             let tcp = TcpListener::bind(&address)
@@ -260,13 +322,13 @@ impl Broker {
             tracing::warn!("connections did not finish in time; closing logs anyway");
             self.tasks.abort_all();
         }
+        self.state.controller.shutdown().await?;
         let state = Arc::clone(&self.state);
         blocking(move || -> Result<(), StartError> {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64);
             state.replica_manager.log_manager().shutdown(now)?;
-            state.controller.close()?;
             Ok(())
         })
         .await??;

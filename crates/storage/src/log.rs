@@ -195,7 +195,7 @@ fn sync_dir(dir: &Path) -> Result<()> {
 
 /// Writes `contents` to `path` atomically: a `.tmp` file, fsync, rename,
 /// fsync of the directory.
-pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {
+pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {
     use std::io::Write;
     // A unique name, so two writers of the same file never share one.
     let tmp = path.with_file_name(format!(
@@ -1012,6 +1012,42 @@ impl Log {
         sync_dir(&self.dir)?;
         tracing::info!(partition = %self.topic_partition, offset, log_end_offset = end, "truncated the log");
         Ok(end)
+    }
+
+    /// Removes every segment and starts the log afresh, empty, at `offset`
+    /// (Kafka's `truncateFullyAndStartAt`): a follower that installs a
+    /// snapshot newer than its whole log.
+    pub fn truncate_fully_and_start_at(&self, offset: i64, now_ms: i64) -> Result<()> {
+        let config = self.config();
+        let mut s = self.state.lock();
+        if s.closed {
+            return Err(StorageError::Closed(self.topic_partition.to_string()));
+        }
+        s.check_online(&self.topic_partition)?;
+        let offset = offset.max(0);
+        let removed: Vec<LogSegment> = std::mem::take(&mut s.segments).into_values().collect();
+        let result = (|| {
+            for seg in removed {
+                seg.delete_files()?;
+            }
+            let segment = LogSegment::create(&self.dir, offset, index_capacity(&config), now_ms)?;
+            sync_dir(&self.dir)?;
+            Ok(segment)
+        })();
+        match result {
+            Ok(segment) => {
+                s.segments.insert(offset, segment);
+                s.log_start_offset = offset;
+                s.log_end_offset = offset;
+                s.high_watermark = offset;
+                s.recovery_point = offset;
+                let _ = ProducerStateManager::load_latest(&self.dir, -1);
+                s.producers = ProducerStateManager::new();
+                tracing::info!(partition = %self.topic_partition, offset, "emptied the log to start at a new offset");
+                Ok(())
+            }
+            Err(e) => Err(self.take_offline(&mut s, e)),
+        }
     }
 
     fn truncate_locked(

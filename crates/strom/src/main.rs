@@ -40,7 +40,9 @@ struct ServeArgs {
     /// Set a configuration key, overriding the file and STROM_CFG_* variables.
     #[arg(long = "override", short = 'o', value_name = "KEY=VALUE")]
     overrides: Vec<String>,
-    /// Log filter (tracing's EnvFilter syntax); RUST_LOG works too.
+    /// Log filter (tracing's EnvFilter syntax); RUST_LOG works too. The Raft
+    /// library's own events show from warn unless the filter names
+    /// `openraft`.
     #[arg(long, value_name = "FILTER", env = "STROM_LOG", default_value = "info")]
     log: String,
     /// Log format.
@@ -49,7 +51,10 @@ struct ServeArgs {
 }
 
 fn init_logging(args: &ServeArgs) {
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| args.log.clone());
+    let mut filter = std::env::var("RUST_LOG").unwrap_or_else(|_| args.log.clone());
+    if !filter.contains("openraft") {
+        filter.push_str(",openraft=warn");
+    }
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()

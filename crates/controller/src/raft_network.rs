@@ -1,0 +1,208 @@
+//! The client side of the controller RPC for openraft: one TCP connection
+//! per peer and purpose (replication stream, votes), opened on first use
+//! and dropped after any error, every call bounded by openraft's deadline.
+
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use tokio::net::TcpStream;
+
+use crate::raft_types::{ControllerNode, MetadataRaft};
+use crate::rpc::{self, RpcEnvelope, RpcRequest, RpcResponse};
+
+/// How long opening a connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Makes clients for peers.
+#[derive(Debug, Clone)]
+pub struct ControllerNetwork {
+    cluster_id: String,
+    node_id: u64,
+}
+
+impl ControllerNetwork {
+    /// Clients that speak for `node_id` of `cluster_id`.
+    pub fn new(cluster_id: String, node_id: u64) -> Self {
+        Self {
+            cluster_id,
+            node_id,
+        }
+    }
+}
+
+/// A client for one peer.
+#[derive(Debug)]
+pub struct PeerClient {
+    cluster_id: String,
+    node_id: u64,
+    target: u64,
+    address: String,
+    stream: Option<TcpStream>,
+    next_correlation_id: i32,
+}
+
+impl RaftNetworkFactory<MetadataRaft> for ControllerNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: u64, node: &ControllerNode) -> PeerClient {
+        PeerClient {
+            cluster_id: self.cluster_id.clone(),
+            node_id: self.node_id,
+            target,
+            address: node.address(),
+            stream: None,
+            next_correlation_id: 0,
+        }
+    }
+}
+
+/// What went wrong with one call, before it is shaped into openraft's error.
+enum CallError {
+    Unreachable(std::io::Error),
+    Network(String),
+    Timeout,
+}
+
+impl PeerClient {
+    async fn call(&mut self, request: RpcRequest, ttl: Duration) -> Result<RpcResponse, CallError> {
+        let result = tokio::time::timeout(ttl, self.call_inner(request)).await;
+        match result {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => {
+                self.stream = None;
+                Err(e)
+            }
+            Err(_) => {
+                self.stream = None;
+                Err(CallError::Timeout)
+            }
+        }
+    }
+
+    async fn call_inner(&mut self, request: RpcRequest) -> Result<RpcResponse, CallError> {
+        if self.stream.is_none() {
+            let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.address))
+                .await
+                .map_err(|_| {
+                    CallError::Unreachable(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("connecting to {}", self.address),
+                    ))
+                })?
+                .map_err(CallError::Unreachable)?;
+            let _ = stream.set_nodelay(true);
+            self.stream = Some(stream);
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(CallError::Network("no connection".into()));
+        };
+        let envelope = RpcEnvelope {
+            cluster_id: self.cluster_id.clone(),
+            from: self.node_id,
+            request,
+        };
+        let body = serde_json::to_vec(&envelope).map_err(|e| CallError::Network(e.to_string()))?;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
+        let correlation_id = self.next_correlation_id;
+        rpc::write_request(stream, correlation_id, &body)
+            .await
+            .map_err(|e| CallError::Network(e.to_string()))?;
+        let (answered, body) = rpc::read_response(stream)
+            .await
+            .map_err(|e| CallError::Network(e.to_string()))?;
+        if answered != correlation_id {
+            return Err(CallError::Network(format!(
+                "response {answered} to request {correlation_id}"
+            )));
+        }
+        serde_json::from_slice(&body).map_err(|e| CallError::Network(e.to_string()))
+    }
+
+    fn rpc_error<E: std::error::Error>(
+        &self,
+        e: CallError,
+        action: openraft::network::RPCTypes,
+        ttl: Duration,
+    ) -> RPCError<u64, ControllerNode, E> {
+        match e {
+            CallError::Unreachable(io) => RPCError::Unreachable(Unreachable::new(&io)),
+            CallError::Network(why) => {
+                RPCError::Network(NetworkError::new(&std::io::Error::other(why)))
+            }
+            CallError::Timeout => RPCError::Timeout(Timeout {
+                action,
+                id: self.node_id,
+                target: self.target,
+                timeout: ttl,
+            }),
+        }
+    }
+
+    fn unexpected<E: std::error::Error>(response: RpcResponse) -> RPCError<u64, ControllerNode, E> {
+        let why = match response {
+            RpcResponse::Refused(why) => why,
+            other => format!("unexpected response {other:?}"),
+        };
+        RPCError::Network(NetworkError::new(&std::io::Error::other(why)))
+    }
+}
+
+impl RaftNetwork<MetadataRaft> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<MetadataRaft>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, ControllerNode, RaftError<u64>>> {
+        let ttl = option.hard_ttl();
+        match self.call(RpcRequest::AppendEntries(rpc), ttl).await {
+            Ok(RpcResponse::AppendEntries(Ok(r))) => Ok(r),
+            Ok(RpcResponse::AppendEntries(Err(e))) => {
+                Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            Ok(other) => Err(Self::unexpected(other)),
+            Err(e) => Err(self.rpc_error(e, openraft::network::RPCTypes::AppendEntries, ttl)),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<MetadataRaft>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, ControllerNode, RaftError<u64, InstallSnapshotError>>,
+    > {
+        let ttl = option.hard_ttl();
+        match self.call(RpcRequest::InstallSnapshot(rpc), ttl).await {
+            Ok(RpcResponse::InstallSnapshot(Ok(r))) => Ok(r),
+            Ok(RpcResponse::InstallSnapshot(Err(e))) => {
+                Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            Ok(other) => Err(Self::unexpected(other)),
+            Err(e) => Err(self.rpc_error(e, openraft::network::RPCTypes::InstallSnapshot, ttl)),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, ControllerNode, RaftError<u64>>> {
+        let ttl = option.hard_ttl();
+        match self.call(RpcRequest::Vote(rpc), ttl).await {
+            Ok(RpcResponse::Vote(Ok(r))) => Ok(r),
+            Ok(RpcResponse::Vote(Err(e))) => {
+                Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            Ok(other) => Err(Self::unexpected(other)),
+            Err(e) => Err(self.rpc_error(e, openraft::network::RPCTypes::Vote, ttl)),
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The controller RPC: what controllers (and brokers) send each other over
+//! the controller listener, and how it is framed.
+//!
+//! # Framing
+//!
+//! The framing starts like a Kafka request, so one listener could serve
+//! both (a Kafka request's API key is never in Strom's range):
+//!
+//! ```text
+//! request:  size int32 | api_key int16 (32100) | api_version int16 (0) | correlation_id int32 | body
+//! response: size int32 | correlation_id int32 | body
+//! ```
+//!
+//! `size` counts the bytes after it and is checked against
+//! [`MAX_RPC_FRAME_BYTES`] before anything is allocated. The body is a JSON
+//! [`RpcRequest`] or [`RpcResponse`]. Every request names the sender's
+//! cluster id; a node answers a request from another cluster with
+//! [`RpcResponse::Refused`] and logs it, so two clusters never mix.
+//! Requests on one connection are answered in order, one at a time.
+
+use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::raft_types::MetadataRaft;
+
+/// The API key of controller RPCs (outside Kafka's range).
+pub const RPC_API_KEY: i16 = 32100;
+
+/// Largest frame accepted (a snapshot chunk encoded as JSON fits easily).
+pub const MAX_RPC_FRAME_BYTES: usize = 64 << 20;
+
+/// A request and who sends it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RpcEnvelope {
+    /// The sender's cluster id.
+    pub cluster_id: String,
+    /// The sender's node id.
+    pub from: u64,
+    /// The request.
+    pub request: RpcRequest,
+}
+
+/// A controller RPC request.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum RpcRequest {
+    /// Raft log replication (and heartbeats).
+    AppendEntries(AppendEntriesRequest<MetadataRaft>),
+    /// A candidate asks for a vote.
+    Vote(VoteRequest<u64>),
+    /// A snapshot chunk.
+    InstallSnapshot(InstallSnapshotRequest<MetadataRaft>),
+}
+
+/// A controller RPC response.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum RpcResponse {
+    /// To [`RpcRequest::AppendEntries`].
+    AppendEntries(Result<AppendEntriesResponse<u64>, RaftError<u64>>),
+    /// To [`RpcRequest::Vote`].
+    Vote(Result<VoteResponse<u64>, RaftError<u64>>),
+    /// To [`RpcRequest::InstallSnapshot`].
+    InstallSnapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
+    /// The request was not served (another cluster, a malformed body).
+    Refused(String),
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The connection failed or closed.
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// The frame is larger than [`MAX_RPC_FRAME_BYTES`] or malformed.
+    #[error("bad frame: {0}")]
+    Bad(String),
+}
+
+/// Writes a request frame.
+pub async fn write_request<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    correlation_id: i32,
+    body: &[u8],
+) -> Result<(), FrameError> {
+    let size = i32::try_from(body.len() + 8).map_err(|_| FrameError::Bad("too large".into()))?;
+    let mut frame = Vec::with_capacity(body.len() + 12);
+    frame.extend_from_slice(&size.to_be_bytes());
+    frame.extend_from_slice(&RPC_API_KEY.to_be_bytes());
+    frame.extend_from_slice(&0i16.to_be_bytes());
+    frame.extend_from_slice(&correlation_id.to_be_bytes());
+    frame.extend_from_slice(body);
+    w.write_all(&frame).await?;
+    w.flush().await?;
+    Ok(())
+}
+
+/// Writes a response frame.
+pub async fn write_response<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    correlation_id: i32,
+    body: &[u8],
+) -> Result<(), FrameError> {
+    let size = i32::try_from(body.len() + 4).map_err(|_| FrameError::Bad("too large".into()))?;
+    let mut frame = Vec::with_capacity(body.len() + 8);
+    frame.extend_from_slice(&size.to_be_bytes());
+    frame.extend_from_slice(&correlation_id.to_be_bytes());
+    frame.extend_from_slice(body);
+    w.write_all(&frame).await?;
+    w.flush().await?;
+    Ok(())
+}
+
+async fn read_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    header_bytes: usize,
+) -> Result<Vec<u8>, FrameError> {
+    let size = r.read_i32().await?;
+    let size = usize::try_from(size).map_err(|_| FrameError::Bad(format!("size {size}")))?;
+    if size > MAX_RPC_FRAME_BYTES || size < header_bytes {
+        return Err(FrameError::Bad(format!("size {size}")));
+    }
+    let mut frame = vec![0u8; size];
+    r.read_exact(&mut frame).await?;
+    Ok(frame)
+}
+
+/// `N` bytes of `frame` at `at` (the frame is at least as long as its
+/// header, checked by [`read_frame`]).
+fn bytes_at<const N: usize>(frame: &[u8], at: usize) -> Result<[u8; N], FrameError> {
+    frame
+        .get(at..at + N)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| FrameError::Bad("short header".into()))
+}
+
+/// Reads a request frame: (correlation id, body).
+pub async fn read_request<R: AsyncRead + Unpin>(r: &mut R) -> Result<(i32, Vec<u8>), FrameError> {
+    let mut frame = read_frame(r, 8).await?;
+    let api_key = i16::from_be_bytes(bytes_at(&frame, 0)?);
+    if api_key != RPC_API_KEY {
+        return Err(FrameError::Bad(format!(
+            "api key {api_key} is not a controller RPC"
+        )));
+    }
+    let correlation_id = i32::from_be_bytes(bytes_at(&frame, 4)?);
+    let body = frame.split_off(8);
+    Ok((correlation_id, body))
+}
+
+/// Reads a response frame: (correlation id, body).
+pub async fn read_response<R: AsyncRead + Unpin>(r: &mut R) -> Result<(i32, Vec<u8>), FrameError> {
+    let mut frame = read_frame(r, 4).await?;
+    let correlation_id = i32::from_be_bytes(bytes_at(&frame, 0)?);
+    let body = frame.split_off(4);
+    Ok((correlation_id, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_round_trip_and_bad_frames_are_refused() {
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        write_request(&mut a, 7, b"{\"x\":1}").await.unwrap();
+        assert_eq!(
+            read_request(&mut b).await.unwrap(),
+            (7, b"{\"x\":1}".to_vec())
+        );
+        write_response(&mut b, 7, b"ok").await.unwrap();
+        assert_eq!(read_response(&mut a).await.unwrap(), (7, b"ok".to_vec()));
+
+        // A Kafka request (another API key) is not a controller RPC.
+        let mut kafka = 8i32.to_be_bytes().to_vec();
+        kafka.extend_from_slice(&[0, 18, 0, 3, 0, 0, 0, 1]);
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        tokio::io::AsyncWriteExt::write_all(&mut a, &kafka)
+            .await
+            .unwrap();
+        assert!(matches!(
+            read_request(&mut b).await,
+            Err(FrameError::Bad(_))
+        ));
+
+        // Sizes are checked before allocating.
+        for size in [-1i32, 3, (MAX_RPC_FRAME_BYTES + 1) as i32] {
+            let (mut a, mut b) = tokio::io::duplex(64);
+            tokio::io::AsyncWriteExt::write_all(&mut a, &size.to_be_bytes())
+                .await
+                .unwrap();
+            assert!(
+                matches!(read_request(&mut b).await, Err(FrameError::Bad(_))),
+                "{size}"
+            );
+        }
+        // A frame cut short is a connection error, not a panic.
+        let (mut a, mut b) = tokio::io::duplex(64);
+        tokio::io::AsyncWriteExt::write_all(&mut a, &100i32.to_be_bytes())
+            .await
+            .unwrap();
+        drop(a);
+        assert!(matches!(read_request(&mut b).await, Err(FrameError::Io(_))));
+    }
+}

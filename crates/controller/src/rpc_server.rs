@@ -1,0 +1,81 @@
+//! The server side of the controller RPC: the controller listener hands
+//! each connection's requests, in order, to this node's Raft.
+
+use std::sync::Arc;
+
+use openraft::Raft;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::raft_types::MetadataRaft;
+use crate::rpc::{self, FrameError, RpcEnvelope, RpcRequest, RpcResponse};
+
+/// Serves controller RPCs on `listener` until `shutdown` turns true.
+pub async fn serve_controller_rpc(
+    listener: TcpListener,
+    raft: Raft<MetadataRaft>,
+    cluster_id: Arc<str>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let raft = raft.clone();
+                    let cluster_id = Arc::clone(&cluster_id);
+                    let shutdown = shutdown.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = serve_connection(stream, raft, cluster_id, shutdown).await {
+                            tracing::debug!(%peer, error = %e, "controller RPC connection closed");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot accept a controller RPC connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            },
+            _ = shutdown.changed() => if *shutdown.borrow() { return },
+        }
+    }
+}
+
+async fn serve_connection(
+    mut stream: TcpStream,
+    raft: Raft<MetadataRaft>,
+    cluster_id: Arc<str>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), FrameError> {
+    loop {
+        let (correlation_id, body) = tokio::select! {
+            r = rpc::read_request(&mut stream) => r?,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let response = match serde_json::from_slice::<RpcEnvelope>(&body) {
+            Err(e) => RpcResponse::Refused(format!("malformed request: {e}")),
+            Ok(envelope) if *envelope.cluster_id != *cluster_id => {
+                tracing::warn!(
+                    from = envelope.from,
+                    their_cluster_id = %envelope.cluster_id,
+                    "refusing a controller RPC from another cluster"
+                );
+                RpcResponse::Refused(format!(
+                    "node belongs to cluster {}, not {}",
+                    cluster_id, envelope.cluster_id
+                ))
+            }
+            Ok(envelope) => match envelope.request {
+                RpcRequest::AppendEntries(r) => {
+                    RpcResponse::AppendEntries(raft.append_entries(r).await)
+                }
+                RpcRequest::Vote(r) => RpcResponse::Vote(raft.vote(r).await),
+                RpcRequest::InstallSnapshot(r) => {
+                    RpcResponse::InstallSnapshot(raft.install_snapshot(r).await)
+                }
+            },
+        };
+        let body = serde_json::to_vec(&response).map_err(|e| FrameError::Bad(e.to_string()))?;
+        rpc::write_response(&mut stream, correlation_id, &body).await?;
+    }
+}
