@@ -47,6 +47,7 @@ const ANY: Validator = Validator::Any;
 /// Strom's behaviour.
 pub const BROKER_CONFIGS: &[ConfigDef] = &[
     key!("node.id", Int, Some("1"), Validator::Range { min: 0, max: NO_MAX }, "This node's id in the cluster."),
+    key!("cluster.id", String, None, ANY, "Strom: the cluster id unformatted log directories get (22 characters of URL-safe base64, as `strom random-uuid` prints); every node of a cluster needs the same. Required with more than one voter unless the directories were formatted with `strom format`."),
     key!("broker.id", Int, None, Validator::Range { min: 0, max: NO_MAX }, "Older name of node.id."),
     key!("process.roles", List, Some("broker,controller"), Validator::ListOf(&["broker", "controller"]), "Roles of this process: broker, controller, or both."),
     key!("listeners", List, Some("PLAINTEXT://127.0.0.1:9092"), ANY, "Addresses to listen on, NAME://host:port."),
@@ -207,6 +208,8 @@ impl ConfigInputs {
 pub struct BrokerConfig {
     /// `node.id` (or `broker.id`).
     pub node_id: i32,
+    /// `cluster.id`.
+    pub cluster_id: Option<String>,
     /// `process.roles`.
     pub process_roles: Vec<ProcessRole>,
     /// `listeners`, all of them.
@@ -547,8 +550,24 @@ impl BrokerConfig {
 
         let http_listener = r.text("http.listener")?;
         let log_defaults = LogDefaults::from_broker(&set)?;
+        let cluster_id = r.text("cluster.id")?;
+        if let Some(id) = &cluster_id {
+            let valid = id.len() == 22
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !valid {
+                return Err(ConfigError::Invalid {
+                    key: "cluster.id".into(),
+                    value: id.clone(),
+                    message: "expected 22 characters of URL-safe base64 (see `strom random-uuid`)"
+                        .into(),
+                });
+            }
+        }
         let config = BrokerConfig {
             node_id,
+            cluster_id,
             process_roles,
             listeners,
             advertised_listeners,

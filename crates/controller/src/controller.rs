@@ -10,6 +10,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
+use serde::{Deserialize, Serialize};
 use strom_config::validate_topic_overrides;
 use strom_metadata::topic_name::{
     unify_collision_chars, validate_topic_name, CLUSTER_METADATA_TOPIC,
@@ -19,7 +22,10 @@ use strom_protocol::ErrorCode;
 use tokio::sync::{watch, Mutex};
 use uuid::Uuid;
 
+use crate::election;
 use crate::error::{ApiError, ControllerError};
+use crate::forwarding::ControllerChannel;
+use crate::ops::{BrokerHeartbeat, ControllerOp, ControllerOpResult, HeartbeatReply};
 use crate::placement::place_replicas;
 use crate::quorum::{MetadataQuorum, QuorumConfig};
 
@@ -29,6 +35,13 @@ pub const MAX_PARTITIONS_PER_REQUEST: i64 = 10_000;
 
 /// Producer ids per block handed to a broker (Kafka's block size).
 pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
+
+/// Largest replication factor served: partitions are not replicated yet, so
+/// a partition lives on one broker.
+pub const MAX_REPLICATION_FACTOR: i16 = 1;
+
+/// How long an operation waits for the quorum to have a leader and answer.
+pub const CONTROLLER_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the controller needs from the broker configuration.
 #[derive(Debug, Clone)]
@@ -41,10 +54,14 @@ pub struct ControllerConfig {
     pub default_replication_factor: i16,
     /// `delete.topic.enable`.
     pub delete_topic_enable: bool,
+    /// `unclean.leader.election.enable`.
+    pub unclean_leader_election_enable: bool,
+    /// `broker.session.timeout.ms`.
+    pub broker_session_timeout: Duration,
 }
 
 /// A topic to create.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CreateTopic {
     /// Name.
     pub name: String,
@@ -59,7 +76,7 @@ pub struct CreateTopic {
 }
 
 /// A topic that was (or, with `validate_only`, would be) created.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreatedTopic {
     /// Its id.
     pub topic_id: Uuid,
@@ -72,7 +89,7 @@ pub struct CreatedTopic {
 }
 
 /// A topic to delete, by name or by id.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TopicRef {
     /// By name.
     Name(String),
@@ -83,7 +100,7 @@ pub enum TopicRef {
 }
 
 /// Partitions to add to a topic.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CreatePartitions {
     /// Topic name.
     pub name: String,
@@ -106,7 +123,22 @@ pub struct Controller {
     config: ControllerConfig,
     cluster_id: String,
     quorum: MetadataQuorum,
+    channel: ControllerChannel,
     write_lock: Mutex<()>,
+    sessions: parking_lot::Mutex<BrokerSessions>,
+    /// The term in which this node, as leader, last confirmed its image
+    /// current: within one term every write goes through this node and is
+    /// applied before it returns, so one confirmation per term suffices.
+    current_in_term: parking_lot::Mutex<Option<u64>>,
+}
+
+/// When each broker last heartbeat, as the leader saw it. Sessions restart
+/// whenever this node becomes leader (a new leader gives every broker a
+/// full session before fencing it).
+#[derive(Debug, Default)]
+struct BrokerSessions {
+    term: u64,
+    last_heartbeat: HashMap<i32, Instant>,
 }
 
 impl Controller {
@@ -119,14 +151,207 @@ impl Controller {
         config: ControllerConfig,
         quorum: QuorumConfig,
     ) -> Result<Self, ControllerError> {
+        let channel =
+            ControllerChannel::new(cluster_id.clone(), quorum.node_id, quorum.voters.clone());
         let quorum =
             MetadataQuorum::start(log_dir, had_clean_shutdown, &cluster_id, quorum).await?;
         Ok(Self {
             config,
             cluster_id,
             quorum,
+            channel,
             write_lock: Mutex::new(()),
+            sessions: parking_lot::Mutex::new(BrokerSessions::default()),
+            current_in_term: parking_lot::Mutex::new(None),
         })
+    }
+
+    /// Carries out `op` on the active controller: here if this node leads,
+    /// else forwarded to the leader, retrying while leadership moves, for
+    /// at most [`CONTROLLER_REQUEST_TIMEOUT`].
+    async fn route(&self, op: ControllerOp) -> Result<ControllerOpResult, ApiError> {
+        let deadline = Instant::now() + CONTROLLER_REQUEST_TIMEOUT;
+        let mut last_error = ControllerError::Unavailable("no quorum leader".into());
+        while Instant::now() < deadline {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let result = match self.quorum.leader() {
+                Some(leader) if leader == self.quorum.node_id() => {
+                    Ok(self.execute_here(op.clone()).await)
+                }
+                Some(leader) => self.channel.send(leader, op.clone(), remaining).await,
+                None => Err(ControllerError::Unavailable("no quorum leader".into())),
+            };
+            match result {
+                Ok(ControllerOpResult::NotLeader(_)) => {
+                    last_error = ControllerError::NotLeader(None);
+                }
+                Ok(answer) if lost_leadership(&answer) => {
+                    last_error = ControllerError::NotLeader(None);
+                }
+                Ok(ControllerOpResult::Failed(e)) => return Err(e),
+                Ok(answer) => return Ok(answer),
+                Err(e) => last_error = e,
+            }
+            // Leadership is moving or the leader is unreachable: wait a
+            // little for the quorum to settle.
+            let _ = self
+                .quorum
+                .wait_for_leader(Duration::from_millis(200).min(remaining))
+                .await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(last_error.to_api_error())
+    }
+
+    /// Carries out `op` if this node leads the quorum (the server side of
+    /// forwarding).
+    pub async fn execute_here(&self, op: ControllerOp) -> ControllerOpResult {
+        if !self.quorum.is_leader() {
+            return ControllerOpResult::NotLeader(self.quorum.leader());
+        }
+        self.execute_as_leader(op).await
+    }
+
+    async fn execute_as_leader(&self, op: ControllerOp) -> ControllerOpResult {
+        match op {
+            ControllerOp::CreateTopics {
+                topics,
+                validate_only,
+            } => {
+                let (r, o) = self.create_topics_here(topics, validate_only).await;
+                ControllerOpResult::CreateTopics(r, o)
+            }
+            ControllerOp::DeleteTopics { topics } => {
+                let (r, o) = self.delete_topics_here(topics).await;
+                ControllerOpResult::DeleteTopics(r, o)
+            }
+            ControllerOp::CreatePartitions {
+                requests,
+                validate_only,
+            } => {
+                let (r, o) = self.create_partitions_here(requests, validate_only).await;
+                ControllerOpResult::CreatePartitions(r, o)
+            }
+            ControllerOp::RegisterBroker(registration) => {
+                ControllerOpResult::RegisterBroker(self.register_broker_here(registration).await)
+            }
+            ControllerOp::BrokerHeartbeat(heartbeat) => {
+                ControllerOpResult::BrokerHeartbeat(self.heartbeat_here(heartbeat).await)
+            }
+            ControllerOp::AllocateProducerIds {
+                broker_id,
+                broker_epoch,
+            } => ControllerOpResult::AllocateProducerIds(
+                self.allocate_producer_ids_here(broker_id, broker_epoch)
+                    .await,
+            ),
+        }
+    }
+
+    /// Registers (or re-registers after a restart) a broker, fenced until
+    /// its first heartbeat shows it has caught up with the metadata; returns
+    /// its broker epoch.
+    pub async fn register_broker(
+        &self,
+        registration: BrokerRegistration,
+    ) -> Result<CommitOffset, ApiError> {
+        match self
+            .route(ControllerOp::RegisterBroker(registration))
+            .await?
+        {
+            ControllerOpResult::RegisterBroker(r) => r,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A broker's heartbeat.
+    pub async fn heartbeat(&self, heartbeat: BrokerHeartbeat) -> Result<HeartbeatReply, ApiError> {
+        match self.route(ControllerOp::BrokerHeartbeat(heartbeat)).await? {
+            ControllerOpResult::BrokerHeartbeat(r) => r,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Creates topics; each topic succeeds or fails on its own.
+    pub async fn create_topics(
+        &self,
+        topics: Vec<CreateTopic>,
+        validate_only: bool,
+    ) -> (Vec<Result<CreatedTopic, ApiError>>, Option<CommitOffset>) {
+        let n = topics.len();
+        match self
+            .route(ControllerOp::CreateTopics {
+                topics,
+                validate_only,
+            })
+            .await
+        {
+            Ok(ControllerOpResult::CreateTopics(r, o)) => (r, o),
+            Ok(other) => (
+                (0..n).map(|_| Err(unexpected(other.clone()))).collect(),
+                None,
+            ),
+            Err(e) => ((0..n).map(|_| Err(e.clone())).collect(), None),
+        }
+    }
+
+    /// Deletes topics; returns each one's id and name or its error.
+    pub async fn delete_topics(
+        &self,
+        topics: Vec<TopicRef>,
+    ) -> (Vec<Result<(Uuid, String), ApiError>>, Option<CommitOffset>) {
+        let n = topics.len();
+        match self.route(ControllerOp::DeleteTopics { topics }).await {
+            Ok(ControllerOpResult::DeleteTopics(r, o)) => (r, o),
+            Ok(other) => (
+                (0..n).map(|_| Err(unexpected(other.clone()))).collect(),
+                None,
+            ),
+            Err(e) => ((0..n).map(|_| Err(e.clone())).collect(), None),
+        }
+    }
+
+    /// Adds partitions to topics.
+    pub async fn create_partitions(
+        &self,
+        requests: Vec<CreatePartitions>,
+        validate_only: bool,
+    ) -> (Vec<Result<(), ApiError>>, Option<CommitOffset>) {
+        let n = requests.len();
+        match self
+            .route(ControllerOp::CreatePartitions {
+                requests,
+                validate_only,
+            })
+            .await
+        {
+            Ok(ControllerOpResult::CreatePartitions(r, o)) => (r, o),
+            Ok(other) => (
+                (0..n).map(|_| Err(unexpected(other.clone()))).collect(),
+                None,
+            ),
+            Err(e) => ((0..n).map(|_| Err(e.clone())).collect(), None),
+        }
+    }
+
+    /// Hands `broker_id` the next block of producer ids; returns its first
+    /// id. Blocks are recorded in the metadata log, so no id is given out
+    /// twice, across restarts and controller changes too.
+    pub async fn allocate_producer_ids(
+        &self,
+        broker_id: i32,
+        broker_epoch: i64,
+    ) -> Result<i64, ApiError> {
+        match self
+            .route(ControllerOp::AllocateProducerIds {
+                broker_id,
+                broker_epoch,
+            })
+            .await?
+        {
+            ControllerOpResult::AllocateProducerIds(r) => r,
+            other => Err(unexpected(other)),
+        }
     }
 
     /// The quorum.
@@ -161,7 +386,12 @@ impl Controller {
     /// Waits until the image reflects everything committed before now (on
     /// the leader) and returns it. Must be called with the write lock held.
     async fn current_image(&self) -> Result<Arc<MetadataImage>, ControllerError> {
-        self.quorum.ensure_current().await?;
+        let term = self.quorum.term();
+        let confirmed = *self.current_in_term.lock() == Some(term) && self.quorum.is_leader();
+        if !confirmed {
+            self.quorum.ensure_current().await?;
+            *self.current_in_term.lock() = Some(term);
+        }
         Ok(self.image())
     }
 
@@ -171,18 +401,182 @@ impl Controller {
         self.quorum.write(records).await
     }
 
-    /// Registers (or re-registers) a broker.
-    pub async fn register_broker(
-        &self,
-        registration: BrokerRegistration,
-    ) -> Result<CommitOffset, ControllerError> {
-        let _guard = self.write_lock.lock().await;
-        self.commit(vec![MetadataRecord::RegisterBroker(registration)])
-            .await
+    fn session_alive(&self, broker_id: i32) -> bool {
+        let sessions = self.sessions.lock();
+        sessions
+            .last_heartbeat
+            .get(&broker_id)
+            .is_some_and(|t| t.elapsed() < self.config.broker_session_timeout)
     }
 
-    /// Creates topics; each topic succeeds or fails on its own.
-    pub async fn create_topics(
+    async fn register_broker_here(
+        &self,
+        mut registration: BrokerRegistration,
+    ) -> Result<CommitOffset, ApiError> {
+        let _guard = self.write_lock.lock().await;
+        let image = self.current_image().await.map_err(|e| e.to_api_error())?;
+        let id = registration.broker_id;
+        if let Some(existing) = image.broker(id) {
+            if existing.incarnation_id != registration.incarnation_id
+                && !existing.fenced
+                && self.session_alive(id)
+            {
+                return Err(ApiError::new(
+                    ErrorCode::DuplicateBrokerRegistration,
+                    format!("Another broker is registered with that broker id: {id}"),
+                ));
+            }
+        }
+        registration.fenced = true;
+        let mut records = Vec::new();
+        if image.broker(id).is_some_and(|b| !b.fenced) {
+            // A restarted broker leads nothing until it has caught up.
+            records.extend(election::on_broker_leaving(
+                &image,
+                id,
+                self.config.unclean_leader_election_enable,
+            ));
+        }
+        records.insert(0, MetadataRecord::RegisterBroker(registration));
+        let offset = self.commit(records).await.map_err(|e| e.to_api_error())?;
+        self.sessions
+            .lock()
+            .last_heartbeat
+            .insert(id, Instant::now());
+        tracing::info!(broker = id, broker_epoch = offset, "registered broker");
+        Ok(offset)
+    }
+
+    async fn heartbeat_here(&self, hb: BrokerHeartbeat) -> Result<HeartbeatReply, ApiError> {
+        let _guard = self.write_lock.lock().await;
+        let image = self.current_image().await.map_err(|e| e.to_api_error())?;
+        let Some(registration) = image.broker(hb.broker_id) else {
+            return Err(ApiError::new(
+                ErrorCode::BrokerIdNotRegistered,
+                format!("Broker {} is not registered.", hb.broker_id),
+            ));
+        };
+        if registration.broker_epoch != hb.broker_epoch {
+            return Err(ApiError::new(
+                ErrorCode::StaleBrokerEpoch,
+                format!(
+                    "Broker {} has epoch {}, not {}.",
+                    hb.broker_id, registration.broker_epoch, hb.broker_epoch
+                ),
+            ));
+        }
+        self.sessions
+            .lock()
+            .last_heartbeat
+            .insert(hb.broker_id, Instant::now());
+        if hb.want_shutdown {
+            if !registration.fenced {
+                let mut records = vec![MetadataRecord::BrokerFencing {
+                    broker_id: hb.broker_id,
+                    fenced: true,
+                }];
+                records.extend(election::on_broker_leaving(
+                    &image,
+                    hb.broker_id,
+                    self.config.unclean_leader_election_enable,
+                ));
+                self.commit(records).await.map_err(|e| e.to_api_error())?;
+                tracing::info!(
+                    broker = hb.broker_id,
+                    "broker is shutting down: moved its leadership away"
+                );
+            }
+            return Ok(HeartbeatReply {
+                fenced: true,
+                should_shutdown: true,
+            });
+        }
+        if registration.fenced && hb.applied_offset >= registration.broker_epoch {
+            let mut records = vec![MetadataRecord::BrokerFencing {
+                broker_id: hb.broker_id,
+                fenced: false,
+            }];
+            records.extend(election::on_broker_joining(&image, hb.broker_id));
+            self.commit(records).await.map_err(|e| e.to_api_error())?;
+            tracing::info!(
+                broker = hb.broker_id,
+                "unfenced broker: it has caught up with the metadata"
+            );
+            return Ok(HeartbeatReply {
+                fenced: false,
+                should_shutdown: false,
+            });
+        }
+        Ok(HeartbeatReply {
+            fenced: registration.fenced,
+            should_shutdown: false,
+        })
+    }
+
+    /// On the leader, fences brokers whose session expired and moves their
+    /// leadership away; runs until `shutdown`.
+    pub async fn run_broker_sessions(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => if *shutdown.borrow() { return },
+            }
+            if !self.quorum.is_leader() {
+                continue;
+            }
+            let term = self.quorum.term();
+            let image = self.image();
+            let expired: Vec<i32> = {
+                let mut sessions = self.sessions.lock();
+                if sessions.term != term {
+                    // Newly leader: every broker gets a full session.
+                    sessions.term = term;
+                    let now = Instant::now();
+                    sessions.last_heartbeat = image.brokers().map(|b| (b.broker_id, now)).collect();
+                }
+                image
+                    .unfenced_brokers()
+                    .map(|b| b.broker_id)
+                    .filter(|id| {
+                        sessions
+                            .last_heartbeat
+                            .get(id)
+                            .is_none_or(|t| t.elapsed() >= self.config.broker_session_timeout)
+                    })
+                    .collect()
+            };
+            for broker_id in expired {
+                let _guard = self.write_lock.lock().await;
+                let Ok(image) = self.current_image().await else {
+                    break;
+                };
+                if image.broker(broker_id).is_none_or(|b| b.fenced) {
+                    continue;
+                }
+                let mut records = vec![MetadataRecord::BrokerFencing {
+                    broker_id,
+                    fenced: true,
+                }];
+                records.extend(election::on_broker_leaving(
+                    &image,
+                    broker_id,
+                    self.config.unclean_leader_election_enable,
+                ));
+                match self.commit(records).await {
+                    Ok(_) => tracing::warn!(
+                        broker = broker_id,
+                        "fenced a broker whose session expired; its partitions have new leaders"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(broker = broker_id, error = %e, "cannot fence a broker")
+                    }
+                }
+            }
+        }
+    }
+
+    async fn create_topics_here(
         &self,
         topics: Vec<CreateTopic>,
         validate_only: bool,
@@ -324,7 +718,11 @@ impl Controller {
                     "Replication factor must be larger than 0, or -1 to use the default value.",
                 ));
             }
-            place_replicas(&brokers, 0, partitions, rf)?
+            let placed = place_replicas(&brokers, 0, partitions, rf)?;
+            if rf > MAX_REPLICATION_FACTOR {
+                return Err(replication_not_supported(rf));
+            }
+            placed
         } else {
             if t.num_partitions != -1 || t.replication_factor != -1 {
                 return Err(ApiError::new(
@@ -344,6 +742,12 @@ impl Controller {
             }
             let replicas: Vec<Vec<i32>> = sorted.into_iter().map(|(_, r)| r).collect();
             validate_assignments(image, &replicas, None)?;
+            if let Some(r) = replicas
+                .iter()
+                .find(|r| r.len() > MAX_REPLICATION_FACTOR as usize)
+            {
+                return Err(replication_not_supported(r.len() as i16));
+            }
             replicas
         };
         let mut configs = BTreeMap::new();
@@ -395,8 +799,7 @@ impl Controller {
         })
     }
 
-    /// Deletes topics; returns each one's id and name or its error.
-    pub async fn delete_topics(
+    async fn delete_topics_here(
         &self,
         topics: Vec<TopicRef>,
     ) -> (Vec<Result<(Uuid, String), ApiError>>, Option<CommitOffset>) {
@@ -483,8 +886,7 @@ impl Controller {
         }
     }
 
-    /// Adds partitions to topics.
-    pub async fn create_partitions(
+    async fn create_partitions_here(
         &self,
         requests: Vec<CreatePartitions>,
         validate_only: bool,
@@ -585,10 +987,7 @@ impl Controller {
         }
     }
 
-    /// Hands `broker_id` the next block of producer ids; returns its first
-    /// id. Blocks are recorded in the metadata log, so no id is given out
-    /// twice, across restarts too.
-    pub async fn allocate_producer_ids(
+    async fn allocate_producer_ids_here(
         &self,
         broker_id: i32,
         broker_epoch: i64,
@@ -616,6 +1015,46 @@ impl Controller {
     pub async fn shutdown(&self) -> Result<(), ControllerError> {
         self.quorum.shutdown().await
     }
+}
+
+/// Whether an answer says only that the controller could not act as the
+/// leader (it lost or could not confirm leadership before doing anything),
+/// so the operation may be sent again to whoever leads.
+fn lost_leadership(answer: &ControllerOpResult) -> bool {
+    let lost = |e: &ApiError| e.code == ErrorCode::NotController;
+    match answer {
+        ControllerOpResult::CreateTopics(r, None) => {
+            !r.is_empty() && r.iter().all(|x| x.as_ref().is_err_and(lost))
+        }
+        ControllerOpResult::DeleteTopics(r, None) => {
+            !r.is_empty() && r.iter().all(|x| x.as_ref().is_err_and(lost))
+        }
+        ControllerOpResult::CreatePartitions(r, None) => {
+            !r.is_empty() && r.iter().all(|x| x.as_ref().is_err_and(lost))
+        }
+        ControllerOpResult::RegisterBroker(Err(e))
+        | ControllerOpResult::BrokerHeartbeat(Err(e))
+        | ControllerOpResult::AllocateProducerIds(Err(e))
+        | ControllerOpResult::Failed(e) => lost(e),
+        _ => false,
+    }
+}
+
+fn replication_not_supported(rf: i16) -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidReplicationFactor,
+        format!(
+            "Replication factor {rf} is not supported yet: partitions are not replicated, \
+             so each lives on one broker (use replication factor 1)."
+        ),
+    )
+}
+
+fn unexpected(answer: ControllerOpResult) -> ApiError {
+    ApiError::new(
+        ErrorCode::UnknownServerError,
+        format!("unexpected controller answer {answer:?}"),
+    )
 }
 
 /// Checks manual replica assignments: non-empty, no duplicate brokers,

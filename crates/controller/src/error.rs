@@ -1,18 +1,48 @@
 //! The controller's errors: each carries the Kafka error code and message a
 //! client receives (Kafka's `ApiError`), decided here, in one place.
 
+use serde::{Deserialize, Serialize};
 use strom_protocol::ErrorCode;
 use thiserror::Error;
 
 /// A request the controller refuses, with the code and message for the
-/// client.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+/// client. (On the controller RPC it travels as its numeric code.)
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
+#[serde(into = "WireApiError", try_from = "WireApiError")]
 #[error("{code}: {}", message.as_deref().unwrap_or(""))]
 pub struct ApiError {
     /// Kafka error code.
     pub code: ErrorCode,
     /// Message for the client.
     pub message: Option<String>,
+}
+
+/// [`ApiError`] on the controller RPC.
+#[derive(Serialize, Deserialize)]
+struct WireApiError {
+    code: i16,
+    message: Option<String>,
+}
+
+impl From<ApiError> for WireApiError {
+    fn from(e: ApiError) -> Self {
+        Self {
+            code: e.code.code(),
+            message: e.message,
+        }
+    }
+}
+
+impl TryFrom<WireApiError> for ApiError {
+    type Error = String;
+
+    fn try_from(w: WireApiError) -> Result<Self, String> {
+        Ok(Self {
+            code: ErrorCode::try_from_code(w.code)
+                .ok_or_else(|| format!("error code {}", w.code))?,
+            message: w.message,
+        })
+    }
 }
 
 impl ApiError {

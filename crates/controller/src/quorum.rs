@@ -146,6 +146,30 @@ impl MetadataQuorum {
         Ok(quorum)
     }
 
+    /// Logs this node's view of the quorum whenever it changes (leader,
+    /// term, own role); runs until the quorum stops.
+    pub async fn log_changes(self) {
+        let mut metrics = self.raft.metrics();
+        let mut seen: Option<(Option<u64>, u64, ServerState)> = None;
+        loop {
+            let now = {
+                let m = metrics.borrow_and_update();
+                (m.current_leader, m.current_term, m.state)
+            };
+            if seen != Some(now) {
+                let (leader, term, state) = now;
+                match leader {
+                    Some(leader) => tracing::info!(leader, term, role = ?state, "metadata quorum"),
+                    None => tracing::warn!(term, role = ?state, "metadata quorum has no leader"),
+                }
+                seen = Some(now);
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// The openraft handle (for the RPC server).
     pub fn raft(&self) -> &Raft<MetadataRaft> {
         &self.raft
@@ -159,6 +183,16 @@ impl MetadataQuorum {
     /// Receives every new image.
     pub fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
         self.images.clone()
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    /// The current term (KRaft's epoch).
+    pub fn term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
     }
 
     /// The leader this node knows of.

@@ -26,6 +26,7 @@ use openraft::raft::{
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::ops::{ControllerOp, ControllerOpResult};
 use crate::raft_types::MetadataRaft;
 
 /// The API key of controller RPCs (outside Kafka's range).
@@ -54,6 +55,8 @@ pub enum RpcRequest {
     Vote(VoteRequest<u64>),
     /// A snapshot chunk.
     InstallSnapshot(InstallSnapshotRequest<MetadataRaft>),
+    /// An operation for the active controller.
+    Controller(ControllerOp),
 }
 
 /// A controller RPC response.
@@ -65,6 +68,8 @@ pub enum RpcResponse {
     Vote(Result<VoteResponse<u64>, RaftError<u64>>),
     /// To [`RpcRequest::InstallSnapshot`].
     InstallSnapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
+    /// To [`RpcRequest::Controller`].
+    Controller(ControllerOpResult),
     /// The request was not served (another cluster, a malformed body).
     Refused(String),
 }

@@ -1,32 +1,32 @@
 //! The server side of the controller RPC: the controller listener hands
-//! each connection's requests, in order, to this node's Raft.
+//! each connection's requests, in order, to this node's Raft or, for
+//! forwarded operations, to its controller.
 
 use std::sync::Arc;
 
-use openraft::Raft;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::raft_types::MetadataRaft;
+use crate::controller::Controller;
 use crate::rpc::{self, FrameError, RpcEnvelope, RpcRequest, RpcResponse};
 
 /// Serves controller RPCs on `listener` until `shutdown` turns true.
 pub async fn serve_controller_rpc(
     listener: TcpListener,
-    raft: Raft<MetadataRaft>,
-    cluster_id: Arc<str>,
+    controller: Arc<Controller>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let cluster_id: Arc<str> = Arc::from(controller.cluster_id());
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let raft = raft.clone();
+                    let controller = Arc::clone(&controller);
                     let cluster_id = Arc::clone(&cluster_id);
                     let shutdown = shutdown.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = serve_connection(stream, raft, cluster_id, shutdown).await {
+                        if let Err(e) = serve_connection(stream, controller, cluster_id, shutdown).await {
                             tracing::debug!(%peer, error = %e, "controller RPC connection closed");
                         }
                     });
@@ -43,10 +43,11 @@ pub async fn serve_controller_rpc(
 
 async fn serve_connection(
     mut stream: TcpStream,
-    raft: Raft<MetadataRaft>,
+    controller: Arc<Controller>,
     cluster_id: Arc<str>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), FrameError> {
+    let raft = controller.quorum().raft().clone();
     loop {
         let (correlation_id, body) = tokio::select! {
             r = rpc::read_request(&mut stream) => r?,
@@ -72,6 +73,9 @@ async fn serve_connection(
                 RpcRequest::Vote(r) => RpcResponse::Vote(raft.vote(r).await),
                 RpcRequest::InstallSnapshot(r) => {
                     RpcResponse::InstallSnapshot(raft.install_snapshot(r).await)
+                }
+                RpcRequest::Controller(op) => {
+                    RpcResponse::Controller(controller.execute_here(op).await)
                 }
             },
         };

@@ -33,6 +33,7 @@ use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::handlers;
+use crate::lifecycle::BrokerLifecycle;
 use crate::listener::run_listener;
 use crate::state::BrokerState;
 
@@ -56,6 +57,15 @@ pub enum StartError {
     /// A blocking start-up task failed.
     #[error("start-up task failed: {0}")]
     Task(String),
+    /// The cluster id is missing or does not match.
+    #[error("cluster id: {0}")]
+    ClusterId(String),
+    /// The controller refused to register this broker.
+    #[error("cannot register with the controller: {0}")]
+    Registration(strom_controller::ApiError),
+    /// The controller did not unfence this broker in time.
+    #[error("the controller did not unfence this broker within {0:?}")]
+    NotUnfenced(Duration),
 }
 
 /// A running broker.
@@ -80,14 +90,30 @@ impl Broker {
     pub async fn start(config: BrokerConfig) -> Result<Self, StartError> {
         let dirs = config.log_dirs.clone();
         let node_id = config.node_id;
-        let cluster_id = match blocking({
+        let discovered = blocking({
             let dirs = dirs.clone();
             move || discover_cluster_id(&dirs)
         })
-        .await??
-        {
-            Some(id) => id,
-            None => {
+        .await??;
+        let cluster_id = match (discovered, &config.cluster_id) {
+            (Some(found), Some(wanted)) if found != *wanted => {
+                return Err(StartError::ClusterId(format!(
+                    "the log directories belong to cluster {found}, but cluster.id is {wanted}"
+                )))
+            }
+            (Some(found), _) => found,
+            (None, Some(wanted)) => {
+                tracing::info!(cluster_id = %wanted, "formatting new log directories with cluster.id");
+                wanted.clone()
+            }
+            (None, None) if config.controller_quorum_voters.len() > 1 => {
+                return Err(StartError::ClusterId(
+                    "a quorum of several voters needs the same cluster id on every node: set \
+                     cluster.id, or format the log directories with `strom format --cluster-id`"
+                        .into(),
+                ))
+            }
+            (None, None) => {
                 let id = strom_protocol::uuid_text::uuid_to_base64(&Uuid::new_v4());
                 tracing::info!(cluster_id = %id, "formatting new log directories");
                 id
@@ -107,6 +133,13 @@ impl Broker {
             num_partitions: config.num_partitions,
             default_replication_factor: config.default_replication_factor,
             delete_topic_enable: config.delete_topic_enable,
+            unclean_leader_election_enable: strom_config::TopicConfig::resolve(
+                &config.log_defaults,
+                &Default::default(),
+            )
+            .map(|c| c.unclean_leader_election_enable)
+            .unwrap_or(false),
+            broker_session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
         };
         let election_ms = config.controller_quorum_election_timeout_ms.max(10);
         let quorum_config = QuorumConfig {
@@ -167,8 +200,7 @@ impl Broker {
                 listeners.push((l.name.clone(), local));
                 tasks.spawn(strom_controller::rpc_server::serve_controller_rpc(
                     tcp,
-                    controller.quorum().raft().clone(),
-                    Arc::from(cluster_id.as_str()),
+                    Arc::clone(&controller),
                     shutdown_rx.clone(),
                 ));
             }
@@ -178,6 +210,8 @@ impl Broker {
             .wait_for_leader(QUORUM_START_TIMEOUT)
             .await?;
         tracing::info!(leader, "the metadata quorum has a leader");
+        tasks.spawn(Arc::clone(&controller).run_broker_sessions(shutdown_rx.clone()));
+        tokio::spawn(controller.quorum().clone().log_changes());
         let registration = BrokerRegistration {
             broker_id: node_id,
             incarnation_id: Uuid::new_v4(),
@@ -195,7 +229,33 @@ impl Broker {
             rack: config.broker_rack.clone(),
             fenced: false,
         };
-        let broker_epoch = controller.register_broker(registration).await?;
+        // After a crash the old registration lives until its session ends:
+        // the controller refuses a second one until then, as KRaft does.
+        let registration_deadline = tokio::time::Instant::now() + QUORUM_START_TIMEOUT;
+        let broker_epoch = loop {
+            match controller.register_broker(registration.clone()).await {
+                Ok(epoch) => break epoch,
+                Err(e)
+                    if e.code == strom_protocol::ErrorCode::DuplicateBrokerRegistration
+                        && tokio::time::Instant::now() < registration_deadline =>
+                {
+                    tracing::info!("waiting for this broker's previous registration to expire");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(StartError::Registration(e)),
+            }
+        };
+        let lifecycle = Arc::new(BrokerLifecycle::new(
+            node_id,
+            Duration::from_millis(config.broker_heartbeat_interval_ms.max(1)),
+            Duration::from_millis(config.broker_session_timeout_ms.max(1)),
+        ));
+        lifecycle.registered(broker_epoch);
+        tasks.spawn(Arc::clone(&lifecycle).run_heartbeats(
+            Arc::clone(&controller),
+            controller.subscribe(),
+            shutdown_rx.clone(),
+        ));
 
         let replica_manager = Arc::new(ReplicaManager::new(
             node_id,
@@ -237,6 +297,7 @@ impl Broker {
             controller: Arc::clone(&controller),
             replica_manager: Arc::clone(&replica_manager),
             producer_ids: ProducerIdManager::new(node_id, broker_epoch, Arc::clone(&controller)),
+            lifecycle: Arc::clone(&lifecycle),
             groups,
             registry,
             image: image_tx,
@@ -264,6 +325,18 @@ impl Broker {
         let slots = Arc::new(Semaphore::new(
             state.config.max_connections.min(Semaphore::MAX_PERMITS),
         ));
+        // As in KRaft, clients are served once the controller has unfenced
+        // this broker (it has caught up with the metadata).
+        if state
+            .wait_for_image(
+                |img| img.broker(node_id).is_some_and(|b| !b.fenced),
+                QUORUM_START_TIMEOUT,
+            )
+            .await
+            .is_none()
+        {
+            return Err(StartError::NotUnfenced(QUORUM_START_TIMEOUT));
+        }
         for l in state.config.client_listeners() {
             let address = l.bind_address();
             let tcp = TcpListener::bind(&address)
@@ -310,6 +383,11 @@ impl Broker {
     /// are written.
     pub async fn shutdown(mut self) -> Result<(), StartError> {
         tracing::info!("shutting down");
+        let applied = self.state.image().offset;
+        self.state
+            .lifecycle
+            .controlled_shutdown(&self.state.controller, applied)
+            .await;
         let _ = self.shutdown.send(true);
         // Members waiting in JoinGroup or SyncGroup get NOT_COORDINATOR now
         // rather than holding their connections open past the drain.

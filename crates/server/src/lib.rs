@@ -20,6 +20,7 @@ pub mod connection;
 pub mod context;
 pub mod handlers;
 pub mod legacy;
+pub mod lifecycle;
 pub mod listener;
 pub mod registry;
 pub mod state;

@@ -28,6 +28,8 @@ pub struct BrokerState {
     pub producer_ids: ProducerIdManager,
     /// Consumer groups and committed offsets.
     pub groups: Arc<GroupCoordinator>,
+    /// This broker's standing with the controller.
+    pub lifecycle: Arc<crate::lifecycle::BrokerLifecycle>,
     /// Served APIs.
     pub registry: HandlerRegistry,
     /// The image the hosted partitions reflect, published after each

@@ -96,6 +96,57 @@ pub fn discover_cluster_id(dirs: &[PathBuf]) -> Result<Option<String>> {
     Ok(None)
 }
 
+/// What formatting did to each directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Formatted {
+    /// `meta.properties` was written.
+    Formatted(PathBuf),
+    /// The directory already belonged to this node and cluster.
+    AlreadyFormatted(PathBuf),
+}
+
+/// Prepares log directories for a node of a cluster, as
+/// `kafka-storage format` does: creates them and writes `meta.properties`
+/// with the cluster id. A directory already formatted for the same node
+/// and cluster is left alone when `ignore_formatted`, and is an error
+/// otherwise; one formatted for another node or cluster is always an
+/// error.
+pub fn format_log_dirs(
+    dirs: &[PathBuf],
+    node_id: i32,
+    cluster_id: &str,
+    ignore_formatted: bool,
+) -> Result<Vec<Formatted>> {
+    let mut out = Vec::new();
+    for path in dirs {
+        fs::create_dir_all(path).map_err(StorageError::io("create log directory", path))?;
+        match MetaProperties::read(path)? {
+            Some(m) if m.node_id == node_id && m.cluster_id == cluster_id && ignore_formatted => {
+                out.push(Formatted::AlreadyFormatted(path.clone()));
+            }
+            Some(m) => {
+                return Err(StorageError::CorruptFile {
+                    path: path.clone(),
+                    reason: format!(
+                        "already formatted (node.id={}, cluster id {})",
+                        m.node_id, m.cluster_id
+                    ),
+                })
+            }
+            None => {
+                MetaProperties {
+                    node_id,
+                    cluster_id: cluster_id.to_string(),
+                    directory_id: strom_protocol::uuid_text::uuid_to_base64(&Uuid::new_v4()),
+                }
+                .write(path)?;
+                out.push(Formatted::Formatted(path.clone()));
+            }
+        }
+    }
+    Ok(out)
+}
+
 impl LogManager {
     /// Creates and locks the log directories and checks (or writes) their
     /// `meta.properties`. Fails if another process holds a directory or a

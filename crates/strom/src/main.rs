@@ -30,6 +30,24 @@ struct Cli {
 enum Command {
     /// Run a broker (the default when no subcommand is given).
     Serve(ServeArgs),
+    /// Prepare the log directories of a node of a cluster, like
+    /// `kafka-storage format`: writes meta.properties with the cluster id.
+    Format(FormatArgs),
+    /// Print a new random cluster id, like `kafka-storage random-uuid`.
+    RandomUuid,
+}
+
+#[derive(Debug, Args, Clone)]
+struct FormatArgs {
+    /// The cluster id (22 characters of URL-safe base64).
+    #[arg(long, short = 't')]
+    cluster_id: String,
+    /// Leave directories already formatted for this node and cluster alone
+    /// instead of failing.
+    #[arg(long, short = 'g')]
+    ignore_formatted: bool,
+    #[command(flatten)]
+    config: ServeArgs,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -41,8 +59,8 @@ struct ServeArgs {
     #[arg(long = "override", short = 'o', value_name = "KEY=VALUE")]
     overrides: Vec<String>,
     /// Log filter (tracing's EnvFilter syntax); RUST_LOG works too. The Raft
-    /// library's own events show from warn unless the filter names
-    /// `openraft`.
+    /// library's own events are off unless the filter names `openraft`
+    /// (Strom logs quorum changes itself).
     #[arg(long, value_name = "FILTER", env = "STROM_LOG", default_value = "info")]
     log: String,
     /// Log format.
@@ -53,7 +71,7 @@ struct ServeArgs {
 fn init_logging(args: &ServeArgs) {
     let mut filter = std::env::var("RUST_LOG").unwrap_or_else(|_| args.log.clone());
     if !filter.contains("openraft") {
-        filter.push_str(",openraft=warn");
+        filter.push_str(",openraft=off");
     }
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -110,10 +128,62 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `strom format`.
+fn format(args: &FormatArgs) -> ExitCode {
+    let mut serve = args.config.clone();
+    serve
+        .overrides
+        .push(format!("cluster.id={}", args.cluster_id));
+    let loaded = match load_config(&serve) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("strom: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let c = &loaded.config;
+    match strom_storage::log_manager::format_log_dirs(
+        &c.log_dirs,
+        c.node_id,
+        &args.cluster_id,
+        args.ignore_formatted,
+    ) {
+        Ok(done) => {
+            for d in done {
+                match d {
+                    strom_storage::log_manager::Formatted::Formatted(p) => {
+                        println!(
+                            "Formatting {} with cluster id {}",
+                            p.display(),
+                            args.cluster_id
+                        )
+                    }
+                    strom_storage::log_manager::Formatted::AlreadyFormatted(p) => {
+                        println!("{} is already formatted", p.display())
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("strom: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
+        Some(Command::Format(args)) => return format(&args),
+        Some(Command::RandomUuid) => {
+            println!(
+                "{}",
+                strom_protocol::uuid_text::uuid_to_base64(&uuid::Uuid::new_v4())
+            );
+            return ExitCode::SUCCESS;
+        }
         None => cli.serve,
     };
     init_logging(&args);

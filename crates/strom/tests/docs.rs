@@ -56,3 +56,38 @@ fn configuration_reference_names_every_key() {
         );
     }
 }
+
+#[test]
+fn the_sample_cluster_configs_agree() {
+    use strom_config::{BrokerConfig, ConfigInputs};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/cluster");
+    let configs: Vec<BrokerConfig> = (1..=3)
+        .map(|i| {
+            let file = ConfigInputs::read_file(&root.join(format!("node-{i}.properties"))).unwrap();
+            let inputs = ConfigInputs {
+                file,
+                ..Default::default()
+            };
+            BrokerConfig::load(&inputs).unwrap().config
+        })
+        .collect();
+    for (i, c) in configs.iter().enumerate() {
+        assert_eq!(c.node_id, i as i32 + 1);
+        assert_eq!(c.cluster_id, configs[0].cluster_id);
+        assert!(c.cluster_id.is_some());
+        assert_eq!(c.controller_quorum_voters, configs[0].controller_quorum_voters);
+        // Each node's controller listener is its entry in the voters.
+        let voter = c
+            .controller_quorum_voters
+            .iter()
+            .find(|v| v.id == c.node_id)
+            .unwrap();
+        let controller = c
+            .listeners
+            .iter()
+            .find(|l| c.controller_listener_names.contains(&l.name))
+            .unwrap();
+        assert_eq!((voter.host.as_str(), voter.port), (controller.host.as_str(), controller.port));
+        assert!(README.contains(&format!("config/cluster/node-{}.properties", i + 1)));
+    }
+}

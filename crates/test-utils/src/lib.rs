@@ -65,19 +65,29 @@ impl BrokerProcess {
         overrides: &[&str],
         log_filter: &str,
     ) -> Result<Self> {
+        let mut b = Self::prepare(binary, free_port(), overrides, log_filter)?;
+        b.spawn()?;
+        Ok(b)
+    }
+
+    /// A broker on `port`, with a fresh data directory, not started yet.
+    pub fn prepare(
+        binary: impl AsRef<Path>,
+        port: u16,
+        overrides: &[&str],
+        log_filter: &str,
+    ) -> Result<Self> {
         let temp = tempfile::tempdir()?;
-        let mut b = Self {
+        Ok(Self {
             binary: binary.as_ref().to_path_buf(),
             child: None,
-            port: free_port(),
+            port,
             data_dir: temp.path().join("data"),
             overrides: overrides.iter().map(|s| s.to_string()).collect(),
             log_filter: log_filter.into(),
             log_path: temp.path().join("broker.log"),
             _temp: Some(temp),
-        };
-        b.spawn()?;
-        Ok(b)
+        })
     }
 
     /// The broker's process id, while running.
@@ -93,6 +103,13 @@ impl BrokerProcess {
     /// Starts the process (again) with the same directory and port, and
     /// waits until it answers ApiVersions.
     pub fn spawn(&mut self) -> Result<()> {
+        self.launch()?;
+        self.wait_ready(Duration::from_secs(30))
+    }
+
+    /// Starts the process without waiting for it (members of a quorum wait
+    /// for each other).
+    pub fn launch(&mut self) -> Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -114,7 +131,7 @@ impl BrokerProcess {
             .stdout(log.try_clone()?)
             .stderr(log);
         self.child = Some(cmd.spawn().context("spawn strom")?);
-        self.wait_ready(Duration::from_secs(30))
+        Ok(())
     }
 
     /// Waits until the broker answers an ApiVersions request.
@@ -193,6 +210,88 @@ fn signal(pid: u32, sig: i32) {
     unsafe {
         libc::kill(pid as i32, sig);
     }
+}
+
+/// A cluster of combined broker-and-controller nodes on loopback ports,
+/// node ids 1..=n, all voters of one metadata quorum.
+pub struct Cluster {
+    /// The nodes, node id `i + 1` at index `i`.
+    pub nodes: Vec<BrokerProcess>,
+    /// The cluster id.
+    pub cluster_id: String,
+}
+
+impl Cluster {
+    /// Starts `n` nodes and waits until every one answers.
+    pub fn start(binary: impl AsRef<Path>, n: usize, overrides: &[&str]) -> Result<Self> {
+        let cluster_id = random_cluster_id();
+        let client_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let controller_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let voters = controller_ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            let mut all: Vec<String> = vec![
+                format!("node.id={}", i + 1),
+                format!("cluster.id={cluster_id}"),
+                format!(
+                    "listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+                    client_ports[i], controller_ports[i]
+                ),
+                format!(
+                    "advertised.listeners=PLAINTEXT://127.0.0.1:{}",
+                    client_ports[i]
+                ),
+                format!("controller.quorum.voters={voters}"),
+                "controller.quorum.election.timeout.ms=500".into(),
+                "broker.heartbeat.interval.ms=200".into(),
+                "broker.session.timeout.ms=2000".into(),
+                "group.initial.rebalance.delay.ms=0".into(),
+            ];
+            all.extend(overrides.iter().map(|s| s.to_string()));
+            let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+            nodes.push(BrokerProcess::prepare(
+                &binary,
+                client_ports[i],
+                &refs,
+                "info,strom_controller=debug",
+            )?);
+        }
+        for node in &mut nodes {
+            node.launch()?;
+        }
+        for node in &mut nodes {
+            node.wait_ready(Duration::from_secs(60))?;
+        }
+        Ok(Self { nodes, cluster_id })
+    }
+
+    /// Every node's client address, comma-separated.
+    pub fn bootstrap(&self) -> String {
+        self.nodes
+            .iter()
+            .map(BrokerProcess::bootstrap)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The node with `node_id`.
+    pub fn node(&mut self, node_id: i32) -> &mut BrokerProcess {
+        &mut self.nodes[(node_id - 1) as usize]
+    }
+}
+
+/// A random cluster id (22 characters of URL-safe base64, as Kafka's).
+pub fn random_cluster_id() -> String {
+    let mut bytes = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut bytes);
+    }
+    strom_protocol::uuid_text::uuid_to_base64(&uuid::Uuid::from_bytes(bytes))
 }
 
 impl Drop for BrokerProcess {

@@ -67,6 +67,7 @@ impl Handler for ProduceHandler {
         let acks = request.acks;
         let image = ctx.image();
         let may_write_internal = ctx.client_id.as_deref() == Some(ADMIN_CLIENT_ID);
+        let fenced = ctx.broker.lifecycle.is_fenced();
         // Resolve every partition first; `slots` keeps the response order.
         let mut slots: Vec<Slot> = Vec::new();
         let mut topics: Vec<(TopicName, uuid::Uuid)> = Vec::new();
@@ -85,6 +86,9 @@ impl Handler for ProduceHandler {
                     Some(_) if !matches!(acks, -1..=1) => {
                         Err((ErrorCode::InvalidRequiredAcks, None))
                     }
+                    // Fenced: the controller may have given this broker's
+                    // partitions to others.
+                    Some(_) if fenced => Err((ErrorCode::NotLeaderOrFollower, None)),
                     Some(n) if is_internal_topic(n) && !may_write_internal => Err((
                         ErrorCode::InvalidTopicException,
                         Some(format!("Cannot append to internal topic {n}")),

@@ -1,0 +1,258 @@
+//! Partition leader election, as the controller decides it when brokers
+//! come and go: pure functions from an image to the records that change
+//! it, so every rule is testable without a quorum.
+//!
+//! Rules (Kafka's, for KRaft):
+//! - A fenced or shutting-down broker leads nothing. Each partition it
+//!   leads gets the first other in-sync replica (in replica order) that is
+//!   not fenced; if there is none, the partition has no leader (−1) until
+//!   one comes back — never a replica outside the ISR, unless
+//!   `unclean.leader.election.enable`.
+//! - It also leaves every ISR, except where it is the last member: the ISR
+//!   never becomes empty, so the last replica known to hold every
+//!   acknowledged record is remembered.
+//! - A broker that is unfenced again leads the leaderless partitions whose
+//!   ISR it is in.
+//! - Preferred leader election moves leadership back to the first replica
+//!   when it is in the ISR and not fenced.
+//!
+//! Every leader change bumps the leader epoch (the image does it when it
+//! applies a `PartitionChange` with a leader).
+
+use std::collections::HashSet;
+
+use strom_metadata::{MetadataImage, MetadataRecord, PartitionRegistration};
+use uuid::Uuid;
+
+/// No leader.
+pub const NO_LEADER: i32 = -1;
+
+fn eligible(image: &MetadataImage, broker: i32, excluded: i32) -> bool {
+    broker != excluded && image.broker(broker).is_some_and(|b| !b.fenced)
+}
+
+fn change(
+    topic_id: Uuid,
+    partition_id: i32,
+    p: &PartitionRegistration,
+    leader: i32,
+    isr: Vec<i32>,
+) -> Option<MetadataRecord> {
+    let leader_changed = leader != p.leader;
+    let isr_changed = isr != p.isr;
+    (leader_changed || isr_changed).then(|| MetadataRecord::PartitionChange {
+        topic_id,
+        partition_id,
+        leader: leader_changed.then_some(leader),
+        isr: isr_changed.then_some(isr),
+        replicas: None,
+    })
+}
+
+/// The changes when `broker` is fenced or shuts down.
+pub fn on_broker_leaving(
+    image: &MetadataImage,
+    broker: i32,
+    unclean_leader_election: bool,
+) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for topic in image.topics() {
+        for (index, p) in &topic.partitions {
+            if !p.replicas.contains(&broker) {
+                continue;
+            }
+            let isr: Vec<i32> = if p.isr.len() > 1 || !p.isr.contains(&broker) {
+                p.isr.iter().copied().filter(|b| *b != broker).collect()
+            } else {
+                p.isr.clone()
+            };
+            let leader = if p.leader == broker || p.leader == NO_LEADER {
+                let from_isr = p
+                    .replicas
+                    .iter()
+                    .copied()
+                    .find(|r| isr.contains(r) && eligible(image, *r, broker));
+                let unclean = unclean_leader_election
+                    .then(|| {
+                        p.replicas
+                            .iter()
+                            .copied()
+                            .find(|r| eligible(image, *r, broker))
+                    })
+                    .flatten();
+                from_isr.or(unclean).unwrap_or(NO_LEADER)
+            } else {
+                p.leader
+            };
+            // An unclean leader is the whole ISR: nothing else is known to
+            // match it.
+            let isr = if leader != NO_LEADER && !isr.contains(&leader) {
+                vec![leader]
+            } else {
+                isr
+            };
+            records.extend(change(topic.id, *index, p, leader, isr));
+        }
+    }
+    records
+}
+
+/// The changes when `broker` is unfenced: it leads the leaderless
+/// partitions whose ISR it is in.
+pub fn on_broker_joining(image: &MetadataImage, broker: i32) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for topic in image.topics() {
+        for (index, p) in &topic.partitions {
+            if p.leader == NO_LEADER && p.isr.contains(&broker) {
+                records.extend(change(topic.id, *index, p, broker, p.isr.clone()));
+            }
+        }
+    }
+    records
+}
+
+/// Preferred leader election for the given partitions (all when `None`).
+pub fn preferred_leaders(
+    image: &MetadataImage,
+    only: Option<&HashSet<(String, i32)>>,
+) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for topic in image.topics() {
+        for (index, p) in &topic.partitions {
+            if only.is_some_and(|o| !o.contains(&(topic.name.clone(), *index))) {
+                continue;
+            }
+            let Some(preferred) = p.replicas.first().copied() else {
+                continue;
+            };
+            if p.leader != preferred
+                && p.isr.contains(&preferred)
+                && image.broker(preferred).is_some_and(|b| !b.fenced)
+            {
+                records.extend(change(topic.id, *index, p, preferred, p.isr.clone()));
+            }
+        }
+    }
+    records
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strom_metadata::BrokerRegistration;
+
+    fn image(brokers: &[(i32, bool)], partitions: &[(Vec<i32>, Vec<i32>, i32)]) -> MetadataImage {
+        let id = Uuid::from_u128(7);
+        let mut records = Vec::new();
+        for (b, fenced) in brokers {
+            records.push(MetadataRecord::RegisterBroker(BrokerRegistration {
+                broker_id: *b,
+                incarnation_id: Uuid::nil(),
+                broker_epoch: 0,
+                endpoints: Vec::new(),
+                rack: None,
+                fenced: *fenced,
+            }));
+        }
+        records.push(MetadataRecord::Topic {
+            name: "t".into(),
+            topic_id: id,
+        });
+        for (i, (replicas, isr, leader)) in partitions.iter().enumerate() {
+            records.push(MetadataRecord::Partition {
+                topic_id: id,
+                partition_id: i as i32,
+                replicas: replicas.clone(),
+                isr: isr.clone(),
+                leader: *leader,
+                leader_epoch: 0,
+                partition_epoch: 0,
+            });
+        }
+        MetadataImage::empty()
+            .apply(records.iter().map(|r| (0, r)))
+            .unwrap()
+            .0
+    }
+
+    fn state(image: &MetadataImage, records: &[MetadataRecord]) -> Vec<(i32, Vec<i32>, i32)> {
+        let next = image.apply(records.iter().map(|r| (1, r))).unwrap().0;
+        next.topic("t")
+            .unwrap()
+            .partitions
+            .values()
+            .map(|p| (p.leader, p.isr.clone(), p.leader_epoch))
+            .collect()
+    }
+
+    #[test]
+    fn a_leaving_leader_hands_over_to_the_next_live_isr_member() {
+        let img = image(
+            &[(1, false), (2, false), (3, true)],
+            &[
+                (vec![1, 2, 3], vec![1, 2, 3], 1),
+                (vec![2, 1, 3], vec![2, 1], 2),
+                (vec![1, 3], vec![1, 3], 1),
+                (vec![1], vec![1], 1),
+            ],
+        );
+        let records = on_broker_leaving(&img, 1, false);
+        assert_eq!(
+            state(&img, &records),
+            vec![
+                // 3 is fenced, so 2 leads; 1 leaves the ISR.
+                (2, vec![2, 3], 1),
+                // Not its leader: only the ISR shrinks (no epoch bump).
+                (2, vec![2], 0),
+                // The only other replica is fenced: no leader, ISR keeps 3.
+                (NO_LEADER, vec![3], 1),
+                // The last ISR member stays in the ISR; no leader.
+                (NO_LEADER, vec![1], 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn unclean_election_only_when_enabled() {
+        let img = image(&[(1, false), (2, false)], &[(vec![1, 2], vec![1], 1)]);
+        assert_eq!(
+            state(&img, &on_broker_leaving(&img, 1, false)),
+            vec![(NO_LEADER, vec![1], 1)]
+        );
+        assert_eq!(
+            state(&img, &on_broker_leaving(&img, 1, true)),
+            vec![(2, vec![2], 1)]
+        );
+    }
+
+    #[test]
+    fn a_returning_broker_leads_leaderless_partitions_it_is_in_sync_for() {
+        let img = image(
+            &[(1, false), (2, false)],
+            &[
+                (vec![1], vec![1], NO_LEADER),
+                (vec![2, 1], vec![2], NO_LEADER),
+            ],
+        );
+        assert_eq!(
+            state(&img, &on_broker_joining(&img, 1)),
+            vec![(1, vec![1], 1), (NO_LEADER, vec![2], 0)]
+        );
+    }
+
+    #[test]
+    fn preferred_leaders_come_back_when_in_sync() {
+        let img = image(
+            &[(1, false), (2, false), (3, true)],
+            &[
+                (vec![1, 2], vec![1, 2], 2),
+                (vec![3, 2], vec![3, 2], 2),
+                (vec![1, 2], vec![2], 2),
+            ],
+        );
+        assert_eq!(
+            state(&img, &preferred_leaders(&img, None)),
+            vec![(1, vec![1, 2], 1), (2, vec![3, 2], 0), (2, vec![2], 0)]
+        );
+    }
+}

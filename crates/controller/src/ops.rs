@@ -1,0 +1,87 @@
+//! The operations a controller performs, as values: what a broker forwards
+//! to the active controller over the controller RPC, and the answers.
+
+use serde::{Deserialize, Serialize};
+use strom_metadata::BrokerRegistration;
+use uuid::Uuid;
+
+use crate::controller::{CommitOffset, CreatePartitions, CreateTopic, CreatedTopic, TopicRef};
+use crate::error::ApiError;
+
+/// A broker's heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerHeartbeat {
+    /// The broker.
+    pub broker_id: i32,
+    /// Its registration's epoch.
+    pub broker_epoch: i64,
+    /// The metadata offset it has applied.
+    pub applied_offset: i64,
+    /// It is shutting down: move leadership away.
+    pub want_shutdown: bool,
+}
+
+/// The controller's answer to a heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatReply {
+    /// The broker is fenced (not caught up yet, or shutting down).
+    pub fenced: bool,
+    /// The broker leads nothing any more and may stop.
+    pub should_shutdown: bool,
+}
+
+/// An operation for the active controller.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ControllerOp {
+    /// CreateTopics.
+    CreateTopics {
+        /// Topics.
+        topics: Vec<CreateTopic>,
+        /// Validate only.
+        validate_only: bool,
+    },
+    /// DeleteTopics.
+    DeleteTopics {
+        /// Topics.
+        topics: Vec<TopicRef>,
+    },
+    /// CreatePartitions.
+    CreatePartitions {
+        /// Requests.
+        requests: Vec<CreatePartitions>,
+        /// Validate only.
+        validate_only: bool,
+    },
+    /// A broker (re-)registers.
+    RegisterBroker(BrokerRegistration),
+    /// A broker heartbeats.
+    BrokerHeartbeat(BrokerHeartbeat),
+    /// A broker needs producer ids.
+    AllocateProducerIds {
+        /// The broker.
+        broker_id: i32,
+        /// Its epoch.
+        broker_epoch: i64,
+    },
+}
+
+/// The answer to a [`ControllerOp`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ControllerOpResult {
+    /// To CreateTopics.
+    CreateTopics(Vec<Result<CreatedTopic, ApiError>>, Option<CommitOffset>),
+    /// To DeleteTopics.
+    DeleteTopics(Vec<Result<(Uuid, String), ApiError>>, Option<CommitOffset>),
+    /// To CreatePartitions.
+    CreatePartitions(Vec<Result<(), ApiError>>, Option<CommitOffset>),
+    /// To RegisterBroker: the broker epoch (its registration's offset).
+    RegisterBroker(Result<CommitOffset, ApiError>),
+    /// To BrokerHeartbeat.
+    BrokerHeartbeat(Result<HeartbeatReply, ApiError>),
+    /// To AllocateProducerIds: the first id of the block.
+    AllocateProducerIds(Result<i64, ApiError>),
+    /// The receiver is not the active controller (the leader it knows).
+    NotLeader(Option<u64>),
+    /// The operation could not be carried out at all.
+    Failed(ApiError),
+}

@@ -1,0 +1,151 @@
+//! The broker's side of its lifecycle with the controller, as in KRaft:
+//! register (fenced), heartbeat until the controller unfences it (once it
+//! has applied the metadata up to its registration), keep heartbeating,
+//! and on shutdown ask the controller to move its leadership away first.
+//!
+//! A broker that cannot heartbeat for `broker.session.timeout.ms` fences
+//! itself: the controller will have fenced it and handed its partitions to
+//! others, so it must stop acting as their leader (produce requests get
+//! NOT_LEADER_OR_FOLLOWER) until a heartbeat gets through again.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use strom_controller::ops::BrokerHeartbeat;
+use strom_controller::{ApiError, Controller};
+use strom_metadata::MetadataImage;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// This broker's standing with the controller.
+#[derive(Debug)]
+pub struct BrokerLifecycle {
+    broker_id: i32,
+    broker_epoch: AtomicI64,
+    /// Fenced: by the controller, or by itself after losing its session.
+    fenced: AtomicBool,
+    heartbeat_interval: Duration,
+    session_timeout: Duration,
+}
+
+impl BrokerLifecycle {
+    /// A broker not yet registered (fenced).
+    pub fn new(broker_id: i32, heartbeat_interval: Duration, session_timeout: Duration) -> Self {
+        Self {
+            broker_id,
+            broker_epoch: AtomicI64::new(-1),
+            fenced: AtomicBool::new(true),
+            heartbeat_interval,
+            session_timeout,
+        }
+    }
+
+    /// The broker epoch (−1 before registration).
+    pub fn broker_epoch(&self) -> i64 {
+        self.broker_epoch.load(Ordering::Acquire)
+    }
+
+    /// Whether this broker must not act as a leader now.
+    pub fn is_fenced(&self) -> bool {
+        self.fenced.load(Ordering::Acquire)
+    }
+
+    /// Records the registration's epoch.
+    pub fn registered(&self, broker_epoch: i64) {
+        self.broker_epoch.store(broker_epoch, Ordering::Release);
+    }
+
+    async fn heartbeat(
+        &self,
+        controller: &Controller,
+        applied_offset: i64,
+        want_shutdown: bool,
+    ) -> Result<strom_controller::ops::HeartbeatReply, ApiError> {
+        controller
+            .heartbeat(BrokerHeartbeat {
+                broker_id: self.broker_id,
+                broker_epoch: self.broker_epoch(),
+                applied_offset,
+                want_shutdown,
+            })
+            .await
+    }
+
+    /// Heartbeats every `broker.heartbeat.interval.ms` until `shutdown`,
+    /// tracking whether this broker is fenced.
+    pub async fn run_heartbeats(
+        self: Arc<Self>,
+        controller: Arc<Controller>,
+        images: watch::Receiver<Arc<MetadataImage>>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut last_ok = Instant::now();
+        loop {
+            let applied = images.borrow().offset;
+            let attempt = tokio::time::timeout(
+                self.session_timeout,
+                self.heartbeat(&controller, applied, false),
+            )
+            .await;
+            match attempt {
+                Ok(Ok(reply)) => {
+                    last_ok = Instant::now();
+                    let was = self.fenced.swap(reply.fenced, Ordering::AcqRel);
+                    if was != reply.fenced {
+                        tracing::info!(
+                            fenced = reply.fenced,
+                            "the controller changed this broker's fencing"
+                        );
+                    }
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "broker heartbeat refused"),
+                Err(_) => tracing::warn!("broker heartbeat timed out"),
+            }
+            if last_ok.elapsed() >= self.session_timeout
+                && !self.fenced.swap(true, Ordering::AcqRel)
+            {
+                tracing::warn!("no heartbeat reached the controller for a whole session: fencing this broker until one does");
+            }
+            // Heartbeat at once while fenced and caught up, to be unfenced
+            // without waiting a whole interval.
+            let pause = if self.is_fenced() {
+                self.heartbeat_interval.min(Duration::from_millis(100))
+            } else {
+                self.heartbeat_interval
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.changed() => if *shutdown.borrow() { return },
+            }
+        }
+    }
+
+    /// Asks the controller to move this broker's leadership away, waiting
+    /// until it says the broker may stop, at most one session timeout (after
+    /// which the controller fences the broker anyway).
+    pub async fn controlled_shutdown(&self, controller: &Controller, applied_offset: i64) {
+        let deadline = Instant::now() + self.session_timeout;
+        while Instant::now() < deadline {
+            match tokio::time::timeout(
+                deadline.saturating_duration_since(Instant::now()),
+                self.heartbeat(controller, applied_offset, true),
+            )
+            .await
+            {
+                Ok(Ok(reply)) if reply.should_shutdown => {
+                    self.fenced.store(true, Ordering::Release);
+                    tracing::info!(
+                        "controlled shutdown: the controller moved this broker's leadership away"
+                    );
+                    return;
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "controlled shutdown refused"),
+                Err(_) => break,
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tracing::warn!("controlled shutdown did not complete; stopping anyway");
+    }
+}

@@ -1,0 +1,230 @@
+//! A three-node cluster of combined broker-and-controller processes on
+//! loopback ports: one source of truth for metadata through the Raft
+//! quorum, admin requests through any node, produce routed to partition
+//! leaders, the active controller killed and replaced, every node
+//! restarted, and brokers fenced when they go away.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use kafka_protocol::messages::*;
+use strom_protocol::ErrorCode;
+use strom_test_utils::{wait_until, BrokerProcess, Cluster, KafkaConnection};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn start() -> Cluster {
+    Cluster::start(BIN, 3, &[]).expect("start a 3-node cluster")
+}
+
+/// Metadata for `topic` as `node` sees it: partition → leader.
+fn leaders(node: &BrokerProcess, topic: &str) -> BTreeMap<i32, i32> {
+    let mut c = connect(node);
+    let req = MetadataRequest::default().with_topics(Some(vec![
+        metadata_request::MetadataRequestTopic::default().with_name(Some(name(topic))),
+    ]));
+    let r: MetadataResponse = c.send(ApiKey::Metadata, 12, &req).unwrap();
+    r.topics
+        .first()
+        .filter(|t| t.error_code == 0)
+        .map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (p.partition_index, p.leader_id.0))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The brokers `node` offers clients.
+fn brokers(node: &BrokerProcess) -> Vec<i32> {
+    let mut c = connect(node);
+    let r: MetadataResponse = c
+        .send(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(Some(vec![])),
+        )
+        .unwrap();
+    let mut ids: Vec<i32> = r.brokers.iter().map(|b| b.node_id.0).collect();
+    ids.sort();
+    ids
+}
+
+/// The active controller as DescribeCluster reports it.
+fn controller_id(node: &BrokerProcess) -> i32 {
+    let mut c = connect(node);
+    let r: DescribeClusterResponse = c
+        .send(
+            ApiKey::DescribeCluster,
+            0,
+            &DescribeClusterRequest::default(),
+        )
+        .unwrap();
+    r.controller_id.0
+}
+
+fn create(node: &BrokerProcess, topic: &str, partitions: i32) -> i16 {
+    let mut c = connect(node);
+    create_topic(&mut c, topic, partitions, &[]).topics[0].error_code
+}
+
+#[test]
+fn every_node_serves_one_metadata_and_produce_reaches_the_leaders() {
+    let cluster = start();
+    let [a, b, c] = [&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]];
+    assert!(wait_until(DEADLINE, || brokers(a) == vec![1, 2, 3]));
+    // Created through one node, visible from all with the same leaders.
+    assert_eq!(create(b, "spread", 6), 0);
+    let seen = leaders(b, "spread");
+    assert_eq!(seen.len(), 6);
+    let used: std::collections::BTreeSet<i32> = seen.values().copied().collect();
+    assert_eq!(used.len(), 3, "leaders spread over the brokers: {seen:?}");
+    for node in [a, c] {
+        assert!(wait_until(DEADLINE, || leaders(node, "spread") == seen));
+    }
+    // Each partition takes records at its leader and refuses them elsewhere.
+    for (partition, leader) in &seen {
+        let value = format!("p{partition}");
+        let mut at_leader = connect(&cluster.nodes[(*leader - 1) as usize]);
+        assert_eq!(
+            produce(&mut at_leader, "spread", *partition, &[value.as_bytes()]),
+            (0, 0)
+        );
+        let other = &cluster.nodes[(*leader % 3) as usize];
+        let mut elsewhere = connect(other);
+        let (err, _) = produce(&mut elsewhere, "spread", *partition, &[b"x"]);
+        assert_eq!(err, ErrorCode::NotLeaderOrFollower.code());
+        let records = decode_records(
+            &fetch(&mut at_leader, "spread", *partition, 0, 1 << 20)
+                .records
+                .unwrap_or_default(),
+        );
+        assert_eq!(records, vec![(0, value.into_bytes())]);
+    }
+    // Topic names are unique cluster-wide, whichever node is asked.
+    assert_eq!(create(c, "spread", 1), ErrorCode::TopicAlreadyExists.code());
+    // Replication is not served yet: more than one replica is refused.
+    let mut conn = connect(a);
+    let r = create_topic_rf(&mut conn, "replicated", 1, 3);
+    assert_eq!(r, ErrorCode::InvalidReplicationFactor.code());
+}
+
+fn create_topic_rf(c: &mut KafkaConnection, topic: &str, partitions: i32, rf: i16) -> i16 {
+    let t = create_topics_request::CreatableTopic::default()
+        .with_name(name(topic))
+        .with_num_partitions(partitions)
+        .with_replication_factor(rf);
+    let r: CreateTopicsResponse = c
+        .send(
+            ApiKey::CreateTopics,
+            7,
+            &CreateTopicsRequest::default()
+                .with_topics(vec![t])
+                .with_timeout_ms(10_000),
+        )
+        .unwrap();
+    r.topics[0].error_code
+}
+
+#[test]
+fn killing_the_active_controller_elects_another_and_it_catches_up_after_restart() {
+    let mut cluster = start();
+    assert_eq!(create(&cluster.nodes[0], "before", 1), 0);
+    let old = controller_id(&cluster.nodes[0]);
+    cluster.node(old).kill();
+    let survivor = (old % 3) + 1;
+    // A new leader is elected and metadata changes go on.
+    let mut new = -1;
+    assert!(
+        wait_until(DEADLINE, || {
+            new = controller_id(cluster.node(survivor));
+            new != old && new > 0
+        }),
+        "no new controller"
+    );
+    assert!(wait_until(DEADLINE, || create(
+        cluster.node(survivor),
+        "after",
+        2
+    ) == 0));
+    // The killed node comes back and catches up.
+    cluster.node(old).spawn().unwrap();
+    assert!(wait_until(DEADLINE, || leaders(cluster.node(old), "after")
+        .len()
+        == 2));
+    assert_eq!(leaders(cluster.node(old), "before").len(), 1);
+    assert!(wait_until(DEADLINE, || brokers(cluster.node(new)) == vec![1, 2, 3]));
+}
+
+#[test]
+fn restarting_every_node_keeps_all_metadata() {
+    let mut cluster = start();
+    for (i, topic) in ["one", "two", "three"].iter().enumerate() {
+        assert_eq!(create(&cluster.nodes[i], topic, (i + 1) as i32), 0);
+    }
+    let before: Vec<BTreeMap<i32, i32>> = ["one", "two", "three"]
+        .iter()
+        .map(|t| leaders(&cluster.nodes[0], t))
+        .collect();
+    // Two crash, one stops cleanly.
+    cluster.nodes[0].kill();
+    cluster.nodes[1].kill();
+    cluster.nodes[2].terminate().unwrap();
+    for node in &mut cluster.nodes {
+        node.launch().unwrap();
+    }
+    for node in &mut cluster.nodes {
+        node.wait_ready(Duration::from_secs(60)).unwrap();
+    }
+    for node in &cluster.nodes {
+        assert!(wait_until(DEADLINE, || {
+            ["one", "two", "three"]
+                .iter()
+                .map(|t| leaders(node, t))
+                .collect::<Vec<_>>()
+                == before
+        }));
+    }
+}
+
+#[test]
+fn a_broker_that_goes_away_is_fenced_and_leads_again_when_it_returns() {
+    let mut cluster = start();
+    assert_eq!(create(&cluster.nodes[0], "owned", 3), 0);
+    let seen = leaders(&cluster.nodes[0], "owned");
+    // Pick a broker that is not the active controller.
+    let active = controller_id(&cluster.nodes[0]);
+    let victim = (active % 3) + 1;
+    let watcher = (victim % 3) + 1;
+    let owned: Vec<i32> = seen
+        .iter()
+        .filter(|(_, l)| **l == victim)
+        .map(|(p, _)| *p)
+        .collect();
+    assert!(!owned.is_empty(), "{seen:?}");
+    cluster.node(victim).kill();
+    // After its session (2 s here) the controller fences it: clients no
+    // longer see it, and its partitions have no leader (one replica each).
+    assert!(wait_until(DEADLINE, || !brokers(cluster.node(watcher))
+        .contains(&victim)));
+    let now = leaders(cluster.node(watcher), "owned");
+    for p in &owned {
+        assert_eq!(now[p], -1, "{now:?}");
+    }
+    cluster.node(victim).spawn().unwrap();
+    assert!(wait_until(DEADLINE, || leaders(
+        cluster.node(watcher),
+        "owned"
+    ) == seen));
+    // A clean stop moves leadership away at once (no session to wait out).
+    cluster.node(victim).terminate().unwrap();
+    let now = leaders(cluster.node(watcher), "owned");
+    for p in &owned {
+        assert_eq!(now[p], -1, "{now:?}");
+    }
+}
