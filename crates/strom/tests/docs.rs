@@ -75,7 +75,10 @@ fn the_sample_cluster_configs_agree() {
         assert_eq!(c.node_id, i as i32 + 1);
         assert_eq!(c.cluster_id, configs[0].cluster_id);
         assert!(c.cluster_id.is_some());
-        assert_eq!(c.controller_quorum_voters, configs[0].controller_quorum_voters);
+        assert_eq!(
+            c.controller_quorum_voters,
+            configs[0].controller_quorum_voters
+        );
         // Each node's controller listener is its entry in the voters.
         let voter = c
             .controller_quorum_voters
@@ -87,7 +90,10 @@ fn the_sample_cluster_configs_agree() {
             .iter()
             .find(|l| c.controller_listener_names.contains(&l.name))
             .unwrap();
-        assert_eq!((voter.host.as_str(), voter.port), (controller.host.as_str(), controller.port));
+        assert_eq!(
+            (voter.host.as_str(), voter.port),
+            (controller.host.as_str(), controller.port)
+        );
         assert!(README.contains(&format!("config/cluster/node-{}.properties", i + 1)));
     }
 }
