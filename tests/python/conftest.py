@@ -20,9 +20,18 @@ STROM_BIN = os.environ.get("STROM_BIN")
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range (32768 and up), so an
+    outgoing connection never takes a port a broker is about to use."""
+    import random
+    for _ in range(1000):
+        port = random.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port")
 
 
 def wait_until(predicate, timeout=30.0, interval=0.05, what="condition"):

@@ -5,7 +5,8 @@ offset or a timestamp, and byte-exact payloads across restarts and kill -9."""
 import time
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicCollection, TopicPartition
+from confluent_kafka import (Consumer, ElectionType, KafkaError, KafkaException, Producer, TopicCollection,
+                             TopicPartition)
 from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource, NewPartitions, NewTopic
 
 from conftest import stored_codecs, unique
@@ -115,6 +116,24 @@ def test_admin_create_describe_alter_partitions_delete(broker):
         for f in a.delete_topics([name]).values():
             f.result(TIMEOUT)
     assert e.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+
+
+def test_admin_elect_leaders(broker):
+    a = admin(broker)
+    name = unique("ck-elect")
+    create(broker, name, 2)
+    # Every partition is led by its preferred (only) replica already.
+    asked = [TopicPartition(name, 0), TopicPartition(name, 1), TopicPartition(name, 7)]
+    for election in (ElectionType.PREFERRED, ElectionType.UNCLEAN):
+        results = a.elect_leaders(election, asked).result(TIMEOUT)
+        codes = {(tp.topic, tp.partition): (err.code() if err else None) for tp, err in results.items()}
+        assert codes == {
+            (name, 0): KafkaError.ELECTION_NOT_NEEDED,
+            (name, 1): KafkaError.ELECTION_NOT_NEEDED,
+            (name, 7): KafkaError.UNKNOWN_TOPIC_OR_PART,
+        }
+    # All partitions: nothing needs an election, so nothing is listed.
+    assert a.elect_leaders(ElectionType.PREFERRED, None).result(TIMEOUT) == {}
 
 
 @pytest.mark.parametrize("acks", ["0", "1", "all"])

@@ -68,6 +68,8 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     key!("auto.create.topics.enable", Boolean, Some("true"), ANY, "Create unknown topics asked for by Metadata."),
     key!("delete.topic.enable", Boolean, Some("true"), ANY, "Allow DeleteTopics."),
     key!("unclean.leader.election.enable", Boolean, Some("false"), ANY, "Allow a replica outside the ISR to become leader."),
+    key!("auto.leader.rebalance.enable", Boolean, Some("true"), ANY, "The controller moves leadership back to preferred replicas periodically."),
+    key!("leader.imbalance.check.interval.seconds", Long, Some("300"), AT_LEAST_1, "How often the controller looks for partitions not led by their preferred replica."),
     key!("log.retention.hours", Int, Some("168"), ANY, "Hours to keep a segment (lowest priority of the three)."),
     key!("log.retention.minutes", Int, None, ANY, "Minutes to keep a segment."),
     key!("log.retention.ms", Long, None, Validator::Range { min: -1, max: NO_MAX }, "Milliseconds to keep a segment; -1 is forever."),
@@ -224,6 +226,10 @@ pub struct BrokerConfig {
     pub controller_quorum_election_timeout_ms: u64,
     /// `broker.session.timeout.ms`.
     pub broker_session_timeout_ms: u64,
+    /// `auto.leader.rebalance.enable`.
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds`.
+    pub leader_imbalance_check_interval_secs: u64,
     /// `broker.heartbeat.interval.ms`.
     pub broker_heartbeat_interval_ms: u64,
     /// `inter.broker.listener.name`.
@@ -575,6 +581,10 @@ impl BrokerConfig {
             controller_quorum_voters: parse_voters(&r.list("controller.quorum.voters")?)?,
             controller_quorum_election_timeout_ms: u64_of("controller.quorum.election.timeout.ms")?,
             broker_session_timeout_ms: u64_of("broker.session.timeout.ms")?,
+            auto_leader_rebalance_enable: r.boolean("auto.leader.rebalance.enable")?,
+            leader_imbalance_check_interval_secs: u64_of(
+                "leader.imbalance.check.interval.seconds",
+            )?,
             broker_heartbeat_interval_ms: u64_of("broker.heartbeat.interval.ms")?,
             inter_broker_listener_name,
             log_dirs,

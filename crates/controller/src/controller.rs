@@ -22,12 +22,13 @@ use strom_protocol::ErrorCode;
 use tokio::sync::{watch, Mutex};
 use uuid::Uuid;
 
-use crate::election;
+use crate::election::{self, elect_leaders, preferred_leaders, ElectionResult, ElectionType};
 use crate::error::{ApiError, ControllerError};
 use crate::forwarding::ControllerChannel;
 use crate::ops::{BrokerHeartbeat, ControllerOp, ControllerOpResult, HeartbeatReply};
-use crate::placement::place_replicas;
+use crate::placement::{place_replicas, PlacementBroker};
 use crate::quorum::{MetadataQuorum, QuorumConfig};
+use crate::quorum_description::QuorumDescription;
 
 /// Most partitions one CreateTopics or CreatePartitions request may create
 /// (Kafka's `MAX_PARTITIONS_PER_BATCH`).
@@ -39,6 +40,10 @@ pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
 /// Largest replication factor served: partitions are not replicated yet, so
 /// a partition lives on one broker.
 pub const MAX_REPLICATION_FACTOR: i16 = 1;
+
+/// Preferred leader elections one rebalance round commits at most (Kafka's
+/// `maxElectionsPerImbalance`); the rest wait for the next round.
+pub const MAX_ELECTIONS_PER_REBALANCE: usize = 1_000;
 
 /// How long an operation waits for the quorum to have a leader and answer.
 pub const CONTROLLER_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -58,6 +63,10 @@ pub struct ControllerConfig {
     pub unclean_leader_election_enable: bool,
     /// `broker.session.timeout.ms`.
     pub broker_session_timeout: Duration,
+    /// How often to move leadership back to preferred replicas
+    /// (`leader.imbalance.check.interval.seconds`); `None` when
+    /// `auto.leader.rebalance.enable` is false.
+    pub leader_imbalance_check_interval: Option<Duration>,
 }
 
 /// A topic to create.
@@ -151,8 +160,12 @@ impl Controller {
         config: ControllerConfig,
         quorum: QuorumConfig,
     ) -> Result<Self, ControllerError> {
-        let channel =
-            ControllerChannel::new(cluster_id.clone(), quorum.node_id, quorum.voters.clone());
+        let channel = ControllerChannel::new(
+            cluster_id.clone(),
+            quorum.node_id,
+            quorum.voters.clone(),
+            quorum.local_address,
+        );
         let quorum =
             MetadataQuorum::start(log_dir, had_clean_shutdown, &cluster_id, quorum).await?;
         Ok(Self {
@@ -168,9 +181,13 @@ impl Controller {
 
     /// Carries out `op` on the active controller: here if this node leads,
     /// else forwarded to the leader, retrying while leadership moves, for
-    /// at most [`CONTROLLER_REQUEST_TIMEOUT`].
-    async fn route(&self, op: ControllerOp) -> Result<ControllerOpResult, ApiError> {
-        let deadline = Instant::now() + CONTROLLER_REQUEST_TIMEOUT;
+    /// at most `timeout` (then REQUEST_TIMED_OUT).
+    async fn route(
+        &self,
+        op: ControllerOp,
+        timeout: Duration,
+    ) -> Result<ControllerOpResult, ApiError> {
+        let deadline = Instant::now() + timeout;
         let mut last_error = ControllerError::Unavailable("no quorum leader".into());
         while Instant::now() < deadline {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -200,7 +217,10 @@ impl Controller {
                 .await;
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Err(last_error.to_api_error())
+        Err(ApiError::new(
+            ErrorCode::RequestTimedOut,
+            format!("the active controller did not answer in time: {last_error}"),
+        ))
     }
 
     /// Carries out `op` if this node leads the quorum (the server side of
@@ -245,6 +265,19 @@ impl Controller {
                 self.allocate_producer_ids_here(broker_id, broker_epoch)
                     .await,
             ),
+            ControllerOp::ElectLeaders {
+                election,
+                partitions,
+            } => {
+                let (r, o) = self
+                    .elect_leaders_here(election, partitions.as_deref())
+                    .await;
+                ControllerOpResult::ElectLeaders(r, o)
+            }
+            ControllerOp::DescribeQuorum => match self.quorum.describe() {
+                Some(description) => ControllerOpResult::DescribeQuorum(description),
+                None => ControllerOpResult::NotLeader(self.quorum.leader()),
+            },
         }
     }
 
@@ -256,7 +289,10 @@ impl Controller {
         registration: BrokerRegistration,
     ) -> Result<CommitOffset, ApiError> {
         match self
-            .route(ControllerOp::RegisterBroker(registration))
+            .route(
+                ControllerOp::RegisterBroker(registration),
+                CONTROLLER_REQUEST_TIMEOUT,
+            )
             .await?
         {
             ControllerOpResult::RegisterBroker(r) => r,
@@ -266,24 +302,35 @@ impl Controller {
 
     /// A broker's heartbeat.
     pub async fn heartbeat(&self, heartbeat: BrokerHeartbeat) -> Result<HeartbeatReply, ApiError> {
-        match self.route(ControllerOp::BrokerHeartbeat(heartbeat)).await? {
+        match self
+            .route(
+                ControllerOp::BrokerHeartbeat(heartbeat),
+                CONTROLLER_REQUEST_TIMEOUT,
+            )
+            .await?
+        {
             ControllerOpResult::BrokerHeartbeat(r) => r,
             other => Err(unexpected(other)),
         }
     }
 
-    /// Creates topics; each topic succeeds or fails on its own.
+    /// Creates topics; each topic succeeds or fails on its own. Gives up
+    /// after `timeout` when no controller answers.
     pub async fn create_topics(
         &self,
         topics: Vec<CreateTopic>,
         validate_only: bool,
+        timeout: Duration,
     ) -> (Vec<Result<CreatedTopic, ApiError>>, Option<CommitOffset>) {
         let n = topics.len();
         match self
-            .route(ControllerOp::CreateTopics {
-                topics,
-                validate_only,
-            })
+            .route(
+                ControllerOp::CreateTopics {
+                    topics,
+                    validate_only,
+                },
+                timeout,
+            )
             .await
         {
             Ok(ControllerOpResult::CreateTopics(r, o)) => (r, o),
@@ -299,9 +346,13 @@ impl Controller {
     pub async fn delete_topics(
         &self,
         topics: Vec<TopicRef>,
+        timeout: Duration,
     ) -> (Vec<Result<(Uuid, String), ApiError>>, Option<CommitOffset>) {
         let n = topics.len();
-        match self.route(ControllerOp::DeleteTopics { topics }).await {
+        match self
+            .route(ControllerOp::DeleteTopics { topics }, timeout)
+            .await
+        {
             Ok(ControllerOpResult::DeleteTopics(r, o)) => (r, o),
             Ok(other) => (
                 (0..n).map(|_| Err(unexpected(other.clone()))).collect(),
@@ -316,13 +367,17 @@ impl Controller {
         &self,
         requests: Vec<CreatePartitions>,
         validate_only: bool,
+        timeout: Duration,
     ) -> (Vec<Result<(), ApiError>>, Option<CommitOffset>) {
         let n = requests.len();
         match self
-            .route(ControllerOp::CreatePartitions {
-                requests,
-                validate_only,
-            })
+            .route(
+                ControllerOp::CreatePartitions {
+                    requests,
+                    validate_only,
+                },
+                timeout,
+            )
             .await
         {
             Ok(ControllerOpResult::CreatePartitions(r, o)) => (r, o),
@@ -343,13 +398,47 @@ impl Controller {
         broker_epoch: i64,
     ) -> Result<i64, ApiError> {
         match self
-            .route(ControllerOp::AllocateProducerIds {
-                broker_id,
-                broker_epoch,
-            })
+            .route(
+                ControllerOp::AllocateProducerIds {
+                    broker_id,
+                    broker_epoch,
+                },
+                CONTROLLER_REQUEST_TIMEOUT,
+            )
             .await?
         {
             ControllerOpResult::AllocateProducerIds(r) => r,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// ElectLeaders: elects leaders of the given partitions (every
+    /// partition when `None`); each partition's result.
+    pub async fn elect_leaders(
+        &self,
+        election: ElectionType,
+        partitions: Option<Vec<(String, i32)>>,
+        timeout: Duration,
+    ) -> Result<(Vec<ElectionResult>, Option<CommitOffset>), ApiError> {
+        match self
+            .route(
+                ControllerOp::ElectLeaders {
+                    election,
+                    partitions,
+                },
+                timeout,
+            )
+            .await?
+        {
+            ControllerOpResult::ElectLeaders(r, o) => Ok((r, o)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// DescribeQuorum, answered by the active controller.
+    pub async fn describe_quorum(&self, timeout: Duration) -> Result<QuorumDescription, ApiError> {
+        match self.route(ControllerOp::DescribeQuorum, timeout).await? {
+            ControllerOpResult::DescribeQuorum(d) => Ok(d),
             other => Err(unexpected(other)),
         }
     }
@@ -694,7 +783,7 @@ impl Controller {
                 ),
             ));
         }
-        let brokers: Vec<i32> = image.unfenced_brokers().map(|b| b.broker_id).collect();
+        let brokers = placement_brokers(image);
         let assignments: Vec<Vec<i32>> = if t.assignments.is_empty() {
             let partitions = if t.num_partitions == -1 {
                 self.config.num_partitions
@@ -951,7 +1040,7 @@ impl Controller {
                         a.clone()
                     }
                     None => {
-                        let brokers: Vec<i32> = image.unfenced_brokers().map(|b| b.broker_id).collect();
+                        let brokers = placement_brokers(&image);
                         place_replicas(&brokers, current, adding, rf)?
                     }
                 };
@@ -1011,6 +1100,77 @@ impl Controller {
         Ok(first)
     }
 
+    async fn elect_leaders_here(
+        &self,
+        election: ElectionType,
+        partitions: Option<&[(String, i32)]>,
+    ) -> (Vec<ElectionResult>, Option<CommitOffset>) {
+        let _guard = self.write_lock.lock().await;
+        let image = match self.current_image().await {
+            Ok(image) => image,
+            Err(e) => {
+                let err = e.to_api_error();
+                let results = partitions
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|p| (p.clone(), Err(err.clone())))
+                    .collect();
+                return (results, None);
+            }
+        };
+        let (results, records) = elect_leaders(&image, election, partitions);
+        if records.is_empty() {
+            return (results, None);
+        }
+        match self.commit(records).await {
+            Ok(offset) => (results, Some(offset)),
+            Err(e) => {
+                let err = e.to_api_error();
+                let results = results
+                    .into_iter()
+                    .map(|(p, r)| (p, r.and(Err(err.clone()))))
+                    .collect();
+                (results, None)
+            }
+        }
+    }
+
+    /// Moves leadership back to preferred replicas every
+    /// `leader.imbalance.check.interval.seconds` while this node is the
+    /// active controller (`auto.leader.rebalance.enable`); runs until
+    /// `shutdown`.
+    pub async fn run_leader_rebalance(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let Some(interval) = self.config.leader_imbalance_check_interval else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.changed() => return,
+            }
+            if !self.quorum.is_leader() {
+                continue;
+            }
+            let _guard = self.write_lock.lock().await;
+            let Ok(image) = self.current_image().await else {
+                continue;
+            };
+            let mut records = preferred_leaders(&image, None);
+            records.truncate(MAX_ELECTIONS_PER_REBALANCE);
+            if records.is_empty() {
+                continue;
+            }
+            let moved = records.len();
+            match self.commit(records).await {
+                Ok(_) => tracing::info!(
+                    partitions = moved,
+                    "moved leadership back to preferred replicas"
+                ),
+                Err(e) => tracing::warn!(error = %e, "preferred leader election failed"),
+            }
+        }
+    }
+
     /// Leaves the quorum and closes the metadata log.
     pub async fn shutdown(&self) -> Result<(), ControllerError> {
         self.quorum.shutdown().await
@@ -1032,12 +1192,26 @@ fn lost_leadership(answer: &ControllerOpResult) -> bool {
         ControllerOpResult::CreatePartitions(r, None) => {
             !r.is_empty() && r.iter().all(|x| x.as_ref().is_err_and(lost))
         }
+        ControllerOpResult::ElectLeaders(r, None) => {
+            !r.is_empty() && r.iter().all(|(_, x)| x.as_ref().is_err_and(lost))
+        }
         ControllerOpResult::RegisterBroker(Err(e))
         | ControllerOpResult::BrokerHeartbeat(Err(e))
         | ControllerOpResult::AllocateProducerIds(Err(e))
         | ControllerOpResult::Failed(e) => lost(e),
         _ => false,
     }
+}
+
+/// The brokers new replicas may go to: the unfenced ones, with their racks.
+fn placement_brokers(image: &MetadataImage) -> Vec<PlacementBroker> {
+    image
+        .unfenced_brokers()
+        .map(|b| PlacementBroker {
+            id: b.broker_id,
+            rack: b.rack.clone(),
+        })
+        .collect()
 }
 
 fn replication_not_supported(rf: i16) -> ApiError {

@@ -22,7 +22,10 @@
 use std::collections::HashSet;
 
 use strom_metadata::{MetadataImage, MetadataRecord, PartitionRegistration};
+use strom_protocol::ErrorCode;
 use uuid::Uuid;
+
+use crate::error::ApiError;
 
 /// No leader.
 pub const NO_LEADER: i32 = -1;
@@ -134,6 +137,119 @@ pub fn preferred_leaders(
         }
     }
     records
+}
+
+/// The kind of election ElectLeaders asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ElectionType {
+    /// Move leadership to the first replica when it is in the ISR.
+    Preferred,
+    /// Give a leaderless partition a leader, outside the ISR if need be.
+    Unclean,
+}
+
+/// One partition's answer to ElectLeaders.
+pub type ElectionResult = ((String, i32), Result<(), ApiError>);
+
+/// ElectLeaders: for each requested partition (every partition when
+/// `partitions` is `None`, leaving out those that need no election, as
+/// Kafka does), its result and the records that carry out the elections.
+pub fn elect_leaders(
+    image: &MetadataImage,
+    election: ElectionType,
+    partitions: Option<&[(String, i32)]>,
+) -> (Vec<ElectionResult>, Vec<MetadataRecord>) {
+    let mut results = Vec::new();
+    let mut records = Vec::new();
+    match partitions {
+        Some(requested) => {
+            for (topic, partition) in requested {
+                let r = elect_one(image, election, topic, *partition, &mut records);
+                results.push(((topic.clone(), *partition), r));
+            }
+        }
+        None => {
+            for topic in image.topics() {
+                for index in topic.partitions.keys() {
+                    let r = elect_one(image, election, &topic.name, *index, &mut records);
+                    if !r
+                        .as_ref()
+                        .is_err_and(|e| e.code == ErrorCode::ElectionNotNeeded)
+                    {
+                        results.push(((topic.name.clone(), *index), r));
+                    }
+                }
+            }
+        }
+    }
+    (results, records)
+}
+
+fn elect_one(
+    image: &MetadataImage,
+    election: ElectionType,
+    topic_name: &str,
+    partition: i32,
+    records: &mut Vec<MetadataRecord>,
+) -> Result<(), ApiError> {
+    let topic = image.topic(topic_name).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::UnknownTopicOrPartition,
+            format!("No such topic as {topic_name}"),
+        )
+    })?;
+    let p = topic.partitions.get(&partition).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::UnknownTopicOrPartition,
+            format!("No such partition as {topic_name}-{partition}"),
+        )
+    })?;
+    let live = |b: &i32| image.broker(*b).is_some_and(|r| !r.fenced);
+    let not_needed = || {
+        Err(ApiError::new(
+            ErrorCode::ElectionNotNeeded,
+            "Leader election not needed for topic partition.",
+        ))
+    };
+    match election {
+        ElectionType::Preferred => {
+            let preferred = p.replicas.first().copied().unwrap_or(NO_LEADER);
+            if p.leader == preferred && preferred != NO_LEADER {
+                return not_needed();
+            }
+            if p.isr.contains(&preferred) && live(&preferred) {
+                records.extend(change(topic.id, partition, p, preferred, p.isr.clone()));
+                Ok(())
+            } else {
+                Err(ApiError::new(
+                    ErrorCode::PreferredLeaderNotAvailable,
+                    format!("Failed to elect leader for partition {topic_name}-{partition} under strategy PreferredLeaderElection"),
+                ))
+            }
+        }
+        ElectionType::Unclean => {
+            if p.leader != NO_LEADER {
+                return not_needed();
+            }
+            let from_isr = p.replicas.iter().find(|r| p.isr.contains(r) && live(r));
+            let leader = from_isr.or_else(|| p.replicas.iter().find(|r| live(r)));
+            match leader {
+                Some(leader) => {
+                    let isr = if p.isr.contains(leader) {
+                        p.isr.clone()
+                    } else {
+                        vec![*leader]
+                    };
+                    records.extend(change(topic.id, partition, p, *leader, isr));
+                    Ok(())
+                }
+                None => Err(ApiError::new(
+                    ErrorCode::EligibleLeadersNotAvailable,
+                    format!("Failed to elect leader for partition {topic_name}-{partition} under strategy UncleanLeaderElection"),
+                )),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -253,6 +369,87 @@ mod tests {
         assert_eq!(
             state(&img, &preferred_leaders(&img, None)),
             vec![(1, vec![1, 2], 1), (2, vec![3, 2], 0), (2, vec![2], 0)]
+        );
+    }
+
+    /// Each partition with its error code (0: elected).
+    fn codes(results: &[ElectionResult]) -> Vec<(i32, i16)> {
+        results
+            .iter()
+            .map(|((_, p), r)| (*p, r.as_ref().map_or_else(|e| e.code.code(), |()| 0)))
+            .collect()
+    }
+
+    #[test]
+    fn elect_leaders_preferred_answers_each_partition() {
+        let img = image(
+            &[(1, false), (2, false), (3, true)],
+            &[
+                (vec![1, 2], vec![1, 2], 2),
+                (vec![1, 2], vec![1, 2], 1),
+                (vec![3, 2], vec![3, 2], 2),
+            ],
+        );
+        let asked: Vec<(String, i32)> = vec![
+            ("t".into(), 0),
+            ("t".into(), 1),
+            ("t".into(), 2),
+            ("t".into(), 9),
+            ("nope".into(), 0),
+        ];
+        let (results, records) = elect_leaders(&img, ElectionType::Preferred, Some(&asked));
+        assert_eq!(
+            codes(&results),
+            vec![
+                (0, 0),
+                (1, ErrorCode::ElectionNotNeeded.code()),
+                (2, ErrorCode::PreferredLeaderNotAvailable.code()),
+                (9, ErrorCode::UnknownTopicOrPartition.code()),
+                (0, ErrorCode::UnknownTopicOrPartition.code()),
+            ]
+        );
+        assert_eq!(
+            state(&img, &records),
+            vec![(1, vec![1, 2], 1), (1, vec![1, 2], 0), (2, vec![3, 2], 0)]
+        );
+        // All partitions: those that need no election are left out.
+        let (all, _) = elect_leaders(&img, ElectionType::Preferred, None);
+        assert_eq!(
+            codes(&all),
+            vec![(0, 0), (2, ErrorCode::PreferredLeaderNotAvailable.code())]
+        );
+    }
+
+    #[test]
+    fn elect_leaders_unclean_prefers_the_isr_then_any_live_replica() {
+        let img = image(
+            &[(1, true), (2, false), (3, false)],
+            &[
+                (vec![1, 2], vec![1], NO_LEADER),
+                (vec![1, 3, 2], vec![1, 2], NO_LEADER),
+                (vec![1], vec![1], NO_LEADER),
+                (vec![2], vec![2], 2),
+            ],
+        );
+        let (results, records) = elect_leaders(&img, ElectionType::Unclean, None);
+        assert_eq!(
+            codes(&results),
+            vec![
+                (0, 0),
+                (1, 0),
+                (2, ErrorCode::EligibleLeadersNotAvailable.code()),
+            ]
+        );
+        assert_eq!(
+            state(&img, &records),
+            vec![
+                // Outside the ISR: it becomes the whole ISR.
+                (2, vec![2], 1),
+                // In the ISR: the ISR stays.
+                (2, vec![1, 2], 1),
+                (NO_LEADER, vec![1], 0),
+                (2, vec![2], 0),
+            ]
         );
     }
 }

@@ -23,16 +23,24 @@ pub struct ControllerChannel {
     cluster_id: String,
     node_id: u64,
     voters: BTreeMap<u64, ControllerNode>,
+    local_address: Option<std::net::IpAddr>,
     connection: Mutex<Option<(u64, TcpStream, i32)>>,
 }
 
 impl ControllerChannel {
-    /// A channel for `node_id` of `cluster_id` to the given voters.
-    pub fn new(cluster_id: String, node_id: u64, voters: BTreeMap<u64, ControllerNode>) -> Self {
+    /// A channel for `node_id` of `cluster_id` to the given voters,
+    /// connecting from `local_address` when given.
+    pub fn new(
+        cluster_id: String,
+        node_id: u64,
+        voters: BTreeMap<u64, ControllerNode>,
+        local_address: Option<std::net::IpAddr>,
+    ) -> Self {
         Self {
             cluster_id,
             node_id,
             voters,
+            local_address,
             connection: Mutex::new(None),
         }
     }
@@ -53,18 +61,11 @@ impl ControllerChannel {
         }
         let result = tokio::time::timeout(timeout, async {
             if guard.is_none() {
-                let stream =
-                    tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(node.address()))
-                        .await
-                        .map_err(|_| {
-                            ControllerError::Unavailable(format!(
-                                "connecting to controller {target} timed out"
-                            ))
-                        })?
-                        .map_err(|e| {
-                            ControllerError::Unavailable(format!("controller {target}: {e}"))
-                        })?;
-                let _ = stream.set_nodelay(true);
+                let stream = rpc::connect(&node.address(), self.local_address, CONNECT_TIMEOUT)
+                    .await
+                    .map_err(|e| {
+                        ControllerError::Unavailable(format!("controller {target}: {e}"))
+                    })?;
                 *guard = Some((target, stream, 0));
             }
             let Some((_, stream, correlation)) = guard.as_mut() else {

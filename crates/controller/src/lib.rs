@@ -23,6 +23,7 @@ pub mod forwarding;
 pub mod ops;
 pub mod placement;
 pub mod quorum;
+pub mod quorum_description;
 pub mod quorum_state;
 pub mod raft_log;
 pub mod raft_network;

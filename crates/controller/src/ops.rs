@@ -6,7 +6,9 @@ use strom_metadata::BrokerRegistration;
 use uuid::Uuid;
 
 use crate::controller::{CommitOffset, CreatePartitions, CreateTopic, CreatedTopic, TopicRef};
+use crate::election::{ElectionResult, ElectionType};
 use crate::error::ApiError;
+use crate::quorum_description::QuorumDescription;
 
 /// A broker's heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +65,15 @@ pub enum ControllerOp {
         /// Its epoch.
         broker_epoch: i64,
     },
+    /// ElectLeaders.
+    ElectLeaders {
+        /// Preferred or unclean.
+        election: ElectionType,
+        /// The partitions; every partition when `None`.
+        partitions: Option<Vec<(String, i32)>>,
+    },
+    /// DescribeQuorum.
+    DescribeQuorum,
 }
 
 /// The answer to a [`ControllerOp`].
@@ -80,6 +91,10 @@ pub enum ControllerOpResult {
     BrokerHeartbeat(Result<HeartbeatReply, ApiError>),
     /// To AllocateProducerIds: the first id of the block.
     AllocateProducerIds(Result<i64, ApiError>),
+    /// To ElectLeaders.
+    ElectLeaders(Vec<ElectionResult>, Option<CommitOffset>),
+    /// To DescribeQuorum.
+    DescribeQuorum(QuorumDescription),
     /// The receiver is not the active controller (the leader it knows).
     NotLeader(Option<u64>),
     /// The operation could not be carried out at all.

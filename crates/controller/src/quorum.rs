@@ -23,6 +23,7 @@ use strom_storage::log_manager::METADATA_LOG_DIR_NAME;
 use tokio::sync::watch;
 
 use crate::error::ControllerError;
+use crate::quorum_description::{describe, now_ms, LeaderView, PeerContacts, QuorumDescription};
 use crate::raft_log::RaftLogStore;
 use crate::raft_network::ControllerNetwork;
 use crate::raft_types::{ControllerNode, MetadataBatch, MetadataRaft};
@@ -47,6 +48,9 @@ pub struct QuorumConfig {
     pub heartbeat_interval: Duration,
     /// Election timeout range.
     pub election_timeout: (Duration, Duration),
+    /// The address this node's controller connections leave from (its own
+    /// controller listener's), if it has a specific one.
+    pub local_address: Option<std::net::IpAddr>,
 }
 
 impl QuorumConfig {
@@ -73,6 +77,20 @@ pub struct MetadataQuorum {
     log: RaftLogStore,
     images: watch::Receiver<Arc<MetadataImage>>,
     node_id: u64,
+    lease: Arc<LeaderLease>,
+    contacts: PeerContacts,
+}
+
+/// When this node, as leader, last heard a majority confirm it: a leader
+/// cut off from the other voters stops acting as one (it could not commit
+/// anyway) once its lease runs out, instead of holding on until a higher
+/// term reaches it.
+#[derive(Debug)]
+struct LeaderLease {
+    sole_voter: bool,
+    duration: Duration,
+    check_every: Duration,
+    confirmed: parking_lot::Mutex<Option<(u64, tokio::time::Instant)>>,
 }
 
 impl std::fmt::Debug for MetadataQuorum {
@@ -112,7 +130,13 @@ impl MetadataQuorum {
         }
         .validate()
         .map_err(|e| ControllerError::Corrupt(format!("quorum configuration: {e}")))?;
-        let network = ControllerNetwork::new(cluster_id.to_string(), config.node_id);
+        let contacts = PeerContacts::default();
+        let network = ControllerNetwork::new(
+            cluster_id.to_string(),
+            config.node_id,
+            config.local_address,
+            contacts.clone(),
+        );
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
@@ -127,6 +151,13 @@ impl MetadataQuorum {
             log,
             images,
             node_id: config.node_id,
+            lease: Arc::new(LeaderLease {
+                sole_voter: config.voter_set().len() == 1 && config.is_voter(),
+                duration: config.election_timeout.1,
+                check_every: config.heartbeat_interval,
+                confirmed: parking_lot::Mutex::new(None),
+            }),
+            contacts,
         };
         if config.is_voter() && !quorum.raft.is_initialized().await.map_err(unavailable)? {
             let voters = config.voter_set();
@@ -202,7 +233,116 @@ impl MetadataQuorum {
 
     /// Whether this node leads the quorum.
     pub fn is_leader(&self) -> bool {
-        self.raft.metrics().borrow().state == ServerState::Leader
+        let (state, term) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            (m.state, m.current_term)
+        };
+        if state != ServerState::Leader {
+            return false;
+        }
+        if self.lease.sole_voter {
+            return true;
+        }
+        self.holds_lease(term)
+    }
+
+    /// As leader, keeps [`MetadataQuorum::is_leader`] true while a majority
+    /// keeps acknowledging it: openraft reports how long ago a quorum last
+    /// acknowledged this leader's heartbeats or entries, and the moment
+    /// that happened is what the lease counts from. No messages of its own;
+    /// runs until the quorum stops.
+    pub async fn run_leader_lease(self) {
+        let mut metrics = self.raft.metrics();
+        let mut warned_term = None;
+        let mut leader_since: Option<(u64, tokio::time::Instant)> = None;
+        loop {
+            let (state, term, since_ack, last_log_index) = {
+                let m = metrics.borrow_and_update();
+                (
+                    m.state,
+                    m.current_term,
+                    m.millis_since_quorum_ack,
+                    m.last_log_index,
+                )
+            };
+            let observed = tokio::time::Instant::now();
+            if state == ServerState::Leader {
+                if leader_since.is_none_or(|(t, _)| t != term) {
+                    self.contacts.clear();
+                }
+                self.contacts.leader_log_ends_at(last_log_index);
+            }
+            if state == ServerState::Leader && !self.lease.sole_voter {
+                if let Some(ms) = since_ack {
+                    let acked = observed
+                        .checked_sub(Duration::from_millis(ms))
+                        .unwrap_or(observed);
+                    let mut confirmed = self.lease.confirmed.lock();
+                    if confirmed.is_none_or(|(t, at)| t != term || at < acked) {
+                        *confirmed = Some((term, acked));
+                    }
+                }
+                let leading_since = *leader_since.get_or_insert((term, observed));
+                let leading_since = if leading_since.0 == term {
+                    leading_since.1
+                } else {
+                    leader_since = Some((term, observed));
+                    observed
+                };
+                if self.holds_lease(term) {
+                    warned_term = None;
+                } else if warned_term != Some(term)
+                    && leading_since.elapsed() >= self.lease.duration
+                {
+                    warned_term = Some(term);
+                    tracing::warn!(term, "this leader cannot reach a majority of the voters; not acting as the active controller");
+                }
+            } else {
+                leader_since = None;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.lease.check_every) => {}
+                changed = metrics.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+
+    /// The quorum as this node, its leader, sees it; `None` when it does
+    /// not lead.
+    pub fn describe(&self) -> Option<QuorumDescription> {
+        let m = self.raft.metrics().borrow().clone();
+        if m.state != ServerState::Leader {
+            return None;
+        }
+        let voters: BTreeMap<u64, ControllerNode> = m
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, node)| (*id, node.clone()))
+            .collect();
+        let matched: BTreeMap<u64, Option<u64>> = m
+            .replication
+            .as_ref()
+            .map(|r| r.iter().map(|(id, l)| (*id, l.map(|l| l.index))).collect())
+            .unwrap_or_default();
+        Some(describe(&LeaderView {
+            leader_id: self.node_id,
+            term: m.current_term,
+            last_log_index: m.last_log_index,
+            committed_index: m.last_applied.map(|l| l.index),
+            voters: &voters,
+            matched: &matched,
+            contacts: &self.contacts,
+            now_ms: now_ms(),
+        }))
+    }
+
+    fn holds_lease(&self, term: u64) -> bool {
+        self.lease
+            .confirmed
+            .lock()
+            .is_some_and(|(t, at)| t == term && at.elapsed() < self.lease.duration)
     }
 
     /// Waits until some node leads the quorum and this node applied what

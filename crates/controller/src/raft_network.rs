@@ -14,6 +14,7 @@ use openraft::raft::{
 };
 use tokio::net::TcpStream;
 
+use crate::quorum_description::PeerContacts;
 use crate::raft_types::{ControllerNode, MetadataRaft};
 use crate::rpc::{self, RpcEnvelope, RpcRequest, RpcResponse};
 
@@ -25,14 +26,25 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct ControllerNetwork {
     cluster_id: String,
     node_id: u64,
+    local_address: Option<std::net::IpAddr>,
+    contacts: PeerContacts,
 }
 
 impl ControllerNetwork {
-    /// Clients that speak for `node_id` of `cluster_id`.
-    pub fn new(cluster_id: String, node_id: u64) -> Self {
+    /// Clients that speak for `node_id` of `cluster_id`, connecting from
+    /// `local_address` when given and recording peers' answers in
+    /// `contacts`.
+    pub fn new(
+        cluster_id: String,
+        node_id: u64,
+        local_address: Option<std::net::IpAddr>,
+        contacts: PeerContacts,
+    ) -> Self {
         Self {
             cluster_id,
             node_id,
+            local_address,
+            contacts,
         }
     }
 }
@@ -44,6 +56,8 @@ pub struct PeerClient {
     node_id: u64,
     target: u64,
     address: String,
+    local_address: Option<std::net::IpAddr>,
+    contacts: PeerContacts,
     stream: Option<TcpStream>,
     next_correlation_id: i32,
 }
@@ -57,6 +71,8 @@ impl RaftNetworkFactory<MetadataRaft> for ControllerNetwork {
             node_id: self.node_id,
             target,
             address: node.address(),
+            local_address: self.local_address,
+            contacts: self.contacts.clone(),
             stream: None,
             next_correlation_id: 0,
         }
@@ -88,16 +104,9 @@ impl PeerClient {
 
     async fn call_inner(&mut self, request: RpcRequest) -> Result<RpcResponse, CallError> {
         if self.stream.is_none() {
-            let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.address))
+            let stream = rpc::connect(&self.address, self.local_address, CONNECT_TIMEOUT)
                 .await
-                .map_err(|_| {
-                    CallError::Unreachable(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("connecting to {}", self.address),
-                    ))
-                })?
                 .map_err(CallError::Unreachable)?;
-            let _ = stream.set_nodelay(true);
             self.stream = Some(stream);
         }
         let Some(stream) = self.stream.as_mut() else {
@@ -161,8 +170,24 @@ impl RaftNetwork<MetadataRaft> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, ControllerNode, RaftError<u64>>> {
         let ttl = option.hard_ttl();
+        let sent_through = rpc
+            .entries
+            .last()
+            .map(|e| e.log_id.index)
+            .or(rpc.prev_log_id.map(|l| l.index));
         match self.call(RpcRequest::AppendEntries(rpc), ttl).await {
-            Ok(RpcResponse::AppendEntries(Ok(r))) => Ok(r),
+            Ok(RpcResponse::AppendEntries(Ok(r))) => {
+                match &r {
+                    AppendEntriesResponse::Success => {
+                        self.contacts.acknowledged(self.target, sent_through)
+                    }
+                    AppendEntriesResponse::PartialSuccess(matched) => self
+                        .contacts
+                        .acknowledged(self.target, matched.map(|l| l.index)),
+                    AppendEntriesResponse::Conflict | AppendEntriesResponse::HigherVote(_) => {}
+                }
+                Ok(r)
+            }
             Ok(RpcResponse::AppendEntries(Err(e))) => {
                 Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
             }

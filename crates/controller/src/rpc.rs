@@ -85,6 +85,46 @@ pub enum FrameError {
     Bad(String),
 }
 
+/// Opens a connection to `address` from `local` (a node's own address, so
+/// traffic between nodes carries it and per-node network rules apply; any
+/// address when `None`), giving up after `timeout`.
+pub async fn connect(
+    address: &str,
+    local: Option<std::net::IpAddr>,
+    timeout: std::time::Duration,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let attempt = async {
+        let target = tokio::net::lookup_host(address)
+            .await?
+            .next()
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("no address for {address}"),
+                )
+            })?;
+        let socket = if target.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        if let Some(ip) = local.filter(|ip| ip.is_ipv4() == target.is_ipv4()) {
+            socket.bind(std::net::SocketAddr::new(ip, 0))?;
+        }
+        let stream = socket.connect(target).await?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    };
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("connecting to {address}"),
+            ))
+        })
+}
+
 /// Writes a request frame.
 pub async fn write_request<W: AsyncWrite + Unpin>(
     w: &mut W,

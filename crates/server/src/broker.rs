@@ -140,6 +140,9 @@ impl Broker {
             .map(|c| c.unclean_leader_election_enable)
             .unwrap_or(false),
             broker_session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
+            leader_imbalance_check_interval: config
+                .auto_leader_rebalance_enable
+                .then(|| Duration::from_secs(config.leader_imbalance_check_interval_secs)),
         };
         let election_ms = config.controller_quorum_election_timeout_ms.max(10);
         let quorum_config = QuorumConfig {
@@ -162,6 +165,12 @@ impl Broker {
                 Duration::from_millis(election_ms),
                 Duration::from_millis(election_ms * 2),
             ),
+            local_address: config
+                .listeners
+                .iter()
+                .find(|l| config.controller_listener_names.contains(&l.name))
+                .and_then(|l| l.host.parse::<std::net::IpAddr>().ok())
+                .filter(|ip| !ip.is_unspecified()),
         };
         let controller = Arc::new(
             Controller::start(
@@ -211,7 +220,9 @@ impl Broker {
             .await?;
         tracing::info!(leader, "the metadata quorum has a leader");
         tasks.spawn(Arc::clone(&controller).run_broker_sessions(shutdown_rx.clone()));
+        tasks.spawn(Arc::clone(&controller).run_leader_rebalance(shutdown_rx.clone()));
         tokio::spawn(controller.quorum().clone().log_changes());
+        tokio::spawn(controller.quorum().clone().run_leader_lease());
         let registration = BrokerRegistration {
             broker_id: node_id,
             incarnation_id: Uuid::new_v4(),

@@ -445,3 +445,90 @@ fn describe_cluster() {
         .unwrap();
     assert_eq!(r.error_code, ErrorCode::MismatchedEndpointType.code());
 }
+
+#[test]
+fn describe_quorum_of_a_single_node() {
+    let b = broker(&[]);
+    let mut c = connect(&b);
+    let ask = DescribeQuorumRequest::default().with_topics(vec![
+        describe_quorum_request::TopicData::default()
+            .with_topic_name(name("__cluster_metadata"))
+            .with_partitions(vec![
+                describe_quorum_request::PartitionData::default().with_partition_index(0)
+            ]),
+    ]);
+    for version in 0..=2 {
+        let r: DescribeQuorumResponse = c.send(ApiKey::DescribeQuorum, version, &ask).unwrap();
+        let p = &r.topics[0].partitions[0];
+        assert_eq!(p.error_code, 0);
+        assert_eq!(p.leader_id.0, 1);
+        assert!(p.leader_epoch >= 1);
+        assert_eq!(p.current_voters.len(), 1);
+        assert_eq!(p.current_voters[0].replica_id.0, 1);
+        assert!(p.high_watermark > 0);
+        assert_eq!(p.current_voters[0].log_end_offset, p.high_watermark);
+        assert!(p.observers.is_empty());
+    }
+    // Not the metadata log: each partition asked for is unknown.
+    let wrong = DescribeQuorumRequest::default().with_topics(vec![
+        describe_quorum_request::TopicData::default()
+            .with_topic_name(name("chat"))
+            .with_partitions(vec![
+                describe_quorum_request::PartitionData::default().with_partition_index(0),
+                describe_quorum_request::PartitionData::default().with_partition_index(1),
+            ]),
+    ]);
+    let r: DescribeQuorumResponse = c.send(ApiKey::DescribeQuorum, 2, &wrong).unwrap();
+    let codes: Vec<i16> = r.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.error_code)
+        .collect();
+    assert_eq!(codes, vec![ErrorCode::UnknownTopicOrPartition.code(); 2]);
+}
+
+#[test]
+fn elect_leaders_on_a_single_node() {
+    let b = broker(&[]);
+    let mut c = connect(&b);
+    let created = create(&mut c, 7, vec![topic("elect", 2, 1)], false);
+    assert_eq!(created.topics[0].error_code, 0);
+    let ask = |partitions: Option<Vec<i32>>, election_type: i8| {
+        ElectLeadersRequest::default()
+            .with_election_type(election_type)
+            .with_timeout_ms(5_000)
+            .with_topic_partitions(partitions.map(|p| {
+                vec![elect_leaders_request::TopicPartitions::default()
+                    .with_topic(name("elect"))
+                    .with_partitions(p)]
+            }))
+    };
+    let r: ElectLeadersResponse = c
+        .send(ApiKey::ElectLeaders, 2, &ask(Some(vec![0, 1, 5]), 0))
+        .unwrap();
+    let codes: Vec<(i32, i16)> = r.replica_election_results[0]
+        .partition_result
+        .iter()
+        .map(|p| (p.partition_id, p.error_code))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            (0, ErrorCode::ElectionNotNeeded.code()),
+            (1, ErrorCode::ElectionNotNeeded.code()),
+            (5, ErrorCode::UnknownTopicOrPartition.code()),
+        ]
+    );
+    // v0 is always preferred; null means every partition, and those that
+    // need no election are left out.
+    let r: ElectLeadersResponse = c.send(ApiKey::ElectLeaders, 0, &ask(None, 0)).unwrap();
+    assert!(r
+        .replica_election_results
+        .iter()
+        .all(|t| t.partition_result.is_empty()));
+    // An unknown election type.
+    let r: ElectLeadersResponse = c
+        .send(ApiKey::ElectLeaders, 1, &ask(Some(vec![0]), 7))
+        .unwrap();
+    assert_eq!(r.error_code, ErrorCode::InvalidRequest.code());
+}

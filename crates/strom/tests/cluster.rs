@@ -68,6 +68,26 @@ fn controller_id(node: &BrokerProcess) -> i32 {
     r.controller_id.0
 }
 
+/// ElectLeaders of `election_type` for `topic`'s `partitions`: each one's
+/// error code.
+fn elect(node: &BrokerProcess, election_type: i8, topic: &str, partitions: &[i32]) -> Vec<i16> {
+    let mut c = connect(node);
+    let req = ElectLeadersRequest::default()
+        .with_election_type(election_type)
+        .with_timeout_ms(10_000)
+        .with_topic_partitions(Some(vec![elect_leaders_request::TopicPartitions::default(
+        )
+        .with_topic(name(topic))
+        .with_partitions(partitions.to_vec())]));
+    let r: ElectLeadersResponse = c.send(ApiKey::ElectLeaders, 2, &req).unwrap();
+    assert_eq!(r.error_code, 0);
+    r.replica_election_results[0]
+        .partition_result
+        .iter()
+        .map(|p| p.error_code)
+        .collect()
+}
+
 fn create(node: &BrokerProcess, topic: &str, partitions: i32) -> i16 {
     let mut c = connect(node);
     create_topic(&mut c, topic, partitions, &[]).topics[0].error_code
@@ -182,13 +202,24 @@ fn restarting_every_node_keeps_all_metadata() {
         node.wait_ready(Duration::from_secs(60)).unwrap();
     }
     for node in &cluster.nodes {
-        assert!(wait_until(DEADLINE, || {
+        let now = || {
             ["one", "two", "three"]
                 .iter()
                 .map(|t| leaders(node, t))
                 .collect::<Vec<_>>()
-                == before
-        }));
+        };
+        assert!(
+            wait_until(DEADLINE, || now() == before),
+            "node {} sees {:?}, not {before:?}; logs:\n{}",
+            node.port,
+            now(),
+            cluster
+                .nodes
+                .iter()
+                .map(|n| n.log())
+                .collect::<Vec<_>>()
+                .join("\n-----\n")
+        );
     }
 }
 
@@ -216,15 +247,93 @@ fn a_broker_that_goes_away_is_fenced_and_leads_again_when_it_returns() {
     for p in &owned {
         assert_eq!(now[p], -1, "{now:?}");
     }
+    // No election can give them a leader while their one replica is away.
+    let w = cluster.node(watcher);
+    assert!(elect(w, 0, "owned", &owned)
+        .iter()
+        .all(|c| *c == ErrorCode::PreferredLeaderNotAvailable.code()));
+    assert!(elect(w, 1, "owned", &owned)
+        .iter()
+        .all(|c| *c == ErrorCode::EligibleLeadersNotAvailable.code()));
     cluster.node(victim).spawn().unwrap();
     assert!(wait_until(DEADLINE, || leaders(
         cluster.node(watcher),
         "owned"
     ) == seen));
+    assert!(elect(cluster.node(watcher), 0, "owned", &owned)
+        .iter()
+        .all(|c| *c == ErrorCode::ElectionNotNeeded.code()));
     // A clean stop moves leadership away at once (no session to wait out).
     cluster.node(victim).terminate().unwrap();
     let now = leaders(cluster.node(watcher), "owned");
     for p in &owned {
         assert_eq!(now[p], -1, "{now:?}");
     }
+}
+
+#[test]
+fn describe_quorum_reports_the_leader_and_every_voter_from_any_node() {
+    let cluster = start();
+    assert_eq!(create(&cluster.nodes[0], "quorum-load", 2), 0);
+    let active = controller_id(&cluster.nodes[0]);
+    let ask = metadata_log_request();
+    for node in &cluster.nodes {
+        let mut c = connect(node);
+        let mut last = None;
+        // Followers catch up with the leader's log within a few heartbeats.
+        let caught_up = wait_until(DEADLINE, || {
+            let r: DescribeQuorumResponse = c.send(ApiKey::DescribeQuorum, 2, &ask).unwrap();
+            let p = r.topics[0].partitions[0].clone();
+            let done = p.error_code == 0
+                && p.current_voters.len() == 3
+                && p.current_voters.iter().all(|v| {
+                    v.log_end_offset == p.current_voters[0].log_end_offset
+                        && v.last_caught_up_timestamp > 0
+                });
+            last = Some((r, p));
+            done
+        });
+        let (r, p) = last.unwrap();
+        assert!(caught_up, "{p:?}");
+        assert_eq!(r.topics[0].topic_name.0.as_str(), "__cluster_metadata");
+        assert_eq!(p.leader_id.0, active);
+        assert!(p.leader_epoch >= 1);
+        assert_eq!(p.current_voters[0].replica_id.0, active);
+        assert!(p.high_watermark > 0 && p.high_watermark <= p.current_voters[0].log_end_offset);
+        let mut voters: Vec<i32> = p.current_voters.iter().map(|v| v.replica_id.0).collect();
+        voters.sort();
+        assert_eq!(voters, vec![1, 2, 3]);
+        // v2 lists the voters' controller endpoints.
+        let mut ids: Vec<i32> = r.nodes.iter().map(|n| n.node_id.0).collect();
+        ids.sort();
+        assert_eq!(ids, vec![1, 2, 3]);
+        assert!(r
+            .nodes
+            .iter()
+            .all(|n| n.listeners[0].name.as_str() == "CONTROLLER" && n.listeners[0].port > 0));
+    }
+    // Any other partition is unknown.
+    let mut c = connect(&cluster.nodes[1]);
+    let other = DescribeQuorumRequest::default().with_topics(vec![
+        describe_quorum_request::TopicData::default()
+            .with_topic_name(name("__cluster_metadata"))
+            .with_partitions(vec![
+                describe_quorum_request::PartitionData::default().with_partition_index(1)
+            ]),
+    ]);
+    let r: DescribeQuorumResponse = c.send(ApiKey::DescribeQuorum, 1, &other).unwrap();
+    assert_eq!(
+        r.topics[0].partitions[0].error_code,
+        ErrorCode::UnknownTopicOrPartition.code()
+    );
+}
+
+/// DescribeQuorum's request for the metadata log.
+fn metadata_log_request() -> DescribeQuorumRequest {
+    DescribeQuorumRequest::default().with_topics(vec![describe_quorum_request::TopicData::default(
+    )
+    .with_topic_name(name("__cluster_metadata"))
+    .with_partitions(vec![
+        describe_quorum_request::PartitionData::default().with_partition_index(0)
+    ])])
 }

@@ -16,9 +16,30 @@ use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 
-/// A free TCP port on 127.0.0.1 (bound and released; racy but fine for
-/// tests that start one process at a time).
+/// Ports handed to test processes: below the kernel's ephemeral range
+/// (32768 and up here), so an outgoing connection never takes a port a
+/// broker is about to listen on.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A free TCP port (bound and released, so racy; drawn at random from
+/// [`TEST_PORTS`] so concurrent tests rarely pick the same one).
 pub fn free_port() -> u16 {
+    let mut seed = [0u8; 8];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut seed);
+    }
+    let mut x = u64::from_le_bytes(seed) | 1;
+    let span = u64::from(TEST_PORTS.end - TEST_PORTS.start);
+    for _ in 0..1000 {
+        // xorshift
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = TEST_PORTS.start + (x % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     l.local_addr().expect("local addr").port()
 }
@@ -41,6 +62,8 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
 pub struct BrokerProcess {
     binary: PathBuf,
     child: Option<Child>,
+    /// Host of the PLAINTEXT listener (a loopback address).
+    pub host: String,
     /// Port of the PLAINTEXT listener.
     pub port: u16,
     /// Data directory (log.dirs).
@@ -81,6 +104,7 @@ impl BrokerProcess {
         Ok(Self {
             binary: binary.as_ref().to_path_buf(),
             child: None,
+            host: "127.0.0.1".into(),
             port,
             data_dir: temp.path().join("data"),
             overrides: overrides.iter().map(|s| s.to_string()).collect(),
@@ -95,9 +119,9 @@ impl BrokerProcess {
         self.child.as_ref().map(Child::id)
     }
 
-    /// `127.0.0.1:<port>`.
+    /// `<host>:<port>`.
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     /// Starts the process (again) with the same directory and port, and
@@ -117,7 +141,7 @@ impl BrokerProcess {
         let mut cmd = Command::new(&self.binary);
         cmd.arg("serve")
             .arg("--override")
-            .arg(format!("listeners=PLAINTEXT://127.0.0.1:{}", self.port))
+            .arg(format!("listeners=PLAINTEXT://{}:{}", self.host, self.port))
             .arg("--override")
             .arg(format!("log.dirs={}", self.data_dir.display()))
             .arg("--override")
@@ -222,15 +246,23 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts `n` nodes and waits until every one answers.
+    /// Starts `n` nodes on 127.0.0.1 and waits until every one answers.
     pub fn start(binary: impl AsRef<Path>, n: usize, overrides: &[&str]) -> Result<Self> {
+        Self::start_on(binary, &vec!["127.0.0.1"; n], overrides)
+    }
+
+    /// Starts one node per host (each its own loopback address, so network
+    /// rules can cut links between nodes) and waits until every one
+    /// answers.
+    pub fn start_on(binary: impl AsRef<Path>, hosts: &[&str], overrides: &[&str]) -> Result<Self> {
+        let n = hosts.len();
         let cluster_id = random_cluster_id();
         let client_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let controller_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let voters = controller_ports
             .iter()
             .enumerate()
-            .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
+            .map(|(i, p)| format!("{}@{}:{p}", i + 1, hosts[i]))
             .collect::<Vec<_>>()
             .join(",");
         let mut nodes = Vec::new();
@@ -239,12 +271,14 @@ impl Cluster {
                 format!("node.id={}", i + 1),
                 format!("cluster.id={cluster_id}"),
                 format!(
-                    "listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
-                    client_ports[i], controller_ports[i]
+                    "listeners=PLAINTEXT://{host}:{},CONTROLLER://{host}:{}",
+                    client_ports[i],
+                    controller_ports[i],
+                    host = hosts[i]
                 ),
                 format!(
-                    "advertised.listeners=PLAINTEXT://127.0.0.1:{}",
-                    client_ports[i]
+                    "advertised.listeners=PLAINTEXT://{}:{}",
+                    hosts[i], client_ports[i]
                 ),
                 format!("controller.quorum.voters={voters}"),
                 "controller.quorum.election.timeout.ms=500".into(),
@@ -254,12 +288,14 @@ impl Cluster {
             ];
             all.extend(overrides.iter().map(|s| s.to_string()));
             let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-            nodes.push(BrokerProcess::prepare(
+            let mut node = BrokerProcess::prepare(
                 &binary,
                 client_ports[i],
                 &refs,
                 "info,strom_controller=debug",
-            )?);
+            )?;
+            node.host = hosts[i].to_string();
+            nodes.push(node);
         }
         for node in &mut nodes {
             node.launch()?;
@@ -283,6 +319,86 @@ impl Cluster {
     pub fn node(&mut self, node_id: i32) -> &mut BrokerProcess {
         &mut self.nodes[(node_id - 1) as usize]
     }
+}
+
+/// Network rules that cut links between loopback addresses, in a chain of
+/// their own in iptables' raw table (removed when dropped). Needs root and
+/// `iptables`; fails loudly without them.
+pub struct Netfilter {
+    chain: String,
+}
+
+fn iptables(args: &[&str]) -> Result<()> {
+    // -w: wait for the xtables lock when tests change rules concurrently.
+    let out = Command::new("iptables")
+        .arg("-w")
+        .args(args)
+        .output()
+        .context("run iptables (tests/run installs it; it needs root)")?;
+    if !out.status.success() {
+        bail!(
+            "iptables {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+impl Netfilter {
+    /// An empty rule chain hooked into the raw table's OUTPUT chain.
+    pub fn new() -> Result<Self> {
+        let chain = format!("STROM-{}-{}", std::process::id(), free_port());
+        iptables(&["-t", "raw", "-N", &chain])?;
+        iptables(&["-t", "raw", "-I", "OUTPUT", "-j", &chain])?;
+        Ok(Self { chain })
+    }
+
+    /// Drops every packet between `a` and `b`, both ways.
+    pub fn cut(&self, a: &str, b: &str) -> Result<()> {
+        iptables(&[
+            "-t",
+            "raw",
+            "-A",
+            &self.chain,
+            "-s",
+            a,
+            "-d",
+            b,
+            "-j",
+            "DROP",
+        ])?;
+        iptables(&[
+            "-t",
+            "raw",
+            "-A",
+            &self.chain,
+            "-s",
+            b,
+            "-d",
+            a,
+            "-j",
+            "DROP",
+        ])
+    }
+
+    /// Removes every cut.
+    pub fn heal(&self) -> Result<()> {
+        iptables(&["-t", "raw", "-F", &self.chain])
+    }
+}
+
+impl Drop for Netfilter {
+    fn drop(&mut self) {
+        let _ = iptables(&["-t", "raw", "-D", "OUTPUT", "-j", &self.chain]);
+        let _ = iptables(&["-t", "raw", "-F", &self.chain]);
+        let _ = iptables(&["-t", "raw", "-X", &self.chain]);
+    }
+}
+
+/// Sends SIGSTOP (`true`) or SIGCONT (`false`) to a process.
+pub fn pause_process(pid: u32, paused: bool) {
+    signal(pid, if paused { libc::SIGSTOP } else { libc::SIGCONT });
 }
 
 /// A random cluster id (22 characters of URL-safe base64, as Kafka's).

@@ -41,7 +41,11 @@ impl Handler for CreatePartitionsHandler {
         let (results, offset) = ctx
             .broker
             .controller
-            .create_partitions(asks, request.validate_only)
+            .create_partitions(
+                asks,
+                request.validate_only,
+                metadata_wait(request.timeout_ms),
+            )
             .await;
         if let Some(offset) = offset {
             ctx.broker

@@ -60,7 +60,7 @@ async fn create(
     let (results, offset) = ctx
         .broker
         .controller
-        .create_topics(creates, validate_only)
+        .create_topics(creates, validate_only, metadata_wait(timeout_ms))
         .await;
     if let Some(offset) = offset {
         ctx.broker

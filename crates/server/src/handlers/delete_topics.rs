@@ -22,7 +22,11 @@ async fn delete(
     refs: Vec<TopicRef>,
     timeout_ms: i32,
 ) -> Vec<Result<(Uuid, String), ApiError>> {
-    let (results, offset) = ctx.broker.controller.delete_topics(refs).await;
+    let (results, offset) = ctx
+        .broker
+        .controller
+        .delete_topics(refs, metadata_wait(timeout_ms))
+        .await;
     if let Some(offset) = offset {
         ctx.broker
             .wait_for_metadata(offset, metadata_wait(timeout_ms))

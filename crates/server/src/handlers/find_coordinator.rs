@@ -50,7 +50,10 @@ async fn with_offsets_topic(
     let spec = broker
         .groups
         .offsets_topic_spec(image.unfenced_brokers().count());
-    let (results, _) = broker.controller.create_topics(vec![spec], false).await;
+    let (results, _) = broker
+        .controller
+        .create_topics(vec![spec], false, OFFSETS_TOPIC_CREATE_WAIT)
+        .await;
     match results.into_iter().next() {
         Some(Ok(created)) => {
             tracing::info!(

@@ -118,7 +118,11 @@ async fn auto_create(ctx: &RequestContext, names: Vec<String>) -> Vec<(String, E
             ..Default::default()
         })
         .collect();
-    let (results, offset) = ctx.broker.controller.create_topics(requests, false).await;
+    let (results, offset) = ctx
+        .broker
+        .controller
+        .create_topics(requests, false, super::metadata_wait(0))
+        .await;
     if let Some(offset) = offset {
         ctx.broker
             .wait_for_metadata(offset, metadata_wait(30_000))

@@ -14,6 +14,8 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_quorum;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -46,6 +48,8 @@ pub fn register_all(registry: &mut HandlerRegistry) {
         .register::<describe_configs::DescribeConfigsHandler>()
         .register::<describe_configs::DescribeConfigsV0Handler>()
         .register::<describe_cluster::DescribeClusterHandler>()
+        .register::<describe_quorum::DescribeQuorumHandler>()
+        .register::<elect_leaders::ElectLeadersHandler>()
         .register::<init_producer_id::InitProducerIdHandler>()
         .register::<find_coordinator::FindCoordinatorHandler>()
         .register::<join_group::JoinGroupHandler>()
