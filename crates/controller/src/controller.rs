@@ -168,7 +168,19 @@ impl Controller {
         );
         let quorum =
             MetadataQuorum::start(log_dir, had_clean_shutdown, &cluster_id, quorum).await?;
-        Ok(Self {
+        Ok(Self::from_parts(cluster_id, config, quorum, channel))
+    }
+
+    /// A controller over a quorum that is already running (simulations
+    /// start one over an in-memory network); `channel` forwards to the
+    /// active controller when this node does not lead.
+    pub fn from_parts(
+        cluster_id: String,
+        config: ControllerConfig,
+        quorum: MetadataQuorum,
+        channel: ControllerChannel,
+    ) -> Self {
+        Self {
             config,
             cluster_id,
             quorum,
@@ -176,7 +188,7 @@ impl Controller {
             write_lock: Mutex::new(()),
             sessions: parking_lot::Mutex::new(BrokerSessions::default()),
             current_in_term: parking_lot::Mutex::new(None),
-        })
+        }
     }
 
     /// Carries out `op` on the active controller: here if this node leads,

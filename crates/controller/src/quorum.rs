@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
+use openraft::network::RaftNetworkFactory;
 use openraft::{Config, Raft, ServerState, SnapshotPolicy};
 use strom_metadata::{MetadataImage, MetadataRecord};
 use strom_storage::log_manager::METADATA_LOG_DIR_NAME;
@@ -107,13 +108,38 @@ fn unavailable(e: impl std::fmt::Display) -> ControllerError {
 }
 
 impl MetadataQuorum {
-    /// Opens the log and snapshots under `log_dir`, starts Raft and, on a
-    /// voter's first start, initializes the quorum.
+    /// Opens the log and snapshots under `log_dir`, starts Raft talking to
+    /// the other voters over the controller RPC and, on a voter's first
+    /// start, initializes the quorum.
     pub async fn start(
         log_dir: &Path,
         had_clean_shutdown: bool,
         cluster_id: &str,
         config: QuorumConfig,
+    ) -> Result<Self, ControllerError> {
+        let local_address = config.local_address;
+        let node_id = config.node_id;
+        Self::start_with_network(
+            log_dir,
+            had_clean_shutdown,
+            cluster_id,
+            config,
+            |contacts| {
+                ControllerNetwork::new(cluster_id.to_string(), node_id, local_address, contacts)
+            },
+        )
+        .await
+    }
+
+    /// [`MetadataQuorum::start`] over any network: `network` gets the
+    /// record of peers' answers that DescribeQuorum reads. Simulations
+    /// pass an in-memory one.
+    pub async fn start_with_network<N: RaftNetworkFactory<MetadataRaft>>(
+        log_dir: &Path,
+        had_clean_shutdown: bool,
+        cluster_id: &str,
+        config: QuorumConfig,
+        network: impl FnOnce(PeerContacts) -> N,
     ) -> Result<Self, ControllerError> {
         let log = RaftLogStore::open(log_dir, had_clean_shutdown)?;
         let (publish, images) = watch::channel(Arc::new(MetadataImage::empty()));
@@ -131,12 +157,7 @@ impl MetadataQuorum {
         .validate()
         .map_err(|e| ControllerError::Corrupt(format!("quorum configuration: {e}")))?;
         let contacts = PeerContacts::default();
-        let network = ControllerNetwork::new(
-            cluster_id.to_string(),
-            config.node_id,
-            config.local_address,
-            contacts.clone(),
-        );
+        let network = network(contacts.clone());
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
@@ -204,6 +225,11 @@ impl MetadataQuorum {
     /// The openraft handle (for the RPC server).
     pub fn raft(&self) -> &Raft<MetadataRaft> {
         &self.raft
+    }
+
+    /// The durable Raft log (for checks that read entries back).
+    pub fn log_store(&self) -> &RaftLogStore {
+        &self.log
     }
 
     /// The newest image this node applied.
