@@ -482,10 +482,61 @@ impl BrokerConfig {
             .cloned()
             .collect();
         let is_broker = process_roles.contains(&ProcessRole::Broker);
+        let is_controller = process_roles.contains(&ProcessRole::Controller);
         if is_broker && client_listeners.is_empty() {
             return Err(inconsistent(
                 "listeners",
                 "a broker needs at least one non-controller listener",
+            ));
+        }
+        // Kafka's rules for dedicated roles.
+        let voters = parse_voters(&r.list("controller.quorum.voters")?)?;
+        let is_voter = voters.iter().any(|v| v.id == node_id);
+        if !is_controller {
+            if voters.is_empty() {
+                return Err(inconsistent(
+                    "controller.quorum.voters",
+                    "a broker-only node needs the controllers it follows",
+                ));
+            }
+            if is_voter {
+                return Err(inconsistent(
+                    "controller.quorum.voters",
+                    format!("node {node_id} is a voter, so process.roles must include controller"),
+                ));
+            }
+            if listeners
+                .iter()
+                .any(|l| controller_listener_names.contains(&l.name))
+            {
+                return Err(inconsistent(
+                    "listeners",
+                    "controller listeners belong on nodes with the controller role",
+                ));
+            }
+        }
+        if is_controller && !voters.is_empty() && !is_voter {
+            return Err(inconsistent(
+                "controller.quorum.voters",
+                format!("node {node_id} has the controller role but is not one of the voters"),
+            ));
+        }
+        if is_controller && !voters.is_empty() && client_listeners.len() == listeners.len() {
+            return Err(inconsistent(
+                "listeners",
+                "a controller in a quorum needs a listener named in controller.listener.names",
+            ));
+        }
+        if !is_broker && !client_listeners.is_empty() {
+            return Err(inconsistent(
+                "listeners",
+                "a controller-only node listens on controller listeners only",
+            ));
+        }
+        if !is_broker && voters.is_empty() {
+            return Err(inconsistent(
+                "process.roles",
+                "a single node with no voters configured must be a broker too",
             ));
         }
 
@@ -578,7 +629,7 @@ impl BrokerConfig {
             listeners,
             advertised_listeners,
             controller_listener_names,
-            controller_quorum_voters: parse_voters(&r.list("controller.quorum.voters")?)?,
+            controller_quorum_voters: voters,
             controller_quorum_election_timeout_ms: u64_of("controller.quorum.election.timeout.ms")?,
             broker_session_timeout_ms: u64_of("broker.session.timeout.ms")?,
             auto_leader_rebalance_enable: r.boolean("auto.leader.rebalance.enable")?,
@@ -645,6 +696,11 @@ impl BrokerConfig {
         self.process_roles.contains(&ProcessRole::Broker)
     }
 
+    /// Whether this process is a controller (a voter of the quorum).
+    pub fn is_controller(&self) -> bool {
+        self.process_roles.contains(&ProcessRole::Controller)
+    }
+
     /// Listeners clients connect to (controller listeners excluded).
     pub fn client_listeners(&self) -> impl Iterator<Item = &Listener> {
         self.listeners
@@ -709,6 +765,77 @@ mod tests {
         assert!(c.auto_create_topics_enable);
         assert!(c.controller_quorum_voters.is_empty());
         assert_eq!(c.socket_request_max_bytes, 104_857_600);
+    }
+
+    #[test]
+    fn dedicated_roles_follow_kafkas_rules() {
+        let voters = (
+            "controller.quorum.voters",
+            "1@127.0.0.1:9093,2@127.0.0.1:9094",
+        );
+        let load = |pairs: &[(&str, &str)]| BrokerConfig::load(&inputs(pairs));
+        // A broker-only node follows the voters and has no controller listener.
+        let c = load(&[("process.roles", "broker"), ("node.id", "4"), voters])
+            .unwrap()
+            .config;
+        assert!(c.is_broker() && !c.is_controller());
+        // A controller-only node listens on a controller listener only.
+        let c = load(&[
+            ("process.roles", "controller"),
+            ("node.id", "1"),
+            voters,
+            ("listeners", "CONTROLLER://127.0.0.1:9093"),
+        ])
+        .unwrap()
+        .config;
+        assert!(c.is_controller() && !c.is_broker());
+        for (pairs, key) in [
+            (
+                vec![("process.roles", "broker")],
+                "controller.quorum.voters",
+            ),
+            (
+                vec![("process.roles", "broker"), ("node.id", "1"), voters],
+                "controller.quorum.voters",
+            ),
+            (
+                vec![
+                    ("process.roles", "broker"),
+                    ("node.id", "4"),
+                    voters,
+                    (
+                        "listeners",
+                        "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+                    ),
+                ],
+                "listeners",
+            ),
+            (
+                vec![("process.roles", "controller"), ("node.id", "1"), voters],
+                "listeners",
+            ),
+            (
+                vec![
+                    ("process.roles", "controller"),
+                    ("node.id", "3"),
+                    voters,
+                    ("listeners", "CONTROLLER://127.0.0.1:9093"),
+                ],
+                "controller.quorum.voters",
+            ),
+            (
+                vec![
+                    ("process.roles", "controller"),
+                    ("listeners", "CONTROLLER://127.0.0.1:9093"),
+                ],
+                "process.roles",
+            ),
+        ] {
+            match load(&pairs) {
+                Err(ConfigError::Inconsistent { key: k, .. }) => assert_eq!(k, key, "{pairs:?}"),
+                other => panic!("{pairs:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -29,6 +29,7 @@ use crate::ops::{BrokerHeartbeat, ControllerOp, ControllerOpResult, HeartbeatRep
 use crate::placement::{place_replicas, PlacementBroker};
 use crate::quorum::{MetadataQuorum, QuorumConfig};
 use crate::quorum_description::QuorumDescription;
+use crate::raft_types::ControllerNode;
 
 /// Most partitions one CreateTopics or CreatePartitions request may create
 /// (Kafka's `MAX_PARTITIONS_PER_BATCH`).
@@ -201,9 +202,18 @@ impl Controller {
     ) -> Result<ControllerOpResult, ApiError> {
         let deadline = Instant::now() + timeout;
         let mut last_error = ControllerError::Unavailable("no quorum leader".into());
+        // A node that follows without voting may not know the leader yet
+        // (before it is added as an observer): it asks the voters in turn.
+        let voters = self.channel.voter_ids();
+        let mut hint: Option<u64> = None;
+        let mut attempt = 0usize;
         while Instant::now() < deadline {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let result = match self.quorum.leader() {
+            let target = self.quorum.leader().or(hint.take()).or_else(|| {
+                attempt += 1;
+                voters.get(attempt % voters.len().max(1)).copied()
+            });
+            let result = match target {
                 Some(leader) if leader == self.quorum.node_id() => {
                     Ok(self.execute_here(op.clone()).await)
                 }
@@ -211,7 +221,8 @@ impl Controller {
                 None => Err(ControllerError::Unavailable("no quorum leader".into())),
             };
             match result {
-                Ok(ControllerOpResult::NotLeader(_)) => {
+                Ok(ControllerOpResult::NotLeader(leader)) => {
+                    hint = leader;
                     last_error = ControllerError::NotLeader(None);
                 }
                 Ok(answer) if lost_leadership(&answer) => {
@@ -286,6 +297,12 @@ impl Controller {
                     .await;
                 ControllerOpResult::ElectLeaders(r, o)
             }
+            ControllerOp::AddObserver { node_id, endpoint } => ControllerOpResult::AddObserver(
+                self.quorum
+                    .add_observer(node_id, endpoint)
+                    .await
+                    .map_err(|e| e.to_api_error()),
+            ),
             ControllerOp::DescribeQuorum => match self.quorum.describe() {
                 Some(description) => ControllerOpResult::DescribeQuorum(description),
                 None => ControllerOpResult::NotLeader(self.quorum.leader()),
@@ -443,6 +460,23 @@ impl Controller {
             .await?
         {
             ControllerOpResult::ElectLeaders(r, o) => Ok((r, o)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Asks the active controller to replicate the metadata log to this
+    /// node, a broker that does not vote, at `endpoint`.
+    pub async fn add_observer(
+        &self,
+        endpoint: ControllerNode,
+        timeout: Duration,
+    ) -> Result<(), ApiError> {
+        let op = ControllerOp::AddObserver {
+            node_id: self.quorum.node_id(),
+            endpoint,
+        };
+        match self.route(op, timeout).await? {
+            ControllerOpResult::AddObserver(r) => r,
             other => Err(unexpected(other)),
         }
     }
@@ -1208,6 +1242,7 @@ fn lost_leadership(answer: &ControllerOpResult) -> bool {
             !r.is_empty() && r.iter().all(|(_, x)| x.as_ref().is_err_and(lost))
         }
         ControllerOpResult::RegisterBroker(Err(e))
+        | ControllerOpResult::AddObserver(Err(e))
         | ControllerOpResult::BrokerHeartbeat(Err(e))
         | ControllerOpResult::AllocateProducerIds(Err(e))
         | ControllerOpResult::Failed(e) => lost(e),

@@ -28,6 +28,11 @@ pub struct ControllerChannel {
 }
 
 impl ControllerChannel {
+    /// The voters this channel can reach, by id.
+    pub fn voter_ids(&self) -> Vec<u64> {
+        self.voters.keys().copied().collect()
+    }
+
     /// A channel for `node_id` of `cluster_id` to the given voters,
     /// connecting from `local_address` when given.
     pub fn new(

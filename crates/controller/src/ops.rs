@@ -9,6 +9,7 @@ use crate::controller::{CommitOffset, CreatePartitions, CreateTopic, CreatedTopi
 use crate::election::{ElectionResult, ElectionType};
 use crate::error::ApiError;
 use crate::quorum_description::QuorumDescription;
+use crate::raft_types::ControllerNode;
 
 /// A broker's heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +75,14 @@ pub enum ControllerOp {
     },
     /// DescribeQuorum.
     DescribeQuorum,
+    /// A broker-only node asks to follow the metadata log as an observer,
+    /// replicated to at `endpoint`.
+    AddObserver {
+        /// Its node id.
+        node_id: u64,
+        /// Where the controllers reach it (its inter-broker listener).
+        endpoint: ControllerNode,
+    },
 }
 
 /// The answer to a [`ControllerOp`].
@@ -95,6 +104,8 @@ pub enum ControllerOpResult {
     ElectLeaders(Vec<ElectionResult>, Option<CommitOffset>),
     /// To DescribeQuorum.
     DescribeQuorum(QuorumDescription),
+    /// To AddObserver.
+    AddObserver(Result<(), ApiError>),
     /// The receiver is not the active controller (the leader it knows).
     NotLeader(Option<u64>),
     /// The operation could not be carried out at all.

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::network::RaftNetworkFactory;
-use openraft::{Config, Raft, ServerState, SnapshotPolicy};
+use openraft::{ChangeMembers, Config, Raft, ServerState, SnapshotPolicy};
 use strom_metadata::{MetadataImage, MetadataRecord};
 use strom_storage::log_manager::METADATA_LOG_DIR_NAME;
 use tokio::sync::watch;
@@ -341,12 +341,13 @@ impl MetadataQuorum {
         if m.state != ServerState::Leader {
             return None;
         }
-        let voters: BTreeMap<u64, ControllerNode> = m
-            .membership_config
-            .membership()
-            .nodes()
-            .map(|(id, node)| (*id, node.clone()))
-            .collect();
+        let membership = m.membership_config.membership();
+        let voter_ids: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+        let (voters, observers): (BTreeMap<u64, ControllerNode>, BTreeMap<u64, ControllerNode>) =
+            membership
+                .nodes()
+                .map(|(id, node)| (*id, node.clone()))
+                .partition(|(id, _)| voter_ids.contains(id));
         let matched: BTreeMap<u64, Option<u64>> = m
             .replication
             .as_ref()
@@ -358,10 +359,55 @@ impl MetadataQuorum {
             last_log_index: m.last_log_index,
             committed_index: m.last_applied.map(|l| l.index),
             voters: &voters,
+            observers: &observers,
             matched: &matched,
             contacts: &self.contacts,
             now_ms: now_ms(),
         }))
+    }
+
+    /// Makes `node_id` an observer: a learner that gets every entry
+    /// replicated to `endpoint` (its broker listener) without voting, so a
+    /// broker-only node has the metadata. Updates the endpoint of a known
+    /// observer; only the leader can.
+    pub async fn add_observer(
+        &self,
+        node_id: u64,
+        endpoint: ControllerNode,
+    ) -> Result<(), ControllerError> {
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let membership = membership.membership();
+        if membership.voter_ids().any(|v| v == node_id) {
+            return Err(ControllerError::Corrupt(format!(
+                "node {node_id} is a voter, not an observer"
+            )));
+        }
+        let result = match membership.get_node(&node_id) {
+            Some(known) if *known == endpoint => return Ok(()),
+            Some(_) => self
+                .raft
+                .change_membership(
+                    ChangeMembers::SetNodes([(node_id, endpoint.clone())].into()),
+                    false,
+                )
+                .await
+                .map(|_| ()),
+            None => self
+                .raft
+                .add_learner(node_id, endpoint.clone(), false)
+                .await
+                .map(|_| ()),
+        };
+        match result {
+            Ok(()) => {
+                tracing::info!(node_id, endpoint = %endpoint.address(), "observer added to the metadata quorum");
+                Ok(())
+            }
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(ControllerError::NotLeader(f.leader_id))
+            }
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     fn holds_lease(&self, term: u64) -> bool {

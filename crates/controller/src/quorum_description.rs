@@ -133,6 +133,8 @@ pub struct LeaderView<'a> {
     pub committed_index: Option<u64>,
     /// The voters with their endpoints.
     pub voters: &'a BTreeMap<u64, ControllerNode>,
+    /// The observers (learners) with their endpoints.
+    pub observers: &'a BTreeMap<u64, ControllerNode>,
     /// The last entry each follower is known to hold.
     pub matched: &'a BTreeMap<u64, Option<u64>>,
     /// What the followers answered.
@@ -150,38 +152,39 @@ pub fn describe(view: &LeaderView<'_>) -> QuorumDescription {
         last_fetch_timestamp_ms: view.now_ms,
         last_caught_up_timestamp_ms: view.now_ms,
     };
+    let progress = |v: &u64| {
+        let contact = view.contacts.get(*v);
+        let matched = view.matched.get(v).copied().flatten();
+        let acked = contact.and_then(|c| c.acked_through);
+        let log_end = matched.max(acked);
+        ReplicaProgress {
+            replica_id: id(*v),
+            log_end_offset: if matched.is_none() && contact.is_none() {
+                UNKNOWN
+            } else {
+                end_offset(log_end)
+            },
+            last_fetch_timestamp_ms: contact.map_or(UNKNOWN, |c| c.last_ack_ms),
+            last_caught_up_timestamp_ms: contact.map_or(UNKNOWN, |c| {
+                if c.acked_through >= view.last_log_index {
+                    c.last_ack_ms
+                } else {
+                    c.last_caught_up_ms
+                }
+            }),
+        }
+    };
     let followers = view
         .voters
         .keys()
         .filter(|v| **v != view.leader_id)
-        .map(|v| {
-            let contact = view.contacts.get(*v);
-            let matched = view.matched.get(v).copied().flatten();
-            let acked = contact.and_then(|c| c.acked_through);
-            let log_end = matched.max(acked);
-            ReplicaProgress {
-                replica_id: id(*v),
-                log_end_offset: if matched.is_none() && contact.is_none() {
-                    UNKNOWN
-                } else {
-                    end_offset(log_end)
-                },
-                last_fetch_timestamp_ms: contact.map_or(UNKNOWN, |c| c.last_ack_ms),
-                last_caught_up_timestamp_ms: contact.map_or(UNKNOWN, |c| {
-                    if c.acked_through >= view.last_log_index {
-                        c.last_ack_ms
-                    } else {
-                        c.last_caught_up_ms
-                    }
-                }),
-            }
-        });
+        .map(progress);
     QuorumDescription {
         leader_id: id(view.leader_id),
         leader_epoch: i32::try_from(view.term).unwrap_or(i32::MAX),
         high_watermark: end_offset(view.committed_index),
         voters: std::iter::once(leader).chain(followers).collect(),
-        observers: Vec::new(),
+        observers: view.observers.keys().map(progress).collect(),
         voter_endpoints: view
             .voters
             .iter()
@@ -215,13 +218,16 @@ mod tests {
         let contacts = PeerContacts::default();
         contacts.acknowledged(1, Some(9));
         contacts.acknowledged(3, Some(4));
-        let matched: BTreeMap<u64, Option<u64>> = [(1, Some(9)), (3, Some(4))].into();
+        contacts.acknowledged(4, Some(9));
+        let matched: BTreeMap<u64, Option<u64>> = [(1, Some(9)), (3, Some(4)), (4, Some(9))].into();
+        let observers: BTreeMap<u64, ControllerNode> = [(4, ControllerNode::default())].into();
         let d = describe(&LeaderView {
             leader_id: 2,
             term: 7,
             last_log_index: Some(9),
             committed_index: Some(9),
             voters: &voters,
+            observers: &observers,
             matched: &matched,
             contacts: &contacts,
             now_ms: 1_000,
@@ -242,6 +248,10 @@ mod tests {
         assert_eq!(d.voters[2].log_end_offset, 5);
         assert_eq!(d.voters[2].last_caught_up_timestamp_ms, UNKNOWN);
         assert_eq!(d.voter_endpoints.len(), 3);
+        // An observer (a broker-only node) is listed apart from the voters.
+        assert_eq!(d.observers.len(), 1);
+        assert_eq!(d.observers[0].replica_id, 4);
+        assert_eq!(d.observers[0].log_end_offset, 10);
     }
 
     #[test]
@@ -253,6 +263,7 @@ mod tests {
             last_log_index: None,
             committed_index: None,
             voters: &voters,
+            observers: &BTreeMap::new(),
             matched: &BTreeMap::new(),
             contacts: &PeerContacts::default(),
             now_ms: 5,

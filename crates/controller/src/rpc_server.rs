@@ -1,10 +1,14 @@
 //! The server side of the controller RPC: the controller listener hands
 //! each connection's requests, in order, to this node's Raft or, for
-//! forwarded operations, to its controller.
+//! forwarded operations, to its controller. A broker-only node has no
+//! controller listener; its broker listener passes connections whose first
+//! request carries the RPC's API key here ([`serve_rpc_stream`]), which is
+//! how the controllers replicate the metadata log to it.
 
 use std::sync::Arc;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::controller::Controller;
@@ -41,8 +45,19 @@ pub async fn serve_controller_rpc(
     }
 }
 
-async fn serve_connection(
-    mut stream: TcpStream,
+/// Serves controller RPCs on one connection (any byte stream) until the
+/// peer closes it or `shutdown` turns true.
+pub async fn serve_rpc_stream<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    controller: Arc<Controller>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), FrameError> {
+    let cluster_id: Arc<str> = Arc::from(controller.cluster_id());
+    serve_connection(stream, controller, cluster_id, shutdown).await
+}
+
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     controller: Arc<Controller>,
     cluster_id: Arc<str>,
     mut shutdown: watch::Receiver<bool>,

@@ -165,10 +165,18 @@ impl Broker {
                 Duration::from_millis(election_ms),
                 Duration::from_millis(election_ms * 2),
             ),
+            // Connections to controllers leave from this node's controller
+            // listener address, or a broker-only node's broker listener.
             local_address: config
                 .listeners
                 .iter()
                 .find(|l| config.controller_listener_names.contains(&l.name))
+                .or_else(|| {
+                    config
+                        .listeners
+                        .iter()
+                        .find(|l| l.name == config.inter_broker_listener_name)
+                })
                 .and_then(|l| l.host.parse::<std::net::IpAddr>().ok())
                 .filter(|ip| !ip.is_unspecified()),
         };
@@ -185,6 +193,10 @@ impl Broker {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let mut listeners = Vec::new();
+        let (serving, serving_rx) = watch::channel(None);
+        let slots = Arc::new(Semaphore::new(
+            config.max_connections.min(Semaphore::MAX_PERMITS),
+        ));
         if config
             .process_roles
             .contains(&strom_config::ProcessRole::Controller)
@@ -214,6 +226,41 @@ impl Broker {
                 ));
             }
         }
+        let observer = !config.is_controller();
+        if observer {
+            // A broker-only node follows the metadata log as an observer:
+            // the active controller replicates it here, through the
+            // inter-broker listener (see `connection`).
+            let endpoint = config
+                .advertised_listeners
+                .iter()
+                .find(|l| l.name == config.inter_broker_listener_name)
+                .map(|l| ControllerNode {
+                    host: l.host.clone(),
+                    port: l.port,
+                })
+                .ok_or_else(|| StartError::Task("no advertised inter-broker listener".into()))?;
+            // The controllers connect to that listener: open it before
+            // asking them to.
+            for l in config.client_listeners() {
+                let (tcp, local) = bind(l).await?;
+                listeners.push((l.name.clone(), local));
+                let rpc =
+                    (l.name == config.inter_broker_listener_name).then(|| Arc::clone(&controller));
+                tasks.spawn(run_listener(
+                    tcp,
+                    Arc::from(l.name.as_str()),
+                    serving_rx.clone(),
+                    rpc,
+                    Arc::clone(&slots),
+                    shutdown_rx.clone(),
+                ));
+            }
+            controller
+                .add_observer(endpoint, QUORUM_START_TIMEOUT)
+                .await
+                .map_err(StartError::Registration)?;
+        }
         let leader = controller
             .quorum()
             .wait_for_leader(QUORUM_START_TIMEOUT)
@@ -241,9 +288,13 @@ impl Broker {
             fenced: false,
         };
         // After a crash the old registration lives until its session ends:
-        // the controller refuses a second one until then, as KRaft does.
+        // the controller refuses a second one until then, as KRaft does. A
+        // controller-only node does not register: it hosts nothing.
         let registration_deadline = tokio::time::Instant::now() + QUORUM_START_TIMEOUT;
         let broker_epoch = loop {
+            if !config.is_broker() {
+                break NOT_REGISTERED;
+            }
             match controller.register_broker(registration.clone()).await {
                 Ok(epoch) => break epoch,
                 Err(e)
@@ -261,12 +312,14 @@ impl Broker {
             Duration::from_millis(config.broker_heartbeat_interval_ms.max(1)),
             Duration::from_millis(config.broker_session_timeout_ms.max(1)),
         ));
-        lifecycle.registered(broker_epoch);
-        tasks.spawn(Arc::clone(&lifecycle).run_heartbeats(
-            Arc::clone(&controller),
-            controller.subscribe(),
-            shutdown_rx.clone(),
-        ));
+        if config.is_broker() {
+            lifecycle.registered(broker_epoch);
+            tasks.spawn(Arc::clone(&lifecycle).run_heartbeats(
+                Arc::clone(&controller),
+                controller.subscribe(),
+                shutdown_rx.clone(),
+            ));
+        }
 
         let replica_manager = Arc::new(ReplicaManager::new(
             node_id,
@@ -333,44 +386,37 @@ impl Broker {
             shutdown_rx.clone(),
         ));
 
-        let slots = Arc::new(Semaphore::new(
-            state.config.max_connections.min(Semaphore::MAX_PERMITS),
-        ));
         // As in KRaft, clients are served once the controller has unfenced
         // this broker (it has caught up with the metadata).
-        if state
-            .wait_for_image(
-                |img| img.broker(node_id).is_some_and(|b| !b.fenced),
-                QUORUM_START_TIMEOUT,
-            )
-            .await
-            .is_none()
+        if state.config.is_broker()
+            && state
+                .wait_for_image(
+                    |img| img.broker(node_id).is_some_and(|b| !b.fenced),
+                    QUORUM_START_TIMEOUT,
+                )
+                .await
+                .is_none()
         {
             return Err(StartError::NotUnfenced(QUORUM_START_TIMEOUT));
         }
-        for l in state.config.client_listeners() {
-            let address = l.bind_address();
-            let tcp = TcpListener::bind(&address)
-                .await
-                .map_err(|source| StartError::Bind {
-                    address: address.clone(),
-                    source,
-                })?;
-            let local = tcp.local_addr().map_err(|source| StartError::Bind {
-                address: address.clone(),
-                source,
-            })?;
-            tracing::info!(listener = %l.name, address = %local, "listening for Kafka clients");
-            listeners.push((l.name.clone(), local));
-            tasks.spawn(run_listener(
-                tcp,
-                Arc::from(l.name.as_str()),
-                Arc::clone(&state),
-                Arc::clone(&slots),
-                shutdown_rx.clone(),
-            ));
+        // A broker-only node opened its listeners already, for the
+        // controllers; the others open theirs now.
+        if !observer {
+            for l in state.config.client_listeners() {
+                let (tcp, local) = bind(l).await?;
+                listeners.push((l.name.clone(), local));
+                tasks.spawn(run_listener(
+                    tcp,
+                    Arc::from(l.name.as_str()),
+                    serving_rx.clone(),
+                    None,
+                    Arc::clone(&slots),
+                    shutdown_rx.clone(),
+                ));
+            }
         }
-        tracing::info!(node_id, "Strom broker started");
+        serving.send_replace(Some(Arc::clone(&state)));
+        tracing::info!(node_id, roles = ?state.config.process_roles, "Strom node started");
         Ok(Self {
             state,
             shutdown,
@@ -394,11 +440,13 @@ impl Broker {
     /// are written.
     pub async fn shutdown(mut self) -> Result<(), StartError> {
         tracing::info!("shutting down");
-        let applied = self.state.image().offset;
-        self.state
-            .lifecycle
-            .controlled_shutdown(&self.state.controller, applied)
-            .await;
+        if self.state.config.is_broker() {
+            let applied = self.state.image().offset;
+            self.state
+                .lifecycle
+                .controlled_shutdown(&self.state.controller, applied)
+                .await;
+        }
         let _ = self.shutdown.send(true);
         // Members waiting in JoinGroup or SyncGroup get NOT_COORDINATOR now
         // rather than holding their connections open past the drain.
@@ -424,6 +472,26 @@ impl Broker {
         tracing::info!("shut down cleanly");
         Ok(())
     }
+}
+
+/// The broker epoch of a controller-only node, which never registers.
+const NOT_REGISTERED: i64 = -1;
+
+/// Binds `listener`; returns it with its bound address.
+async fn bind(listener: &strom_config::Listener) -> Result<(TcpListener, SocketAddr), StartError> {
+    let address = listener.bind_address();
+    let tcp = TcpListener::bind(&address)
+        .await
+        .map_err(|source| StartError::Bind {
+            address: address.clone(),
+            source,
+        })?;
+    let local = tcp.local_addr().map_err(|source| StartError::Bind {
+        address: address.clone(),
+        source,
+    })?;
+    tracing::info!(listener = %listener.name, address = %local, "listening for Kafka clients");
+    Ok((tcp, local))
 }
 
 /// How long shutdown waits for connections to finish their requests.

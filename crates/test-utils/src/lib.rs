@@ -72,6 +72,9 @@ pub struct BrokerProcess {
     pub overrides: Vec<String>,
     /// The broker's `STROM_LOG` filter.
     pub log_filter: String,
+    /// A controller-only node: `port` is its controller listener, which
+    /// does not speak Kafka, so readiness is a TCP connection there.
+    pub controller_only: bool,
     log_path: PathBuf,
     _temp: Option<tempfile::TempDir>,
 }
@@ -109,6 +112,7 @@ impl BrokerProcess {
             data_dir: temp.path().join("data"),
             overrides: overrides.iter().map(|s| s.to_string()).collect(),
             log_filter: log_filter.into(),
+            controller_only: false,
             log_path: temp.path().join("broker.log"),
             _temp: Some(temp),
         })
@@ -170,7 +174,11 @@ impl BrokerProcess {
                     );
                 }
             }
-            if let Ok(mut c) = KafkaConnection::connect(&self.bootstrap()) {
+            if self.controller_only {
+                if std::net::TcpStream::connect(self.bootstrap()).is_ok() {
+                    return Ok(());
+                }
+            } else if let Ok(mut c) = KafkaConnection::connect(&self.bootstrap()) {
                 if c.send(ApiKey::ApiVersions, 3, &api_versions_request())
                     .is_ok()
                 {
@@ -295,6 +303,75 @@ impl Cluster {
                 "info,strom_controller=debug",
             )?;
             node.host = hosts[i].to_string();
+            nodes.push(node);
+        }
+        for node in &mut nodes {
+            node.launch()?;
+        }
+        for node in &mut nodes {
+            node.wait_ready(Duration::from_secs(60))?;
+        }
+        Ok(Self { nodes, cluster_id })
+    }
+
+    /// Starts one node per entry of `roles` (`process.roles` values:
+    /// `controller`, `broker` or `broker,controller`) on 127.0.0.1, node ids
+    /// from 1; the nodes with the controller role are the voters. Waits
+    /// until every node answers (brokers ApiVersions, controllers a TCP
+    /// connection).
+    pub fn start_with_roles(
+        binary: impl AsRef<Path>,
+        roles: &[&str],
+        overrides: &[&str],
+    ) -> Result<Self> {
+        let host = "127.0.0.1";
+        let cluster_id = random_cluster_id();
+        let client_ports: Vec<u16> = roles.iter().map(|_| free_port()).collect();
+        let controller_ports: Vec<u16> = roles.iter().map(|_| free_port()).collect();
+        let voters = roles
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.contains("controller"))
+            .map(|(i, _)| format!("{}@{host}:{}", i + 1, controller_ports[i]))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes = Vec::new();
+        for (i, role) in roles.iter().enumerate() {
+            let (broker, controller) = (role.contains("broker"), role.contains("controller"));
+            let mut listeners = Vec::new();
+            if broker {
+                listeners.push(format!("PLAINTEXT://{host}:{}", client_ports[i]));
+            }
+            if controller {
+                listeners.push(format!("CONTROLLER://{host}:{}", controller_ports[i]));
+            }
+            let mut all: Vec<String> = vec![
+                format!("node.id={}", i + 1),
+                format!("process.roles={role}"),
+                format!("cluster.id={cluster_id}"),
+                format!("listeners={}", listeners.join(",")),
+                format!("controller.quorum.voters={voters}"),
+                "controller.quorum.election.timeout.ms=500".into(),
+                "broker.heartbeat.interval.ms=200".into(),
+                "broker.session.timeout.ms=2000".into(),
+                "group.initial.rebalance.delay.ms=0".into(),
+            ];
+            if broker {
+                all.push(format!(
+                    "advertised.listeners=PLAINTEXT://{host}:{}",
+                    client_ports[i]
+                ));
+            }
+            all.extend(overrides.iter().map(|s| s.to_string()));
+            let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+            let port = if broker {
+                client_ports[i]
+            } else {
+                controller_ports[i]
+            };
+            let mut node =
+                BrokerProcess::prepare(&binary, port, &refs, "info,strom_controller=debug")?;
+            node.controller_only = !broker;
             nodes.push(node);
         }
         for node in &mut nodes {

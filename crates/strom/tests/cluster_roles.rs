@@ -1,0 +1,136 @@
+//! Dedicated roles: three controller-only nodes form the quorum and two
+//! broker-only nodes follow the metadata log as observers (replicated to
+//! them through their broker listener). Clients see only the brokers;
+//! topics live only on them; the quorum reports the observers; losing the
+//! active controller changes nothing for clients; a broker-only node
+//! restarted catches up.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use kafka_protocol::messages::*;
+use strom_test_utils::{wait_until, BrokerProcess, Cluster};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn metadata(node: &BrokerProcess, topic: &str) -> (Vec<i32>, BTreeMap<i32, i32>) {
+    let mut c = connect(node);
+    let req = MetadataRequest::default().with_topics(Some(vec![
+        metadata_request::MetadataRequestTopic::default().with_name(Some(name(topic))),
+    ]));
+    let r: MetadataResponse = c.send(ApiKey::Metadata, 12, &req).unwrap();
+    let mut brokers: Vec<i32> = r.brokers.iter().map(|b| b.node_id.0).collect();
+    brokers.sort();
+    let leaders = r
+        .topics
+        .first()
+        .filter(|t| t.error_code == 0)
+        .map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (p.partition_index, p.leader_id.0))
+                .collect()
+        })
+        .unwrap_or_default();
+    (brokers, leaders)
+}
+
+fn quorum(node: &BrokerProcess) -> describe_quorum_response::PartitionData {
+    let mut c = connect(node);
+    let ask = DescribeQuorumRequest::default().with_topics(vec![
+        describe_quorum_request::TopicData::default()
+            .with_topic_name(name("__cluster_metadata"))
+            .with_partitions(vec![
+                describe_quorum_request::PartitionData::default().with_partition_index(0)
+            ]),
+    ]);
+    let r: DescribeQuorumResponse = c.send(ApiKey::DescribeQuorum, 2, &ask).unwrap();
+    r.topics[0].partitions[0].clone()
+}
+
+#[test]
+fn controller_only_and_broker_only_nodes() {
+    let roles = ["controller", "controller", "controller", "broker", "broker"];
+    let mut cluster = Cluster::start_with_roles(BIN, &roles, &[]).expect("start the cluster");
+    // Clients see the two brokers only.
+    assert!(wait_until(DEADLINE, || metadata(cluster.node(4), "x").0
+        == vec![4, 5]
+        && metadata(cluster.node(5), "x").0 == vec![4, 5]));
+    let mut c = connect(cluster.node(4));
+    assert_eq!(
+        create_topic(&mut c, "on-brokers", 4, &[]).topics[0].error_code,
+        0
+    );
+    // The other broker learns of it as soon as it applies the entry.
+    assert!(wait_until(DEADLINE, || metadata(
+        cluster.node(5),
+        "on-brokers"
+    )
+    .1
+    .len()
+        == 4));
+    let (_, leaders) = metadata(cluster.node(5), "on-brokers");
+    assert!(leaders.values().all(|l| *l == 4 || *l == 5), "{leaders:?}");
+    for (p, leader) in &leaders {
+        let mut c = connect(cluster.node(*leader));
+        let (code, offset) = produce(&mut c, "on-brokers", *p, &[b"v"]);
+        assert_eq!((code, offset), (0, 0), "partition {p}");
+    }
+    // The quorum: three voters, the brokers as observers, caught up.
+    let q = quorum(cluster.node(4));
+    assert_eq!(q.error_code, 0);
+    let mut voters: Vec<i32> = q.current_voters.iter().map(|v| v.replica_id.0).collect();
+    voters.sort();
+    assert_eq!(voters, vec![1, 2, 3]);
+    assert!(wait_until(DEADLINE, || {
+        let q = quorum(cluster.node(5));
+        let mut observers: Vec<i32> = q.observers.iter().map(|o| o.replica_id.0).collect();
+        observers.sort();
+        observers == vec![4, 5]
+            && q.observers
+                .iter()
+                .all(|o| o.log_end_offset >= q.high_watermark)
+    }));
+    // The active controller dies: metadata changes continue.
+    let active = q.leader_id.0;
+    assert!((1..=3).contains(&active));
+    cluster.node(active).kill();
+    let mut c = connect(cluster.node(5));
+    assert_eq!(
+        create_topic(&mut c, "after-failover", 2, &[]).topics[0].error_code,
+        0
+    );
+    assert!(wait_until(DEADLINE, || metadata(
+        cluster.node(4),
+        "after-failover"
+    )
+    .1
+    .len()
+        == 2));
+    // A broker-only node restarted catches up and serves again.
+    cluster.node(4).terminate().unwrap();
+    let mut c = connect(cluster.node(5));
+    assert_eq!(
+        create_topic(&mut c, "while-4-was-down", 1, &[]).topics[0].error_code,
+        0
+    );
+    cluster.node(4).spawn().unwrap();
+    assert!(wait_until(DEADLINE, || metadata(
+        cluster.node(4),
+        "while-4-was-down"
+    )
+    .1
+    .len()
+        == 1
+        && metadata(cluster.node(4), "x").0 == vec![4, 5]));
+    let (_, leaders) = metadata(cluster.node(4), "on-brokers");
+    for (p, leader) in leaders.iter().filter(|(_, l)| **l == 4) {
+        let mut c = connect(cluster.node(*leader));
+        let (code, offset) = produce(&mut c, "on-brokers", *p, &[b"w"]);
+        assert_eq!((code, offset), (0, 1), "partition {p}");
+    }
+}
