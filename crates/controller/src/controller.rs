@@ -42,6 +42,12 @@ pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
 /// a partition lives on one broker.
 pub const MAX_REPLICATION_FACTOR: i16 = 1;
 
+/// The controller id Kafka reports when none is known.
+pub const NO_CONTROLLER_ID: i32 = -1;
+
+/// How long asking a voter who leads may take.
+const LEADER_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Preferred leader elections one rebalance round commits at most (Kafka's
 /// `maxElectionsPerImbalance`); the rest wait for the next round.
 pub const MAX_ELECTIONS_PER_REBALANCE: usize = 1_000;
@@ -202,23 +208,44 @@ impl Controller {
     ) -> Result<ControllerOpResult, ApiError> {
         let deadline = Instant::now() + timeout;
         let mut last_error = ControllerError::Unavailable("no quorum leader".into());
-        // A node that follows without voting may not know the leader yet
-        // (before it is added as an observer): it asks the voters in turn.
+        // Without a known leader (an election, or a broker-only node not yet
+        // an observer) the voters are asked in turn who leads, with a
+        // question that is cheap and harmless to repeat, under a short
+        // deadline: a voter that hangs (paused) costs little, and the
+        // operation itself goes only to a leader.
         let voters = self.channel.voter_ids();
         let mut hint: Option<u64> = None;
         let mut attempt = 0usize;
         while Instant::now() < deadline {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let target = self.quorum.leader().or(hint.take()).or_else(|| {
-                attempt += 1;
-                voters.get(attempt % voters.len().max(1)).copied()
-            });
+            let target = self.quorum.leader().or(hint.take());
             let result = match target {
                 Some(leader) if leader == self.quorum.node_id() => {
                     Ok(self.execute_here(op.clone()).await)
                 }
                 Some(leader) => self.channel.send(leader, op.clone(), remaining).await,
-                None => Err(ControllerError::Unavailable("no quorum leader".into())),
+                None => {
+                    attempt += 1;
+                    let voter = voters.get(attempt % voters.len().max(1)).copied();
+                    if let Some(voter) = voter.filter(|v| *v != self.quorum.node_id()) {
+                        let ask = LEADER_PROBE_TIMEOUT.min(remaining);
+                        match self
+                            .channel
+                            .send(voter, ControllerOp::DescribeQuorum, ask)
+                            .await
+                        {
+                            Ok(ControllerOpResult::DescribeQuorum(d)) => {
+                                hint = u64::try_from(d.leader_id).ok();
+                            }
+                            Ok(ControllerOpResult::NotLeader(leader)) => hint = leader,
+                            _ => {}
+                        }
+                        if hint.is_some() {
+                            continue;
+                        }
+                    }
+                    Err(ControllerError::Unavailable("no quorum leader".into()))
+                }
             };
             match result {
                 Ok(ControllerOpResult::NotLeader(leader)) => {
@@ -232,6 +259,7 @@ impl Controller {
                 Ok(answer) => return Ok(answer),
                 Err(e) => last_error = e,
             }
+            tracing::debug!(?target, error = %last_error, "controller operation not carried out yet; retrying");
             // Leadership is moving or the leader is unreachable: wait a
             // little for the quorum to settle.
             let _ = self
@@ -499,13 +527,13 @@ impl Controller {
         &self.cluster_id
     }
 
-    /// The node id of the active controller as far as this node knows (this
-    /// node when none is known).
+    /// The node id of the active controller as far as this node knows; −1
+    /// (Kafka's "no controller") during an election.
     pub fn active_controller_id(&self) -> i32 {
         self.quorum
             .leader()
             .and_then(|l| i32::try_from(l).ok())
-            .unwrap_or(self.config.node_id)
+            .unwrap_or(NO_CONTROLLER_ID)
     }
 
     /// The newest image this node applied.

@@ -197,27 +197,13 @@ impl Broker {
         let slots = Arc::new(Semaphore::new(
             config.max_connections.min(Semaphore::MAX_PERMITS),
         ));
-        if config
-            .process_roles
-            .contains(&strom_config::ProcessRole::Controller)
-        {
+        if config.is_controller() {
             for l in config
                 .listeners
                 .iter()
                 .filter(|l| config.controller_listener_names.contains(&l.name))
             {
-                let address = l.bind_address();
-                let tcp = TcpListener::bind(&address)
-                    .await
-                    .map_err(|source| StartError::Bind {
-                        address: address.clone(),
-                        source,
-                    })?;
-                let local = tcp.local_addr().map_err(|source| StartError::Bind {
-                    address: address.clone(),
-                    source,
-                })?;
-                tracing::info!(listener = %l.name, address = %local, "listening for controllers");
+                let (tcp, local) = bind(l, "controllers").await?;
                 listeners.push((l.name.clone(), local));
                 tasks.spawn(strom_controller::rpc_server::serve_controller_rpc(
                     tcp,
@@ -243,7 +229,7 @@ impl Broker {
             // The controllers connect to that listener: open it before
             // asking them to.
             for l in config.client_listeners() {
-                let (tcp, local) = bind(l).await?;
+                let (tcp, local) = bind(l, "Kafka clients").await?;
                 listeners.push((l.name.clone(), local));
                 let rpc =
                     (l.name == config.inter_broker_listener_name).then(|| Arc::clone(&controller));
@@ -403,7 +389,7 @@ impl Broker {
         // controllers; the others open theirs now.
         if !observer {
             for l in state.config.client_listeners() {
-                let (tcp, local) = bind(l).await?;
+                let (tcp, local) = bind(l, "Kafka clients").await?;
                 listeners.push((l.name.clone(), local));
                 tasks.spawn(run_listener(
                     tcp,
@@ -477,8 +463,12 @@ impl Broker {
 /// The broker epoch of a controller-only node, which never registers.
 const NOT_REGISTERED: i64 = -1;
 
-/// Binds `listener`; returns it with its bound address.
-async fn bind(listener: &strom_config::Listener) -> Result<(TcpListener, SocketAddr), StartError> {
+/// Binds `listener`, which serves `whom`; returns it with its bound
+/// address.
+async fn bind(
+    listener: &strom_config::Listener,
+    whom: &str,
+) -> Result<(TcpListener, SocketAddr), StartError> {
     let address = listener.bind_address();
     let tcp = TcpListener::bind(&address)
         .await
@@ -490,7 +480,7 @@ async fn bind(listener: &strom_config::Listener) -> Result<(TcpListener, SocketA
         address: address.clone(),
         source,
     })?;
-    tracing::info!(listener = %listener.name, address = %local, "listening for Kafka clients");
+    tracing::info!(listener = %listener.name, address = %local, "listening for {whom}");
     Ok((tcp, local))
 }
 

@@ -187,10 +187,18 @@ fn restarting_every_node_keeps_all_metadata() {
     for (i, topic) in ["one", "two", "three"].iter().enumerate() {
         assert_eq!(create(&cluster.nodes[i], topic, (i + 1) as i32), 0);
     }
-    let before: Vec<BTreeMap<i32, i32>> = ["one", "two", "three"]
+    let look = || -> Vec<BTreeMap<i32, i32>> {
+        ["one", "two", "three"]
+            .iter()
+            .map(|t| leaders(&cluster.nodes[0], t))
+            .collect()
+    };
+    // Node 1 applies the other nodes' creations a moment later.
+    assert!(wait_until(DEADLINE, || look()
         .iter()
-        .map(|t| leaders(&cluster.nodes[0], t))
-        .collect();
+        .enumerate()
+        .all(|(i, l)| l.len() == i + 1)));
+    let before = look();
     // Two crash, one stops cleanly.
     cluster.nodes[0].kill();
     cluster.nodes[1].kill();

@@ -433,30 +433,21 @@ impl Netfilter {
 
     /// Drops every packet between `a` and `b`, both ways.
     pub fn cut(&self, a: &str, b: &str) -> Result<()> {
-        iptables(&[
-            "-t",
-            "raw",
-            "-A",
-            &self.chain,
-            "-s",
-            a,
-            "-d",
-            b,
-            "-j",
-            "DROP",
-        ])?;
-        iptables(&[
-            "-t",
-            "raw",
-            "-A",
-            &self.chain,
-            "-s",
-            b,
-            "-d",
-            a,
-            "-j",
-            "DROP",
-        ])
+        for (from, to) in [(a, b), (b, a)] {
+            iptables(&[
+                "-t",
+                "raw",
+                "-A",
+                &self.chain,
+                "-s",
+                from,
+                "-d",
+                to,
+                "-j",
+                "DROP",
+            ])?;
+        }
+        Ok(())
     }
 
     /// Removes every cut.

@@ -10,7 +10,7 @@
 use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use kafka_protocol::messages::{ApiKey, ElectLeadersRequest, ElectLeadersResponse, TopicName};
 use kafka_protocol::protocol::VersionRange;
-use strom_controller::election::ElectionType;
+use strom_controller::election::{ElectionResult, ElectionType};
 use strom_protocol::ErrorCode;
 
 use super::{metadata_wait, str_bytes};
@@ -62,42 +62,53 @@ impl Handler for ElectLeadersHandler {
         let (results, offset) = match ctx
             .broker
             .controller
-            .elect_leaders(election, partitions, wait)
+            .elect_leaders(election, partitions.clone(), wait)
             .await
         {
             Ok(answer) => answer,
+            // No controller answered: every partition asked for gets the
+            // error (v0 has no other place for it), and v1+ the top level.
             Err(e) => {
-                return Reply::Respond(ElectLeadersResponse::default().with_error_code(
-                    if ctx.api_version >= 1 {
-                        e.code.code()
-                    } else {
-                        0
-                    },
-                ))
+                let failed = partitions
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|p| (p, Err(e.clone())))
+                    .collect();
+                let top = if ctx.api_version >= 1 {
+                    e.code.code()
+                } else {
+                    0
+                };
+                return Reply::Respond(answer(failed).with_error_code(top));
             }
         };
         if let Some(offset) = offset {
             ctx.broker.wait_for_metadata(offset, wait).await;
         }
-        let mut by_topic: Vec<ReplicaElectionResult> = Vec::new();
-        for ((topic, partition), result) in results {
-            let entry = PartitionResult::default()
-                .with_partition_id(partition)
-                .with_error_code(result.as_ref().map_or_else(|e| e.code.code(), |()| 0))
-                .with_error_message(
-                    result
-                        .err()
-                        .map(|e| str_bytes(e.message.unwrap_or_else(|| e.code.to_string()))),
-                );
-            match by_topic.last_mut() {
-                Some(last) if last.topic.0.as_str() == topic => last.partition_result.push(entry),
-                _ => by_topic.push(
-                    ReplicaElectionResult::default()
-                        .with_topic(TopicName(str_bytes(topic)))
-                        .with_partition_result(vec![entry]),
-                ),
-            }
-        }
-        Reply::Respond(ElectLeadersResponse::default().with_replica_election_results(by_topic))
+        Reply::Respond(answer(results))
     }
+}
+
+/// The response for `results`, grouped by topic in their order.
+fn answer(results: Vec<ElectionResult>) -> ElectLeadersResponse {
+    let mut by_topic: Vec<ReplicaElectionResult> = Vec::new();
+    for ((topic, partition), result) in results {
+        let entry = PartitionResult::default()
+            .with_partition_id(partition)
+            .with_error_code(result.as_ref().map_or_else(|e| e.code.code(), |()| 0))
+            .with_error_message(
+                result
+                    .err()
+                    .map(|e| str_bytes(e.message.unwrap_or_else(|| e.code.to_string()))),
+            );
+        match by_topic.last_mut() {
+            Some(last) if last.topic.0.as_str() == topic => last.partition_result.push(entry),
+            _ => by_topic.push(
+                ReplicaElectionResult::default()
+                    .with_topic(TopicName(str_bytes(topic)))
+                    .with_partition_result(vec![entry]),
+            ),
+        }
+    }
+    ElectLeadersResponse::default().with_replica_election_results(by_topic)
 }
