@@ -385,6 +385,19 @@ impl Broker {
         {
             return Err(StartError::NotUnfenced(QUORUM_START_TIMEOUT));
         }
+        // The image says so a moment before this broker's own heartbeat
+        // does; it accepts writes only after both.
+        if state.config.is_broker() {
+            let unfenced = tokio::time::timeout(QUORUM_START_TIMEOUT, async {
+                while state.lifecycle.is_fenced() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await;
+            if unfenced.is_err() {
+                return Err(StartError::NotUnfenced(QUORUM_START_TIMEOUT));
+            }
+        }
         // A broker-only node opened its listeners already, for the
         // controllers; the others open theirs now.
         if !observer {

@@ -9,7 +9,8 @@
 //! positions. Fetches read whole batches back by position. [`log_manager`]
 //! owns the directories: recovery of torn tails after a crash, retention,
 //! flushing, checkpoints ([`checkpoint`]) and `meta.properties`
-//! ([`meta_properties`]).
+//! ([`meta_properties`]). [`leader_epoch`] keeps each partition's leader
+//! epoch cache, which replication truncates divergent followers by.
 //!
 //! Every on-disk format is specified in the module that owns it.
 
@@ -21,6 +22,7 @@
 pub mod checkpoint;
 pub mod error;
 mod index_file;
+pub mod leader_epoch;
 pub mod log;
 pub mod log_manager;
 pub mod meta_properties;
