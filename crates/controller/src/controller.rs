@@ -216,14 +216,23 @@ impl Controller {
         let voters = self.channel.voter_ids();
         let mut hint: Option<u64> = None;
         let mut attempt = 0usize;
+        // A leader that could not be reached: a node that does not vote
+        // goes on believing in it until the next leader reaches it, so the
+        // voters are asked instead.
+        let mut unreachable: Option<u64> = None;
         while Instant::now() < deadline {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let target = self.quorum.leader().or(hint.take());
+            let believed = self.quorum.leader().filter(|l| Some(*l) != unreachable);
+            let target = hint.take().or(believed);
             let result = match target {
                 Some(leader) if leader == self.quorum.node_id() => {
                     Ok(self.execute_here(op.clone()).await)
                 }
-                Some(leader) => self.channel.send(leader, op.clone(), remaining).await,
+                Some(leader) => {
+                    let sent = self.channel.send(leader, op.clone(), remaining).await;
+                    unreachable = sent.is_err().then_some(leader);
+                    sent
+                }
                 None => {
                     attempt += 1;
                     let voter = voters.get(attempt % voters.len().max(1)).copied();

@@ -36,6 +36,7 @@ use strom_protocol::uuid_text::{uuid_from_base64, uuid_to_base64};
 use uuid::Uuid;
 
 use crate::error::{Result, StorageError};
+use crate::leader_epoch::LeaderEpochCache;
 use crate::producer_state::{ProducerStateManager, SequenceCheck};
 use crate::segment::{FoundRecord, LogSegment, SegmentReader, LOG_FILE_SUFFIX};
 use crate::TopicPartition;
@@ -152,6 +153,8 @@ struct LogState {
     /// a restart.
     offline: Option<String>,
     producers: ProducerStateManager,
+    /// Where each leader epoch starts ([`crate::leader_epoch`]).
+    epochs: LeaderEpochCache,
 }
 
 impl LogState {
@@ -271,6 +274,7 @@ impl Log {
         sync_dir(&dir)?;
         let mut segments = BTreeMap::new();
         segments.insert(0, segment);
+        let epochs = LeaderEpochCache::load(&dir)?;
         Ok(Self {
             topic_partition,
             dir,
@@ -286,6 +290,7 @@ impl Log {
                 closed: false,
                 offline: None,
                 producers: ProducerStateManager::new(),
+                epochs,
             }),
         })
     }
@@ -420,6 +425,14 @@ impl Log {
             .unwrap_or(log_end_offset)
             .clamp(log_start_offset, log_end_offset);
         let producers = rebuild_producer_state(&dir, &segments, log_end_offset)?;
+        let epochs = load_leader_epochs(
+            &dir,
+            &topic_partition,
+            &segments,
+            (!options.had_clean_shutdown).then_some(recover_from),
+            log_start_offset,
+            log_end_offset,
+        )?;
         let log = Self {
             topic_partition,
             dir,
@@ -435,6 +448,7 @@ impl Log {
                 closed: false,
                 offline: None,
                 producers,
+                epochs,
             }),
         };
         Ok((log, report))
@@ -523,6 +537,10 @@ impl Log {
             let base_offset = s.log_end_offset;
             batch::set_base_offset(&mut batch, base_offset);
             batch::set_partition_leader_epoch(&mut batch, leader_epoch);
+            // A new epoch's start is recorded before its first batch.
+            if let Err(e) = s.epochs.assign(leader_epoch, base_offset) {
+                return Err(self.take_offline(&mut s, e));
+            }
             let log_append_time_ms =
                 if config.message_timestamp_type == MessageTimestampType::LogAppendTime {
                     batch::set_log_append_time(&mut batch, now_ms);
@@ -964,6 +982,9 @@ impl Log {
             let log_start = s.log_start_offset;
             s.producers.evict_below(log_start);
             ProducerStateManager::delete_snapshots_below(&self.dir, log_start);
+            if let Err(e) = s.epochs.truncate_from_start(log_start) {
+                return Err(self.take_offline(&mut s, e));
+            }
             removed
         };
         let mut outcome = RetentionOutcome::default();
@@ -1043,6 +1064,9 @@ impl Log {
                 s.recovery_point = offset;
                 let _ = ProducerStateManager::load_latest(&self.dir, -1);
                 s.producers = ProducerStateManager::new();
+                if let Err(e) = s.epochs.clear() {
+                    return Err(self.take_offline(&mut s, e));
+                }
                 tracing::info!(partition = %self.topic_partition, offset, "emptied the log to start at a new offset");
                 Ok(())
             }
@@ -1074,6 +1098,7 @@ impl Log {
             // Every producer snapshot is of records that are gone.
             let _ = ProducerStateManager::load_latest(&self.dir, -1);
             s.producers = ProducerStateManager::new();
+            s.epochs.clear()?;
             return Ok(Vec::new());
         } else {
             let active = s.active()?;
@@ -1086,6 +1111,9 @@ impl Log {
         s.high_watermark = s.high_watermark.clamp(s.log_start_offset, end);
         s.recovery_point = s.recovery_point.min(end);
         s.producers = rebuild_producer_state(&self.dir, &s.segments, end)?;
+        s.epochs.truncate_from_end(end)?;
+        let start = s.log_start_offset;
+        s.epochs.truncate_from_start(start)?;
         Ok(removed)
     }
 
@@ -1127,12 +1155,33 @@ impl Log {
                 doomed.iter().filter_map(|b| s.segments.remove(b)).collect();
             s.producers.evict_below(target);
             ProducerStateManager::delete_snapshots_below(&self.dir, target);
+            if let Err(e) = s.epochs.truncate_from_start(target) {
+                return Err(self.take_offline(&mut s, e));
+            }
             (removed, target)
         };
         for seg in removed {
             seg.delete_files()?;
         }
         Ok(start)
+    }
+
+    /// OffsetForLeaderEpoch: the largest epoch not above `requested` this
+    /// log knows and the offset where it ends (see
+    /// [`LeaderEpochCache::end_offset_for`]).
+    pub fn end_offset_for_epoch(&self, requested: i32) -> (i32, i64) {
+        let s = self.state.lock();
+        s.epochs.end_offset_for(requested, s.log_end_offset)
+    }
+
+    /// The newest leader epoch in the log, if any.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.state.lock().epochs.latest_epoch()
+    }
+
+    /// Every (leader epoch, start offset), oldest first.
+    pub fn leader_epochs(&self) -> Vec<(i32, i64)> {
+        self.state.lock().epochs.entries()
     }
 
     /// Forgets producers idle for `expiration_ms`; returns how many.
@@ -1222,6 +1271,67 @@ fn rebuild_producer_state(
     Ok(producers)
 }
 
+/// The leader epoch cache of a loaded log: the checkpoint file, completed
+/// from the batches of recovered segments (from `recovered_from`) after an
+/// unclean shutdown, and cut to the log's offsets. A missing file for a
+/// non-empty log, or a corrupt one, is rebuilt from every batch's leader
+/// epoch.
+fn load_leader_epochs(
+    dir: &Path,
+    partition: &TopicPartition,
+    segments: &BTreeMap<i64, LogSegment>,
+    recovered_from: Option<i64>,
+    log_start_offset: i64,
+    log_end_offset: i64,
+) -> Result<LeaderEpochCache> {
+    let loaded = match LeaderEpochCache::load(dir) {
+        Ok(cache) if cache.entries().is_empty() && log_end_offset > log_start_offset => None,
+        Ok(cache) => Some(cache),
+        Err(StorageError::CorruptFile { reason, .. }) => {
+            tracing::warn!(%partition, %reason, "rebuilding a corrupt leader epoch checkpoint from the log");
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let mut cache = match loaded {
+        Some(mut cache) => {
+            if let Some(from) = recovered_from {
+                for (epoch, start) in epoch_starts(segments, from)? {
+                    cache.assign(epoch, start)?;
+                }
+            }
+            cache
+        }
+        None => LeaderEpochCache::rebuild(dir, epoch_starts(segments, i64::MIN)?)?,
+    };
+    cache.truncate_from_end(log_end_offset)?;
+    cache.truncate_from_start(log_start_offset)?;
+    Ok(cache)
+}
+
+/// Where each leader epoch starts in the batches of segments from the one
+/// holding `from` on (reading batch headers only).
+fn epoch_starts(segments: &BTreeMap<i64, LogSegment>, from: i64) -> Result<Vec<(i32, i64)>> {
+    let first = segments
+        .range(..=from)
+        .next_back()
+        .map_or(i64::MIN, |(b, _)| *b);
+    let mut starts: Vec<(i32, i64)> = Vec::new();
+    for seg in segments.range(first..).map(|(_, s)| s) {
+        let reader = seg.reader();
+        let mut position = 0;
+        while position < reader.size {
+            let header = reader.header_at(position)?;
+            let epoch = header.partition_leader_epoch;
+            if epoch >= 0 && starts.last().is_none_or(|(e, _)| *e != epoch) {
+                starts.push((epoch, header.base_offset));
+            }
+            position += header.size_bytes() as u64;
+        }
+    }
+    Ok(starts)
+}
+
 /// Bytes of the leading whole batches in `bytes`.
 fn whole_batches_len(bytes: &[u8]) -> usize {
     let mut end = 0;
@@ -1270,5 +1380,86 @@ mod tests {
             Err(StorageError::LogOffline { .. })
         ));
         assert_eq!(log.offsets().log_end_offset, 1);
+    }
+
+    fn load_options(had_clean_shutdown: bool) -> LoadOptions {
+        LoadOptions {
+            had_clean_shutdown,
+            recovery_point: 0,
+            log_start_offset: 0,
+            high_watermark: None,
+            now_ms: 0,
+            topic_id: Uuid::nil(),
+        }
+    }
+
+    #[test]
+    fn leader_epochs_follow_appends_truncation_and_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        let config = Arc::new(TopicConfig::kafka_defaults());
+        let tp = TopicPartition::new("t", 0);
+        let log = Log::create(
+            path.clone(),
+            tp.clone(),
+            Uuid::new_v4(),
+            Arc::clone(&config),
+            0,
+        )
+        .unwrap();
+        for epoch in [0, 0, 2, 2, 2, 5] {
+            log.append_as_leader(batch(), epoch, 0).unwrap();
+        }
+        assert_eq!(log.leader_epochs(), vec![(0, 0), (2, 2), (5, 5)]);
+        assert_eq!(log.end_offset_for_epoch(2), (2, 5));
+        assert_eq!(log.end_offset_for_epoch(5), (5, 6));
+        assert_eq!(log.end_offset_for_epoch(3), (2, 5));
+        // A divergent tail goes, and its epoch with it.
+        log.truncate_to(4, 0).unwrap();
+        assert_eq!(log.leader_epochs(), vec![(0, 0), (2, 2)]);
+        log.append_as_leader(batch(), 6, 0).unwrap();
+        assert_eq!(log.leader_epochs(), vec![(0, 0), (2, 2), (6, 4)]);
+        log.close(0).unwrap();
+        // A clean restart reads the checkpoint.
+        let (log, _) = Log::load(
+            path.clone(),
+            tp.clone(),
+            Arc::clone(&config),
+            load_options(true),
+        )
+        .unwrap();
+        assert_eq!(log.leader_epochs(), vec![(0, 0), (2, 2), (6, 4)]);
+        log.mark_closed();
+        drop(log);
+        // A corrupt or missing checkpoint is rebuilt from the batches.
+        for damage in ["0\n9\n", ""] {
+            let file = path.join(crate::leader_epoch::LEADER_EPOCH_CHECKPOINT_FILE);
+            if damage.is_empty() {
+                std::fs::remove_file(&file).unwrap();
+            } else {
+                std::fs::write(&file, damage).unwrap();
+            }
+            let (log, _) = Log::load(
+                path.clone(),
+                tp.clone(),
+                Arc::clone(&config),
+                load_options(false),
+            )
+            .unwrap();
+            assert_eq!(
+                log.leader_epochs(),
+                vec![(0, 0), (2, 2), (6, 4)],
+                "{damage:?}"
+            );
+            log.mark_closed();
+        }
+        // Moving the log start trims the oldest epochs.
+        let (log, _) =
+            Log::load(path.clone(), tp, Arc::clone(&config), load_options(true)).unwrap();
+        log.update_high_watermark(5);
+        log.increment_log_start_offset(3, 0).unwrap();
+        assert_eq!(log.leader_epochs(), vec![(2, 3), (6, 4)]);
+        log.truncate_fully_and_start_at(10, 0).unwrap();
+        assert!(log.leader_epochs().is_empty());
     }
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use common::*;
 use kafka_protocol::messages::*;
+use strom_protocol::ErrorCode;
 use strom_test_utils::{wait_until, BrokerProcess, Cluster};
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -99,11 +100,13 @@ fn controller_only_and_broker_only_nodes() {
     let active = q.leader_id.0;
     assert!((1..=3).contains(&active));
     cluster.node(active).kill();
-    let mut c = connect(cluster.node(5));
-    assert_eq!(
-        create_topic(&mut c, "after-failover", 2, &[]).topics[0].error_code,
-        0
-    );
+    // As a client would, retry while the election runs (a retry after a
+    // timed-out attempt that did commit finds the topic there).
+    assert!(wait_until(DEADLINE, || {
+        let mut c = connect(cluster.node(5));
+        let code = create_topic(&mut c, "after-failover", 2, &[]).topics[0].error_code;
+        code == 0 || code == ErrorCode::TopicAlreadyExists.code()
+    }));
     assert!(wait_until(DEADLINE, || metadata(
         cluster.node(4),
         "after-failover"
