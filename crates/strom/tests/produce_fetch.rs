@@ -13,6 +13,7 @@ use common::*;
 use kafka_protocol::messages::*;
 use strom_protocol::batch_builder::BatchBuilder;
 use strom_protocol::ErrorCode;
+use strom_test_utils::KafkaConnection;
 
 #[test]
 fn offsets_count_records_and_fetch_returns_the_batch_holding_the_offset() {
@@ -502,4 +503,86 @@ fn long_poll_waits_until_min_bytes_have_arrived() {
         waited < Duration::from_secs(5),
         "waited {waited:?} although min_bytes arrived"
     );
+}
+
+fn epoch_end(
+    c: &mut KafkaConnection,
+    topic: &str,
+    partition: i32,
+    current_leader_epoch: i32,
+    leader_epoch: i32,
+) -> (i16, i32, i64) {
+    let req = OffsetForLeaderEpochRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                .with_topic(name(topic))
+                .with_partitions(vec![
+                    offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                        .with_partition(partition)
+                        .with_current_leader_epoch(current_leader_epoch)
+                        .with_leader_epoch(leader_epoch),
+                ]),
+        ]);
+    let r: OffsetForLeaderEpochResponse = c.send(ApiKey::OffsetForLeaderEpoch, 4, &req).unwrap();
+    let p = &r.topics[0].partitions[0];
+    (p.error_code, p.leader_epoch, p.end_offset)
+}
+
+/// The partition's leader epoch as Metadata reports it.
+fn leader_epoch(c: &mut KafkaConnection, topic: &str) -> i32 {
+    let req = MetadataRequest::default().with_topics(Some(vec![
+        metadata_request::MetadataRequestTopic::default().with_name(Some(name(topic))),
+    ]));
+    let r: MetadataResponse = c.send(ApiKey::Metadata, 12, &req).unwrap();
+    r.topics[0].partitions[0].leader_epoch
+}
+
+#[test]
+fn offset_for_leader_epoch_answers_where_each_epoch_ends() {
+    let mut b = broker(&[]);
+    let mut c = connect(&b);
+    assert_eq!(
+        create_topic(&mut c, "epochs", 1, &[]).topics[0].error_code,
+        0
+    );
+    for _ in 0..3 {
+        assert_eq!(produce(&mut c, "epochs", 0, &[b"a", b"b"]).0, 0);
+    }
+    let first = leader_epoch(&mut c, "epochs");
+    // The current epoch ends at the log end.
+    assert_eq!(epoch_end(&mut c, "epochs", 0, -1, first), (0, first, 6));
+    assert_eq!(epoch_end(&mut c, "epochs", 0, first, first), (0, first, 6));
+    // An epoch newer than any in the log cannot be placed.
+    assert_eq!(epoch_end(&mut c, "epochs", 0, -1, first + 10), (0, -1, -1));
+    // The caller's idea of the current epoch is checked.
+    assert_eq!(
+        epoch_end(&mut c, "epochs", 0, first + 1, first).0,
+        ErrorCode::UnknownLeaderEpoch.code()
+    );
+    assert_eq!(
+        epoch_end(&mut c, "epochs", 7, -1, first).0,
+        ErrorCode::UnknownTopicOrPartition.code()
+    );
+    // After a restart the broker leads again under a newer epoch: the old
+    // epoch ends where the new one's first batch starts, across restarts.
+    b.terminate().unwrap();
+    b.spawn().unwrap();
+    let mut c = connect(&b);
+    let second = leader_epoch(&mut c, "epochs");
+    assert_eq!(produce(&mut c, "epochs", 0, &[b"c"]).0, 0);
+    if second > first {
+        assert_eq!(epoch_end(&mut c, "epochs", 0, -1, first), (0, first, 6));
+        assert_eq!(epoch_end(&mut c, "epochs", 0, -1, second), (0, second, 7));
+        // An unknown epoch between them: the older one's end.
+        if second > first + 1 {
+            assert_eq!(epoch_end(&mut c, "epochs", 0, -1, first + 1), (0, first, 6));
+        }
+        assert_eq!(
+            epoch_end(&mut c, "epochs", 0, first, second).0,
+            ErrorCode::FencedLeaderEpoch.code()
+        );
+    } else {
+        assert_eq!(epoch_end(&mut c, "epochs", 0, -1, first), (0, first, 7));
+    }
 }

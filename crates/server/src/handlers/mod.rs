@@ -28,6 +28,7 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 
@@ -58,6 +59,7 @@ pub fn register_all(registry: &mut HandlerRegistry) {
         .register::<leave_group::LeaveGroupHandler>()
         .register::<offset_commit::OffsetCommitHandler>()
         .register::<offset_fetch::OffsetFetchHandler>()
+        .register::<offset_for_leader_epoch::OffsetForLeaderEpochHandler>()
         .register::<list_groups::ListGroupsHandler>()
         .register::<describe_groups::DescribeGroupsHandler>()
         .register::<delete_groups::DeleteGroupsHandler>()
