@@ -10,9 +10,11 @@
 //! partitions follow the metadata image through
 //! [`ReplicaManager::reconcile`].
 //!
-//! Today every in-sync replica set is this broker alone (replication factor
-//! 1): the high watermark follows the log end offset. Followers, ISR changes
-//! and leader epochs on disk come with replication.
+//! As leader, a [`Partition`] tracks its followers' fetches
+//! ([`follower_progress`]) and moves the high watermark to what every
+//! in-sync replica has; with this broker alone in the ISR it follows the
+//! log end offset. Replication factors above 1 are still refused by the
+//! controller until the follower fetchers and ISR changes are complete.
 
 #![cfg_attr(
     test,
@@ -20,6 +22,7 @@
 )]
 
 pub mod error;
+pub mod follower_progress;
 pub mod partition;
 pub mod replica_manager;
 

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::error::ReplicaError;
+use crate::follower_progress::{FollowerProgress, Followers};
 
 /// The partition's registration as this broker last applied it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +46,8 @@ pub struct Partition {
     /// Bytes appended since start-up: lets a waiting fetch estimate how much
     /// new data there is without reading it.
     appended_bytes: std::sync::atomic::AtomicU64,
+    /// As leader: what each follower has (reset with every new leadership).
+    followers: parking_lot::Mutex<Followers>,
 }
 
 impl Partition {
@@ -60,7 +63,9 @@ impl Partition {
             state: RwLock::new(state),
             high_watermark,
             appended_bytes: std::sync::atomic::AtomicU64::new(0),
+            followers: parking_lot::Mutex::new(Followers::default()),
         };
+        p.reset_followers(now_ms());
         p.maybe_increment_high_watermark();
         p
     }
@@ -85,10 +90,87 @@ impl Partition {
         self.state.read().clone()
     }
 
-    /// Applies a new registration from the metadata.
+    /// Applies a new registration from the metadata. A new leadership
+    /// here (or a new leader epoch) starts follower tracking afresh.
     pub fn update_state(&self, state: PartitionState) {
-        *self.state.write() = state;
+        let previous = std::mem::replace(&mut *self.state.write(), state.clone());
+        let leads = state.leader == self.node_id;
+        let new_leadership = leads
+            && (previous.leader != self.node_id || previous.leader_epoch != state.leader_epoch);
+        if new_leadership {
+            self.reset_followers(now_ms());
+        } else if leads && previous.replicas != state.replicas {
+            self.followers
+                .lock()
+                .retain_replicas(self.node_id, &state.replicas);
+        }
         self.maybe_increment_high_watermark();
+    }
+
+    fn reset_followers(&self, now_ms: i64) {
+        let s = self.state.read();
+        self.followers
+            .lock()
+            .reset(self.node_id, &s.replicas, &s.isr, now_ms);
+    }
+
+    /// As leader: follower `replica` fetched at `fetch_offset`, so it holds
+    /// everything below it; the high watermark may move. Refused when this
+    /// broker does not lead or `replica` is not one of the replicas.
+    pub fn record_follower_fetch(
+        &self,
+        replica: i32,
+        fetch_offset: i64,
+        now_ms: i64,
+    ) -> Result<(), ReplicaError> {
+        if !self.is_leader() {
+            return Err(ReplicaError::NotLeaderOrFollower);
+        }
+        let leader_end = self.log.offsets().log_end_offset;
+        let known = self
+            .followers
+            .lock()
+            .on_fetch(replica, fetch_offset, leader_end, now_ms);
+        if !known {
+            return Err(ReplicaError::NotLeaderOrFollower);
+        }
+        self.maybe_increment_high_watermark();
+        Ok(())
+    }
+
+    /// As leader: a follower's progress.
+    pub fn follower_progress(&self, replica: i32) -> Option<FollowerProgress> {
+        self.followers.lock().get(replica)
+    }
+
+    /// As leader: in-sync followers behind for longer than `max_lag_ms`
+    /// (`replica.lag.time.max.ms`), which the ISR should drop.
+    pub fn lagging_followers(&self, now_ms: i64, max_lag_ms: i64) -> Vec<i32> {
+        let s = self.state.read();
+        if s.leader != self.node_id {
+            return Vec::new();
+        }
+        let end = self.log.offsets().log_end_offset;
+        self.followers
+            .lock()
+            .lagging(self.node_id, &s.isr, end, now_ms, max_lag_ms)
+    }
+
+    /// As leader: followers outside the ISR that caught up, which it
+    /// should take back.
+    pub fn caught_up_followers(&self) -> Vec<i32> {
+        let s = self.state.read();
+        if s.leader != self.node_id {
+            return Vec::new();
+        }
+        let hw = self.high_watermark();
+        let epoch_start = self
+            .log
+            .leader_epochs()
+            .iter()
+            .find(|(e, _)| *e == s.leader_epoch)
+            .map_or(0, |(_, start)| *start);
+        self.followers.lock().caught_up(&s.isr, hw, epoch_start)
     }
 
     /// Whether this broker leads the partition.
@@ -159,17 +241,24 @@ impl Partition {
         Ok(info)
     }
 
-    /// Moves the high watermark to what every in-sync replica has. With no
-    /// follower state tracked yet, only a partition whose ISR is this
-    /// broker alone advances.
+    /// As leader, moves the high watermark up to what every in-sync
+    /// replica has (never down: a follower that has not fetched since this
+    /// leadership began holds it where it is).
     pub fn maybe_increment_high_watermark(&self) {
         let s = self.state.read();
-        if s.leader != self.node_id || s.isr.iter().any(|r| *r != self.node_id) {
+        if s.leader != self.node_id {
             return;
         }
-        drop(s);
         let end = self.log.offsets().log_end_offset;
-        let hw = self.log.update_high_watermark(end);
+        let candidate = self
+            .followers
+            .lock()
+            .high_watermark(self.node_id, &s.isr, end);
+        drop(s);
+        if candidate <= self.log.offsets().high_watermark {
+            return;
+        }
+        let hw = self.log.update_high_watermark(candidate);
         // Only forward: a racing append may have published a higher value.
         self.high_watermark.send_if_modified(|old| {
             let forward = hw > *old;
@@ -205,5 +294,94 @@ impl Partition {
         min_one_batch: bool,
     ) -> Result<LogReadInfo, ReplicaError> {
         Ok(self.log.read(offset, max_bytes, bound, min_one_batch)?)
+    }
+}
+
+/// Now, in milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strom_config::TopicConfig;
+    use strom_protocol::batch_builder::BatchBuilder;
+
+    fn leader_of(isr: Vec<i32>) -> (tempfile::TempDir, Partition) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::create(
+            dir.path().join("t-0"),
+            TopicPartition::new("t", 0),
+            Uuid::new_v4(),
+            Arc::new(TopicConfig::kafka_defaults()),
+            0,
+        )
+        .unwrap();
+        let state = PartitionState {
+            leader: 1,
+            leader_epoch: 3,
+            partition_epoch: 0,
+            replicas: vec![1, 2, 3],
+            isr,
+        };
+        (dir, Partition::new(1, Uuid::new_v4(), Arc::new(log), state))
+    }
+
+    fn append(p: &Partition, values: &[&[u8]]) {
+        let batch = BatchBuilder::of_values(0, values).build();
+        p.append_as_leader(&Bytes::from(batch.to_vec()), 1, 9, 0)
+            .unwrap();
+    }
+
+    #[test]
+    fn the_high_watermark_waits_for_every_in_sync_follower() {
+        let (_dir, p) = leader_of(vec![1, 2, 3]);
+        append(&p, &[b"a", b"b"]);
+        append(&p, &[b"c"]);
+        assert_eq!(p.high_watermark(), 0, "no follower has fetched");
+        p.record_follower_fetch(2, 3, 1_000).unwrap();
+        assert_eq!(p.high_watermark(), 0, "3 has not fetched");
+        p.record_follower_fetch(3, 2, 1_000).unwrap();
+        assert_eq!(p.high_watermark(), 2);
+        p.record_follower_fetch(3, 3, 1_001).unwrap();
+        assert_eq!(p.high_watermark(), 3);
+        // Never backwards, and strangers are refused.
+        p.record_follower_fetch(3, 1, 1_002).unwrap();
+        assert_eq!(p.high_watermark(), 3);
+        assert!(p.record_follower_fetch(7, 3, 1_003).is_err());
+        // Dropping the slow follower from the ISR lets it move on.
+        append(&p, &[b"d"]);
+        p.record_follower_fetch(2, 4, 1_004).unwrap();
+        assert_eq!(p.high_watermark(), 3);
+        let mut state = p.state();
+        state.isr = vec![1, 2];
+        state.partition_epoch += 1;
+        p.update_state(state.clone());
+        assert_eq!(p.high_watermark(), 4);
+        // 3 catches up and may rejoin.
+        assert!(p.caught_up_followers().is_empty());
+        p.record_follower_fetch(3, 4, 1_005).unwrap();
+        assert_eq!(p.caught_up_followers(), vec![3]);
+        // A new leader epoch forgets what followers had.
+        state.leader_epoch += 1;
+        state.isr = vec![1, 2, 3];
+        p.update_state(state);
+        append(&p, &[b"e"]);
+        assert_eq!(p.high_watermark(), 4);
+        assert_eq!(
+            p.follower_progress(2).unwrap().log_end_offset,
+            crate::follower_progress::UNKNOWN_OFFSET
+        );
+    }
+
+    #[test]
+    fn alone_in_the_isr_the_high_watermark_follows_the_log_end() {
+        let (_dir, p) = leader_of(vec![1]);
+        append(&p, &[b"a", b"b"]);
+        assert_eq!(p.high_watermark(), 2);
+        assert!(p.lagging_followers(10_000_000, 30_000).is_empty());
     }
 }
