@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::error::ReplicaError;
 use crate::follower_progress::{FollowerProgress, Followers};
+use crate::replica_manager::now_ms;
 
 /// The partition's registration as this broker last applied it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +44,8 @@ pub struct Partition {
     log: Arc<Log>,
     state: RwLock<PartitionState>,
     high_watermark: watch::Sender<i64>,
+    /// The log end offset, for followers' long polls.
+    log_end_offset: watch::Sender<i64>,
     /// Bytes appended since start-up: lets a waiting fetch estimate how much
     /// new data there is without reading it.
     appended_bytes: std::sync::atomic::AtomicU64,
@@ -55,6 +58,7 @@ impl Partition {
     pub fn new(node_id: i32, topic_id: Uuid, log: Arc<Log>, state: PartitionState) -> Self {
         let hw = log.offsets().high_watermark;
         let (high_watermark, _) = watch::channel(hw);
+        let (log_end_offset, _) = watch::channel(log.offsets().log_end_offset);
         let p = Self {
             topic_partition: log.topic_partition().clone(),
             topic_id,
@@ -62,6 +66,7 @@ impl Partition {
             log,
             state: RwLock::new(state),
             high_watermark,
+            log_end_offset,
             appended_bytes: std::sync::atomic::AtomicU64::new(0),
             followers: parking_lot::Mutex::new(Followers::default()),
         };
@@ -230,6 +235,14 @@ impl Partition {
         let info = self.log.append_as_leader(batch, leader_epoch, now_ms)?;
         self.appended_bytes
             .fetch_add(info.bytes as u64, std::sync::atomic::Ordering::Relaxed);
+        let end = info.last_offset.saturating_add(1);
+        self.log_end_offset.send_if_modified(|old| {
+            let forward = end > *old;
+            if forward {
+                *old = end;
+            }
+            forward
+        });
         if info.duplicate {
             tracing::debug!(
                 partition = %self.topic_partition,
@@ -280,6 +293,11 @@ impl Partition {
         self.log.offsets().high_watermark
     }
 
+    /// A receiver that wakes when the log grows.
+    pub fn subscribe_log_end_offset(&self) -> watch::Receiver<i64> {
+        self.log_end_offset.subscribe()
+    }
+
     /// A receiver that wakes when the high watermark moves.
     pub fn subscribe_high_watermark(&self) -> watch::Receiver<i64> {
         self.high_watermark.subscribe()
@@ -295,13 +313,6 @@ impl Partition {
     ) -> Result<LogReadInfo, ReplicaError> {
         Ok(self.log.read(offset, max_bytes, bound, min_one_batch)?)
     }
-}
-
-/// Now, in milliseconds since the Unix epoch.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

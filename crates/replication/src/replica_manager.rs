@@ -39,7 +39,8 @@ pub fn isolate<T>(f: impl FnOnce() -> Result<T, ReplicaError>) -> Result<T, Repl
         .unwrap_or_else(|_| Err(ReplicaError::Internal("the operation panicked".into())))
 }
 
-fn now_ms() -> i64 {
+/// Now, in milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -77,6 +78,9 @@ pub struct FetchParams {
     pub max_bytes: usize,
     /// Isolation level.
     pub isolation: IsolationLevel,
+    /// The follower fetching, when a replica fetches (it reads up to the
+    /// log end offset and its fetch offsets are its progress).
+    pub replica_id: Option<i32>,
 }
 
 /// One partition of a fetch.
@@ -90,6 +94,9 @@ pub struct FetchPartition {
     pub partition_max_bytes: usize,
     /// The client's leader epoch (−1: unknown).
     pub current_leader_epoch: i32,
+    /// A follower's epoch of its last fetched batch (−1: not sent); a log
+    /// that diverges from the leader's there gets a diverging epoch.
+    pub last_fetched_epoch: i32,
 }
 
 /// What a fetch returns for one partition.
@@ -105,6 +112,9 @@ pub struct FetchPartitionResult {
     pub last_stable_offset: i64,
     /// Log start offset (−1 on error).
     pub log_start_offset: i64,
+    /// For a follower whose log diverges: the epoch and end offset it must
+    /// truncate to before fetching again.
+    pub diverging_epoch: Option<(i32, i64)>,
 }
 
 impl FetchPartitionResult {
@@ -115,6 +125,7 @@ impl FetchPartitionResult {
             high_watermark: -1,
             last_stable_offset: -1,
             log_start_offset: -1,
+            diverging_epoch: None,
         }
     }
 }
@@ -391,10 +402,15 @@ impl ReplicaManager {
             .collect();
         let deadline = Instant::now() + Duration::from_millis(params.max_wait_ms);
         let partitions = Arc::new(partitions);
+        // Consumers wait for the high watermark to move; followers for the
+        // log to grow (the high watermark waits for them).
         let mut watchers: Vec<watch::Receiver<i64>> = targets
             .iter()
             .flatten()
-            .map(|p| p.subscribe_high_watermark())
+            .map(|p| match params.replica_id {
+                Some(_) => p.subscribe_log_end_offset(),
+                None => p.subscribe_high_watermark(),
+            })
             .collect();
         let live: Arc<Vec<Option<Arc<Partition>>>> =
             Arc::new(targets.iter().map(|t| t.as_ref().ok().cloned()).collect());
@@ -537,11 +553,22 @@ fn read_pass(
 ) -> Vec<Option<FetchPartitionResult>> {
     let mut left = params.max_bytes;
     let mut min_one = true;
-    let bound = ReadBound::HighWatermark;
+    let bound = match params.replica_id {
+        Some(_) => ReadBound::LogEnd,
+        None => ReadBound::HighWatermark,
+    };
+    let now = now_ms();
     live.iter()
         .zip(partitions)
         .map(|(p, fp)| {
             let p = p.as_ref()?;
+            if let Some(replica) = params.replica_id {
+                match follower_fetch_check(p, replica, fp, now) {
+                    Ok(None) => {}
+                    Ok(Some(diverging)) => return Some(diverging),
+                    Err(e) => return Some(FetchPartitionResult::error(e)),
+                }
+            }
             let limit = fp.partition_max_bytes.min(left);
             Some(
                 match isolate(|| p.read(fp.fetch_offset, limit, bound, min_one)) {
@@ -556,6 +583,7 @@ fn read_pass(
                             high_watermark: r.high_watermark,
                             last_stable_offset: r.high_watermark,
                             log_start_offset: r.log_start_offset,
+                            diverging_epoch: None,
                         }
                     }
                     Err(e) => FetchPartitionResult::error(e),
@@ -563,6 +591,34 @@ fn read_pass(
             )
         })
         .collect()
+}
+
+/// A follower's fetch of `fp`: when its last fetched epoch shows its log
+/// diverges from this leader's, the answer that tells it where to truncate
+/// (Kafka's diverging epoch, KIP-595's fetch-based truncation); otherwise
+/// its fetch offset is recorded as its progress.
+fn follower_fetch_check(
+    p: &Partition,
+    replica: i32,
+    fp: &FetchPartition,
+    now_ms: i64,
+) -> Result<Option<FetchPartitionResult>, ReplicaError> {
+    if fp.last_fetched_epoch >= 0 {
+        let (epoch, end_offset) = p.log().end_offset_for_epoch(fp.last_fetched_epoch);
+        if epoch < fp.last_fetched_epoch || end_offset < fp.fetch_offset {
+            let offsets = p.log().offsets();
+            return Ok(Some(FetchPartitionResult {
+                error: None,
+                records: Bytes::new(),
+                high_watermark: offsets.high_watermark,
+                last_stable_offset: offsets.high_watermark,
+                log_start_offset: offsets.log_start_offset,
+                diverging_epoch: Some((epoch, end_offset)),
+            }));
+        }
+    }
+    p.record_follower_fetch(replica, fp.fetch_offset, now_ms)?;
+    Ok(None)
 }
 
 async fn wait_for_high_watermark(
@@ -642,5 +698,111 @@ pub async fn shutdown_signalled(shutdown: &mut watch::Receiver<bool>) {
         if shutdown.changed().await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::partition::PartitionState;
+    use strom_config::TopicConfig;
+    use strom_protocol::batch_builder::BatchBuilder;
+    use strom_storage::Log;
+    use uuid::Uuid;
+
+    fn leader() -> (tempfile::TempDir, Arc<Partition>) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::create(
+            dir.path().join("t-0"),
+            TopicPartition::new("t", 0),
+            Uuid::new_v4(),
+            Arc::new(TopicConfig::kafka_defaults()),
+            0,
+        )
+        .unwrap();
+        let state = PartitionState {
+            leader: 1,
+            leader_epoch: 3,
+            partition_epoch: 0,
+            replicas: vec![1, 2],
+            isr: vec![1, 2],
+        };
+        let p = Arc::new(Partition::new(1, Uuid::new_v4(), Arc::new(log), state));
+        for _ in 0..3 {
+            let batch = BatchBuilder::of_values(0, &[b"a", b"b"]).build();
+            p.append_as_leader(&Bytes::from(batch.to_vec()), 1, 9, 0)
+                .unwrap();
+        }
+        (dir, p)
+    }
+
+    fn fetch_at(offset: i64, last_fetched_epoch: i32) -> FetchPartition {
+        FetchPartition {
+            topic_partition: TopicPartition::new("t", 0),
+            fetch_offset: offset,
+            partition_max_bytes: 1 << 20,
+            current_leader_epoch: 3,
+            last_fetched_epoch,
+        }
+    }
+
+    fn params(replica_id: Option<i32>) -> FetchParams {
+        FetchParams {
+            max_wait_ms: 0,
+            min_bytes: 0,
+            max_bytes: 1 << 20,
+            isolation: IsolationLevel::ReadUncommitted,
+            replica_id,
+        }
+    }
+
+    #[test]
+    fn followers_read_to_the_log_end_and_move_the_high_watermark() {
+        let (_dir, p) = leader();
+        let live = vec![Some(Arc::clone(&p))];
+        // A consumer sees nothing: the follower has not confirmed anything.
+        let r = read_pass(&live, &[fetch_at(0, -1)], params(None));
+        assert!(r[0].as_ref().unwrap().records.is_empty());
+        assert_eq!(p.high_watermark(), 0);
+        // The follower reads everything.
+        let r = read_pass(&live, &[fetch_at(0, -1)], params(Some(2)));
+        let r = r[0].as_ref().unwrap();
+        assert!(r.error.is_none() && r.diverging_epoch.is_none());
+        assert_eq!(
+            strom_protocol::batch::BatchIter::new(&r.records).count(),
+            3,
+            "all three batches"
+        );
+        // Its next fetch says it has them: the high watermark follows.
+        read_pass(&live, &[fetch_at(6, 3)], params(Some(2)));
+        assert_eq!(p.high_watermark(), 6);
+        // A broker that is not a replica is refused.
+        let r = read_pass(&live, &[fetch_at(0, -1)], params(Some(9)));
+        assert_eq!(
+            r[0].as_ref()
+                .unwrap()
+                .error
+                .as_ref()
+                .map(ReplicaError::error_code),
+            Some(strom_protocol::ErrorCode::NotLeaderOrFollower)
+        );
+    }
+
+    #[test]
+    fn a_diverging_follower_is_told_where_to_truncate() {
+        let (_dir, p) = leader();
+        let live = vec![Some(Arc::clone(&p))];
+        // It claims records of epoch 2 up to offset 5; this leader's log
+        // starts epoch 3 at 0, so epoch 2 ended at 0.
+        let r = read_pass(&live, &[fetch_at(5, 2)], params(Some(2)));
+        let r = r[0].as_ref().unwrap();
+        assert_eq!(r.diverging_epoch, Some((2, 0)));
+        assert!(r.records.is_empty());
+        // Not counted as progress.
+        assert_eq!(p.follower_progress(2).unwrap().log_end_offset, -1);
+        // Asking within the current epoch is fine.
+        let r = read_pass(&live, &[fetch_at(2, 3)], params(Some(2)));
+        assert_eq!(r[0].as_ref().unwrap().diverging_epoch, None);
+        assert_eq!(p.follower_progress(2).unwrap().log_end_offset, 2);
     }
 }

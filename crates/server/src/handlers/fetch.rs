@@ -1,4 +1,8 @@
-//! Fetch (key 1): read whole record batches up to the high watermark.
+//! Fetch (key 1): read whole record batches up to the high watermark, or,
+//! for a follower (a replica id ≥ 0), up to the log end offset: its fetch
+//! offsets record its progress (which moves the high watermark), and a
+//! last fetched epoch (v12+) that shows its log diverging from the
+//! leader's is answered with the diverging epoch to truncate to.
 //!
 //! Byte limits follow Kafka: the response holds at most
 //! `min(max_bytes, fetch.max.bytes)`, each partition at most its
@@ -18,7 +22,9 @@
 //! closes the connection.
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    EpochEndOffset, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse};
 use kafka_protocol::protocol::VersionRange;
 use strom_protocol::ErrorCode;
@@ -97,17 +103,19 @@ impl Handler for FetchHandler {
                     read: None,
                     error: Some(code),
                 };
-                let slot = match (&name, replica_id >= 0) {
-                    (None, _) => refused(ErrorCode::UnknownTopicId),
-                    // No follower replicas exist yet: a broker fetching as a
-                    // replica is not one of this partition's replicas.
-                    (Some(_), true) => refused(ErrorCode::NotLeaderOrFollower),
-                    (Some(n), false) => {
+                let slot = match &name {
+                    None => refused(ErrorCode::UnknownTopicId),
+                    Some(n) => {
                         wanted.push(FetchPartition {
                             topic_partition: TopicPartition::new(n.clone(), p.partition),
                             fetch_offset: p.fetch_offset,
                             partition_max_bytes: p.partition_max_bytes.max(0) as usize,
                             current_leader_epoch: p.current_leader_epoch,
+                            last_fetched_epoch: if version >= 12 {
+                                p.last_fetched_epoch
+                            } else {
+                                -1
+                            },
                         });
                         Slot {
                             partition: p.partition,
@@ -132,6 +140,9 @@ impl Handler for FetchHandler {
                 .max_bytes
                 .clamp(0, ctx.broker.config.fetch_max_bytes) as usize,
             isolation,
+            // A broker fetching as a follower: it reads to the log end and
+            // its fetch offsets are its progress.
+            replica_id: (replica_id >= 0).then_some(replica_id),
         };
         let mut results: Vec<Option<FetchPartitionResult>> = ctx
             .broker
@@ -157,13 +168,21 @@ impl Handler for FetchHandler {
                                 (_, Some(code)) => error_partition(index, code),
                                 (Some(r), None) => match r.error {
                                     Some(e) => error_partition(index, e.error_code()),
-                                    None => PartitionData::default()
-                                        .with_partition_index(index)
-                                        .with_high_watermark(r.high_watermark)
-                                        .with_last_stable_offset(r.last_stable_offset)
-                                        .with_log_start_offset(r.log_start_offset)
-                                        .with_aborted_transactions(aborted.clone())
-                                        .with_records(Some(r.records)),
+                                    None => {
+                                        let mut data = PartitionData::default()
+                                            .with_partition_index(index)
+                                            .with_high_watermark(r.high_watermark)
+                                            .with_last_stable_offset(r.last_stable_offset)
+                                            .with_log_start_offset(r.log_start_offset)
+                                            .with_aborted_transactions(aborted.clone())
+                                            .with_records(Some(r.records));
+                                        if let Some((epoch, end_offset)) = r.diverging_epoch {
+                                            data.diverging_epoch = EpochEndOffset::default()
+                                                .with_epoch(epoch)
+                                                .with_end_offset(end_offset);
+                                        }
+                                        data
+                                    }
                                 },
                                 (None, None) => {
                                     error_partition(index, ErrorCode::UnknownServerError)
