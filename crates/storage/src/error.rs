@@ -91,6 +91,16 @@ pub enum StorageError {
         /// First sequence of the batch.
         received: i32,
     },
+    /// A follower got batches that do not continue its log (they start
+    /// below or beyond its end, or go backwards): it must truncate or
+    /// fetch again from its end.
+    #[error("batches from the leader start at offset {got}, but the log ends at {expected}")]
+    UnexpectedAppendOffset {
+        /// The log end offset.
+        expected: i64,
+        /// The offset the batches start at.
+        got: i64,
+    },
     /// A transactional batch with no transaction to belong to.
     #[error("transactional batches need a transaction, and transactions are not supported yet")]
     InvalidTxnState,
@@ -142,6 +152,7 @@ impl StorageError {
             StorageError::InvalidProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
             StorageError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,
             StorageError::InvalidTxnState => ErrorCode::InvalidTxnState,
+            StorageError::UnexpectedAppendOffset { .. } => ErrorCode::UnknownServerError,
             StorageError::LogOffline { .. } => ErrorCode::KafkaStorageError,
             StorageError::Closed(_) => ErrorCode::NotLeaderOrFollower,
         }

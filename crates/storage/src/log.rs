@@ -581,6 +581,78 @@ impl Log {
         Ok(info)
     }
 
+    /// Appends batches a follower fetched from its leader, as they are:
+    /// offsets, leader epochs and timestamps were assigned by the leader.
+    /// Each batch's CRC is checked and the batches must continue the log
+    /// exactly (the first starts at the log end offset, each follows the
+    /// last); anything else appends nothing. Leader epochs seen for the
+    /// first time are recorded, and producer state follows, so this
+    /// replica can lead later. Returns the new log end offset.
+    pub fn append_as_follower(&self, records: &[u8], now_ms: i64) -> Result<i64> {
+        let config = self.config();
+        let mut batches = Vec::new();
+        let mut position = 0;
+        while position < records.len() {
+            let Some(rest) = records.get(position..) else {
+                break;
+            };
+            let header = match batch::check_batch(rest) {
+                Ok(h) => h,
+                // A fetch response may end with a partial batch: it is left
+                // for the next fetch.
+                Err(batch::BatchError::Truncated { .. }) => break,
+                Err(e) => return Err(StorageError::CorruptBatch(e)),
+            };
+            let size = header.size_bytes();
+            batches.push((position, header));
+            position += size;
+        }
+        let (end, flush_to) = {
+            let mut s = self.state.lock();
+            if s.closed {
+                return Err(StorageError::Closed(self.topic_partition.to_string()));
+            }
+            s.check_online(&self.topic_partition)?;
+            let mut expected = s.log_end_offset;
+            for (_, header) in &batches {
+                if header.base_offset != expected || header.last_offset() < header.base_offset {
+                    return Err(StorageError::UnexpectedAppendOffset {
+                        expected,
+                        got: header.base_offset,
+                    });
+                }
+                expected = header.next_offset();
+            }
+            let index_interval = config.index_interval_bytes.max(0) as usize;
+            for (start, header) in &batches {
+                let Some(bytes) = records.get(*start..*start + header.size_bytes()) else {
+                    break;
+                };
+                let written = s
+                    .epochs
+                    .assign(header.partition_leader_epoch, header.base_offset)
+                    .and_then(|_| {
+                        self.maybe_roll(&mut s, &config, bytes.len(), header.last_offset(), now_ms)
+                    })
+                    .and_then(|()| s.active()?.append(bytes, header, index_interval));
+                if let Err(e) = written {
+                    return Err(self.take_offline(&mut s, e));
+                }
+                s.log_end_offset = header.next_offset();
+                s.producers.update(header, header.max_timestamp);
+            }
+            let unflushed = s.log_end_offset - s.recovery_point;
+            let flush_to = (unflushed >= config.flush_messages).then_some(s.log_end_offset);
+            (s.log_end_offset, flush_to)
+        };
+        if let Some(offset) = flush_to {
+            if let Err(e) = self.flush(offset, now_ms) {
+                return Err(self.take_offline(&mut self.state.lock(), e));
+            }
+        }
+        Ok(end)
+    }
+
     /// Marks the log offline after an I/O error and returns the error the
     /// caller reports (KAFKA_STORAGE_ERROR).
     fn take_offline(&self, s: &mut LogState, e: StorageError) -> StorageError {
@@ -1461,5 +1533,69 @@ mod tests {
         assert_eq!(log.leader_epochs(), vec![(2, 3), (6, 4)]);
         log.truncate_fully_and_start_at(10, 0).unwrap();
         assert!(log.leader_epochs().is_empty());
+    }
+
+    #[test]
+    fn a_follower_appends_the_leaders_batches_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Arc::new(TopicConfig::kafka_defaults());
+        let make = |name: &str| {
+            Log::create(
+                dir.path().join(name),
+                TopicPartition::new(name, 0),
+                Uuid::new_v4(),
+                Arc::clone(&config),
+                0,
+            )
+            .unwrap()
+        };
+        let leader = make("leader");
+        let follower = make("follower");
+        for epoch in [1, 1, 4] {
+            leader.append_as_leader(batch(), epoch, 0).unwrap();
+        }
+        let all = leader
+            .read(0, 1 << 20, ReadBound::LogEnd, true)
+            .unwrap()
+            .records;
+        // A fetch response may end in a partial batch: only whole ones go in.
+        let cut = all.len() - 5;
+        assert_eq!(follower.append_as_follower(&all[..cut], 0).unwrap(), 2);
+        // The rest, from the follower's end.
+        let rest = leader
+            .read(2, 1 << 20, ReadBound::LogEnd, true)
+            .unwrap()
+            .records;
+        assert_eq!(follower.append_as_follower(&rest, 0).unwrap(), 3);
+        assert_eq!(follower.leader_epochs(), leader.leader_epochs());
+        let copied = follower
+            .read(0, 1 << 20, ReadBound::LogEnd, true)
+            .unwrap()
+            .records;
+        assert_eq!(copied, all, "stored as received");
+        // Batches that do not continue the log are refused whole.
+        assert!(matches!(
+            follower.append_as_follower(&all, 0),
+            Err(StorageError::UnexpectedAppendOffset {
+                expected: 3,
+                got: 0
+            })
+        ));
+        leader.append_as_leader(batch(), 4, 0).unwrap();
+        let next = leader
+            .read(3, 1 << 20, ReadBound::LogEnd, true)
+            .unwrap()
+            .records;
+        let mut bad = next.to_vec();
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        assert!(matches!(
+            follower.append_as_follower(&bad, 0),
+            Err(StorageError::CorruptBatch(_))
+        ));
+        assert_eq!(follower.offsets().log_end_offset, 3);
+        assert_eq!(follower.append_as_follower(&next, 0).unwrap(), 4);
+        // Nothing to append is no change.
+        assert_eq!(follower.append_as_follower(&[], 0).unwrap(), 4);
     }
 }
