@@ -68,6 +68,12 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     key!("auto.create.topics.enable", Boolean, Some("true"), ANY, "Create unknown topics asked for by Metadata."),
     key!("delete.topic.enable", Boolean, Some("true"), ANY, "Allow DeleteTopics."),
     key!("unclean.leader.election.enable", Boolean, Some("false"), ANY, "Allow a replica outside the ISR to become leader."),
+    key!("replica.lag.time.max.ms", Long, Some("30000"), AT_LEAST_1, "A follower not caught up with its leader for this long leaves the ISR."),
+    key!("replica.fetch.max.bytes", Int, Some("1048576"), AT_LEAST_1, "Bytes a follower asks for per partition in one fetch."),
+    key!("replica.fetch.response.max.bytes", Int, Some("10485760"), AT_LEAST_1, "Bytes a follower asks for in one fetch response."),
+    key!("replica.fetch.wait.max.ms", Int, Some("500"), AT_LEAST_1, "How long a follower's fetch may wait at the leader for new data."),
+    key!("replica.fetch.backoff.ms", Int, Some("1000"), AT_LEAST_1, "How long a follower waits after a failed fetch."),
+    key!("replica.socket.timeout.ms", Int, Some("30000"), AT_LEAST_1, "How long a follower waits for a fetch response."),
     key!("auto.leader.rebalance.enable", Boolean, Some("true"), ANY, "The controller moves leadership back to preferred replicas periodically."),
     key!("leader.imbalance.check.interval.seconds", Long, Some("300"), AT_LEAST_1, "How often the controller looks for partitions not led by their preferred replica."),
     key!("log.retention.hours", Int, Some("168"), ANY, "Hours to keep a segment (lowest priority of the three)."),
@@ -136,6 +142,37 @@ pub enum ProcessRole {
     Broker,
     /// Votes in the metadata quorum.
     Controller,
+}
+
+/// How followers fetch from leaders (`replica.*` keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaFetchConfig {
+    /// `replica.lag.time.max.ms`.
+    pub lag_time_max_ms: u64,
+    /// `replica.fetch.max.bytes`.
+    pub max_bytes: i32,
+    /// `replica.fetch.response.max.bytes`.
+    pub response_max_bytes: i32,
+    /// `replica.fetch.wait.max.ms`.
+    pub wait_max_ms: i32,
+    /// `replica.fetch.backoff.ms`.
+    pub backoff_ms: u64,
+    /// `replica.socket.timeout.ms`.
+    pub socket_timeout_ms: u64,
+}
+
+impl Default for ReplicaFetchConfig {
+    /// Kafka's defaults.
+    fn default() -> Self {
+        Self {
+            lag_time_max_ms: 30_000,
+            max_bytes: 1_048_576,
+            response_max_bytes: 10_485_760,
+            wait_max_ms: 500,
+            backoff_ms: 1_000,
+            socket_timeout_ms: 30_000,
+        }
+    }
 }
 
 /// A member of `controller.quorum.voters`.
@@ -228,6 +265,8 @@ pub struct BrokerConfig {
     pub broker_session_timeout_ms: u64,
     /// `auto.leader.rebalance.enable`.
     pub auto_leader_rebalance_enable: bool,
+    /// How followers fetch (`replica.*`).
+    pub replica_fetch: ReplicaFetchConfig,
     /// `leader.imbalance.check.interval.seconds`.
     pub leader_imbalance_check_interval_secs: u64,
     /// `broker.heartbeat.interval.ms`.
@@ -633,6 +672,14 @@ impl BrokerConfig {
             controller_quorum_election_timeout_ms: u64_of("controller.quorum.election.timeout.ms")?,
             broker_session_timeout_ms: u64_of("broker.session.timeout.ms")?,
             auto_leader_rebalance_enable: r.boolean("auto.leader.rebalance.enable")?,
+            replica_fetch: ReplicaFetchConfig {
+                lag_time_max_ms: u64_of("replica.lag.time.max.ms")?,
+                max_bytes: r.req_int("replica.fetch.max.bytes")? as i32,
+                response_max_bytes: r.req_int("replica.fetch.response.max.bytes")? as i32,
+                wait_max_ms: r.req_int("replica.fetch.wait.max.ms")? as i32,
+                backoff_ms: u64_of("replica.fetch.backoff.ms")?,
+                socket_timeout_ms: u64_of("replica.socket.timeout.ms")?,
+            },
             leader_imbalance_check_interval_secs: u64_of(
                 "leader.imbalance.check.interval.seconds",
             )?,

@@ -22,7 +22,10 @@ pub mod properties;
 pub mod source;
 pub mod topic;
 
-pub use broker::{BrokerConfig, ConfigInputs, GroupKeys, LoadedConfig, ProcessRole, QuorumVoter};
+pub use broker::{
+    BrokerConfig, ConfigInputs, GroupKeys, LoadedConfig, ProcessRole, QuorumVoter,
+    ReplicaFetchConfig,
+};
 pub use error::ConfigError;
 pub use listener::Listener;
 pub use source::{ConfigSource, ConfigSynonym, DescribedConfig};

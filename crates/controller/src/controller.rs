@@ -25,6 +25,7 @@ use uuid::Uuid;
 use crate::election::{self, elect_leaders, preferred_leaders, ElectionResult, ElectionType};
 use crate::error::{ApiError, ControllerError};
 use crate::forwarding::ControllerChannel;
+use crate::isr_change::{check_isr_change, IsrChange, IsrChanged};
 use crate::ops::{BrokerHeartbeat, ControllerOp, ControllerOpResult, HeartbeatReply};
 use crate::placement::{place_replicas, PlacementBroker};
 use crate::quorum::{MetadataQuorum, QuorumConfig};
@@ -37,10 +38,6 @@ pub const MAX_PARTITIONS_PER_REQUEST: i64 = 10_000;
 
 /// Producer ids per block handed to a broker (Kafka's block size).
 pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
-
-/// Largest replication factor served: partitions are not replicated yet, so
-/// a partition lives on one broker.
-pub const MAX_REPLICATION_FACTOR: i16 = 1;
 
 /// The controller id Kafka reports when none is known.
 pub const NO_CONTROLLER_ID: i32 = -1;
@@ -334,6 +331,9 @@ impl Controller {
                     .await;
                 ControllerOpResult::ElectLeaders(r, o)
             }
+            ControllerOp::AlterPartition(change) => {
+                ControllerOpResult::AlterPartition(self.alter_partition_here(change).await)
+            }
             ControllerOp::AddObserver { node_id, endpoint } => ControllerOpResult::AddObserver(
                 self.quorum
                     .add_observer(node_id, endpoint)
@@ -516,6 +516,46 @@ impl Controller {
             ControllerOpResult::AddObserver(r) => r,
             other => Err(unexpected(other)),
         }
+    }
+
+    /// AlterPartition: commits a leader's new ISR; returns the partition
+    /// after it and the offset to wait for.
+    pub async fn alter_partition(
+        &self,
+        change: IsrChange,
+        timeout: Duration,
+    ) -> Result<(IsrChanged, Option<CommitOffset>), ApiError> {
+        match self
+            .route(ControllerOp::AlterPartition(change), timeout)
+            .await?
+        {
+            ControllerOpResult::AlterPartition(r) => r,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn alter_partition_here(
+        &self,
+        change: IsrChange,
+    ) -> Result<(IsrChanged, Option<CommitOffset>), ApiError> {
+        let _guard = self.write_lock.lock().await;
+        let image = self.current_image().await.map_err(|e| e.to_api_error())?;
+        let (record, after) = check_isr_change(&image, &change)?;
+        let Some(record) = record else {
+            return Ok((after, None));
+        };
+        let offset = self
+            .commit(vec![record])
+            .await
+            .map_err(|e| e.to_api_error())?;
+        tracing::info!(
+            topic = %change.topic,
+            partition = change.partition,
+            isr = ?after.isr,
+            partition_epoch = after.partition_epoch,
+            "changed the ISR"
+        );
+        Ok((after, Some(offset)))
     }
 
     /// DescribeQuorum, answered by the active controller.
@@ -890,11 +930,7 @@ impl Controller {
                     "Replication factor must be larger than 0, or -1 to use the default value.",
                 ));
             }
-            let placed = place_replicas(&brokers, 0, partitions, rf)?;
-            if rf > MAX_REPLICATION_FACTOR {
-                return Err(replication_not_supported(rf));
-            }
-            placed
+            place_replicas(&brokers, 0, partitions, rf)?
         } else {
             if t.num_partitions != -1 || t.replication_factor != -1 {
                 return Err(ApiError::new(
@@ -914,12 +950,6 @@ impl Controller {
             }
             let replicas: Vec<Vec<i32>> = sorted.into_iter().map(|(_, r)| r).collect();
             validate_assignments(image, &replicas, None)?;
-            if let Some(r) = replicas
-                .iter()
-                .find(|r| r.len() > MAX_REPLICATION_FACTOR as usize)
-            {
-                return Err(replication_not_supported(r.len() as i16));
-            }
             replicas
         };
         let mut configs = BTreeMap::new();
@@ -1280,6 +1310,7 @@ fn lost_leadership(answer: &ControllerOpResult) -> bool {
         }
         ControllerOpResult::RegisterBroker(Err(e))
         | ControllerOpResult::AddObserver(Err(e))
+        | ControllerOpResult::AlterPartition(Err(e))
         | ControllerOpResult::BrokerHeartbeat(Err(e))
         | ControllerOpResult::AllocateProducerIds(Err(e))
         | ControllerOpResult::Failed(e) => lost(e),
@@ -1296,16 +1327,6 @@ fn placement_brokers(image: &MetadataImage) -> Vec<PlacementBroker> {
             rack: b.rack.clone(),
         })
         .collect()
-}
-
-fn replication_not_supported(rf: i16) -> ApiError {
-    ApiError::new(
-        ErrorCode::InvalidReplicationFactor,
-        format!(
-            "Replication factor {rf} is not supported yet: partitions are not replicated, \
-             so each lives on one broker (use replication factor 1)."
-        ),
-    )
 }
 
 fn unexpected(answer: ControllerOpResult) -> ApiError {

@@ -19,6 +19,7 @@ pub mod controller;
 pub mod election;
 pub mod error;
 pub mod forwarding;
+pub mod isr_change;
 
 pub mod ops;
 pub mod placement;
@@ -35,7 +36,7 @@ pub mod state_machine;
 
 pub use controller::{
     CommitOffset, Controller, ControllerConfig, CreatePartitions, CreateTopic, CreatedTopic,
-    TopicRef, CONTROLLER_REQUEST_TIMEOUT, MAX_PARTITIONS_PER_REQUEST, MAX_REPLICATION_FACTOR,
-    PRODUCER_ID_BLOCK_SIZE, QUORUM_START_TIMEOUT,
+    TopicRef, CONTROLLER_REQUEST_TIMEOUT, MAX_PARTITIONS_PER_REQUEST, PRODUCER_ID_BLOCK_SIZE,
+    QUORUM_START_TIMEOUT,
 };
 pub use error::{ApiError, ControllerError};

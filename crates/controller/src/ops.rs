@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::controller::{CommitOffset, CreatePartitions, CreateTopic, CreatedTopic, TopicRef};
 use crate::election::{ElectionResult, ElectionType};
 use crate::error::ApiError;
+use crate::isr_change::{IsrChange, IsrChanged};
 use crate::quorum_description::QuorumDescription;
 use crate::raft_types::ControllerNode;
 
@@ -75,6 +76,8 @@ pub enum ControllerOp {
     },
     /// DescribeQuorum.
     DescribeQuorum,
+    /// AlterPartition: a leader's new ISR.
+    AlterPartition(IsrChange),
     /// A broker-only node asks to follow the metadata log as an observer,
     /// replicated to at `endpoint`.
     AddObserver {
@@ -106,6 +109,8 @@ pub enum ControllerOpResult {
     DescribeQuorum(QuorumDescription),
     /// To AddObserver.
     AddObserver(Result<(), ApiError>),
+    /// To AlterPartition: the partition after the change.
+    AlterPartition(Result<(IsrChanged, Option<CommitOffset>), ApiError>),
     /// The receiver is not the active controller (the leader it knows).
     NotLeader(Option<u64>),
     /// The operation could not be carried out at all.

@@ -238,15 +238,13 @@ impl GroupCoordinator {
     }
 
     /// How to create `__consumer_offsets`: Kafka's settings, with the
-    /// replication factor capped by what is served (one replica until
-    /// partitions replicate) and by the brokers there are (so a single
+    /// replication factor capped by the brokers there are (so a single
     /// node works out of the box).
     pub fn offsets_topic_spec(&self, live_brokers: usize) -> CreateTopic {
         let rf = self
             .config
             .offsets_topic_replication_factor
-            .min(live_brokers.max(1).min(i16::MAX as usize) as i16)
-            .min(strom_controller::MAX_REPLICATION_FACTOR);
+            .min(live_brokers.max(1).min(i16::MAX as usize) as i16);
         CreateTopic {
             name: CONSUMER_OFFSETS_TOPIC.to_string(),
             num_partitions: self.config.offsets_topic_num_partitions,

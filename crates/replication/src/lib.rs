@@ -21,9 +21,11 @@
     allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+pub mod broker_client;
 pub mod error;
 pub mod follower_progress;
 pub mod partition;
+pub mod replica_fetcher;
 pub mod replica_manager;
 
 pub use error::ReplicaError;

@@ -51,6 +51,9 @@ pub struct Partition {
     appended_bytes: std::sync::atomic::AtomicU64,
     /// As leader: what each follower has (reset with every new leadership).
     followers: parking_lot::Mutex<Followers>,
+    /// The partition epoch an ISR change was proposed on, while it waits
+    /// for the controller: no second proposal until the metadata moves.
+    pending_isr_change: parking_lot::Mutex<Option<i32>>,
 }
 
 impl Partition {
@@ -69,6 +72,7 @@ impl Partition {
             log_end_offset,
             appended_bytes: std::sync::atomic::AtomicU64::new(0),
             followers: parking_lot::Mutex::new(Followers::default()),
+            pending_isr_change: parking_lot::Mutex::new(None),
         };
         p.reset_followers(now_ms());
         p.maybe_increment_high_watermark();
@@ -99,6 +103,9 @@ impl Partition {
     /// here (or a new leader epoch) starts follower tracking afresh.
     pub fn update_state(&self, state: PartitionState) {
         let previous = std::mem::replace(&mut *self.state.write(), state.clone());
+        if previous.partition_epoch != state.partition_epoch || previous.leader != state.leader {
+            *self.pending_isr_change.lock() = None;
+        }
         let leads = state.leader == self.node_id;
         let new_leadership = leads
             && (previous.leader != self.node_id || previous.leader_epoch != state.leader_epoch);
@@ -143,6 +150,58 @@ impl Partition {
         Ok(())
     }
 
+    /// As follower: appends batches fetched from the leader. Blocking
+    /// (disk I/O).
+    pub fn append_as_follower(&self, records: &[u8], now_ms: i64) -> Result<i64, ReplicaError> {
+        if self.is_leader() {
+            return Err(ReplicaError::NotLeaderOrFollower);
+        }
+        let end = self.log.append_as_follower(records, now_ms)?;
+        self.log_end_offset.send_if_modified(|old| {
+            let moved = end != *old;
+            *old = end;
+            moved
+        });
+        Ok(end)
+    }
+
+    /// As follower: the leader's high watermark, as far as this replica's
+    /// log reaches.
+    pub fn follow_high_watermark(&self, leader_high_watermark: i64) {
+        let end = self.log.offsets().log_end_offset;
+        let hw = self
+            .log
+            .update_high_watermark(leader_high_watermark.min(end));
+        self.high_watermark.send_if_modified(|old| {
+            let moved = hw != *old;
+            *old = hw;
+            moved
+        });
+    }
+
+    /// As follower: drops records from `offset` on (a divergent tail).
+    /// Blocking (disk I/O).
+    pub fn truncate_to(&self, offset: i64, now_ms: i64) -> Result<i64, ReplicaError> {
+        let end = self.log.truncate_to(offset, now_ms)?;
+        self.log_end_offset.send_replace(end);
+        self.high_watermark
+            .send_replace(self.log.offsets().high_watermark);
+        Ok(end)
+    }
+
+    /// As follower: empties the log to start at `offset` (the leader no
+    /// longer has what this replica would fetch next). Blocking.
+    pub fn truncate_fully_and_start_at(
+        &self,
+        offset: i64,
+        now_ms: i64,
+    ) -> Result<(), ReplicaError> {
+        self.log.truncate_fully_and_start_at(offset, now_ms)?;
+        self.log_end_offset.send_replace(offset);
+        self.high_watermark.send_replace(offset);
+        Ok(())
+    }
+
     /// As leader: a follower's progress.
     pub fn follower_progress(&self, replica: i32) -> Option<FollowerProgress> {
         self.followers.lock().get(replica)
@@ -159,6 +218,50 @@ impl Partition {
         self.followers
             .lock()
             .lagging(self.node_id, &s.isr, end, now_ms, max_lag_ms)
+    }
+
+    /// As leader: the ISR this partition should have (lagging followers
+    /// out, caught-up ones in), with the state it is based on, unless it
+    /// is already right or a change is waiting for the controller. The
+    /// proposal stays pending until the metadata changes or
+    /// [`Partition::isr_change_failed`].
+    pub fn propose_isr_change(
+        &self,
+        now_ms: i64,
+        max_lag_ms: i64,
+    ) -> Option<(PartitionState, Vec<i32>)> {
+        let state = self.state();
+        if state.leader != self.node_id {
+            return None;
+        }
+        let mut pending = self.pending_isr_change.lock();
+        if pending.is_some() {
+            return None;
+        }
+        let lagging = self.lagging_followers(now_ms, max_lag_ms);
+        let joining = self.caught_up_followers();
+        let mut isr: Vec<i32> = state
+            .isr
+            .iter()
+            .copied()
+            .filter(|r| !lagging.contains(r))
+            .chain(joining)
+            .collect();
+        isr.sort_unstable();
+        isr.dedup();
+        let mut current = state.isr.clone();
+        current.sort_unstable();
+        if isr == current || isr.is_empty() {
+            return None;
+        }
+        *pending = Some(state.partition_epoch);
+        Some((state, isr))
+    }
+
+    /// The controller refused (or never answered) the pending ISR change:
+    /// the next check may propose again.
+    pub fn isr_change_failed(&self) {
+        *self.pending_isr_change.lock() = None;
     }
 
     /// As leader: followers outside the ISR that caught up, which it

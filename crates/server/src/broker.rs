@@ -21,6 +21,7 @@ use strom_controller::raft_types::ControllerNode;
 use strom_controller::{Controller, ControllerConfig, QUORUM_START_TIMEOUT};
 use strom_coordinator::{GroupCoordinator, ProducerIdManager};
 use strom_metadata::{BrokerEndpoint, BrokerRegistration};
+use strom_replication::replica_fetcher::FetcherConfig;
 use strom_replication::{
     run_log_maintenance, shutdown_signalled, MaintenanceIntervals, ReplicaManager,
 };
@@ -352,7 +353,18 @@ impl Broker {
             registry,
             image: image_tx,
         });
+        state.replica_manager.sync_fetchers(
+            &image,
+            &state.config.inter_broker_listener_name,
+            &fetcher_config(&state.config),
+        );
         tasks.spawn(follow_metadata(Arc::clone(&state), shutdown_rx.clone()));
+        if state.config.is_broker() {
+            tasks.spawn(crate::isr_updates::run_isr_updates(
+                Arc::clone(&state),
+                shutdown_rx.clone(),
+            ));
+        }
         let c = &state.config;
         tasks.spawn(run_log_maintenance(
             Arc::clone(&log_manager),
@@ -447,6 +459,7 @@ impl Broker {
                 .await;
         }
         let _ = self.shutdown.send(true);
+        self.state.replica_manager.stop_fetchers();
         // Members waiting in JoinGroup or SyncGroup get NOT_COORDINATOR now
         // rather than holding their connections open past the drain.
         self.state.groups.shutdown();
@@ -470,6 +483,20 @@ impl Broker {
         .await??;
         tracing::info!("shut down cleanly");
         Ok(())
+    }
+}
+
+/// How this broker's followers fetch from leaders.
+fn fetcher_config(config: &BrokerConfig) -> FetcherConfig {
+    FetcherConfig {
+        node_id: config.node_id,
+        local_address: config
+            .listeners
+            .iter()
+            .find(|l| l.name == config.inter_broker_listener_name)
+            .and_then(|l| l.host.parse::<std::net::IpAddr>().ok())
+            .filter(|ip| !ip.is_unspecified()),
+        fetch: config.replica_fetch,
     }
 }
 
@@ -517,6 +544,11 @@ async fn follow_metadata(state: Arc<BrokerState>, mut shutdown: watch::Receiver<
                 if let Err(e) = tokio::task::spawn_blocking(move || rm.reconcile(&applied)).await {
                     tracing::error!(error = %e, "metadata reconciliation failed");
                 }
+                state.replica_manager.sync_fetchers(
+                    &image,
+                    &state.config.inter_broker_listener_name,
+                    &fetcher_config(&state.config),
+                );
                 state.groups.sync_leadership(&image);
                 state.image.send_replace(image);
             }

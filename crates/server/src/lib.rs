@@ -19,6 +19,7 @@ pub mod broker;
 pub mod connection;
 pub mod context;
 pub mod handlers;
+pub mod isr_updates;
 pub mod legacy;
 pub mod lifecycle;
 pub mod listener;

@@ -128,10 +128,13 @@ fn every_node_serves_one_metadata_and_produce_reaches_the_leaders() {
     }
     // Topic names are unique cluster-wide, whichever node is asked.
     assert_eq!(create(c, "spread", 1), ErrorCode::TopicAlreadyExists.code());
-    // Replication is not served yet: more than one replica is refused.
+    // Three replicas fit on three brokers; four do not.
     let mut conn = connect(a);
-    let r = create_topic_rf(&mut conn, "replicated", 1, 3);
-    assert_eq!(r, ErrorCode::InvalidReplicationFactor.code());
+    assert_eq!(create_topic_rf(&mut conn, "replicated", 1, 3), 0);
+    assert_eq!(
+        create_topic_rf(&mut conn, "too-replicated", 1, 4),
+        ErrorCode::InvalidReplicationFactor.code()
+    );
 }
 
 fn create_topic_rf(c: &mut KafkaConnection, topic: &str, partitions: i32, rf: i16) -> i16 {

@@ -21,8 +21,11 @@ use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 /// broker is about to listen on.
 const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
 
-/// A free TCP port (bound and released, so racy; drawn at random from
-/// [`TEST_PORTS`] so concurrent tests rarely pick the same one).
+/// A free TCP port, drawn at random from [`TEST_PORTS`] and reserved
+/// across test processes (nextest runs each test in its own): a port is
+/// handed out only after creating `<tmp>/strom-test-ports/<port>` with
+/// this process's id, and a file whose process is gone is taken over. A
+/// port must also be bindable right now.
 pub fn free_port() -> u16 {
     let mut seed = [0u8; 8];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
@@ -30,18 +33,53 @@ pub fn free_port() -> u16 {
     }
     let mut x = u64::from_le_bytes(seed) | 1;
     let span = u64::from(TEST_PORTS.end - TEST_PORTS.start);
-    for _ in 0..1000 {
+    let registry = std::env::temp_dir().join("strom-test-ports");
+    let _ = std::fs::create_dir_all(&registry);
+    for _ in 0..10_000 {
         // xorshift
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         let port = TEST_PORTS.start + (x % span) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if reserve_port(&registry, port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
     let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     l.local_addr().expect("local addr").port()
+}
+
+/// Claims `port` for this process in `registry`; false when a live
+/// process holds it. The claim file appears whole (hard-linked from a
+/// written temporary file), so a reader never sees it half written.
+fn reserve_port(registry: &Path, port: u16) -> bool {
+    let path = registry.join(port.to_string());
+    let me = std::process::id();
+    let tmp = registry.join(format!("{port}.{me}.tmp"));
+    if std::fs::write(&tmp, me.to_string()).is_err() {
+        return false;
+    }
+    let mut claimed = false;
+    for _ in 0..2 {
+        if std::fs::hard_link(&tmp, &path).is_ok() {
+            claimed = true;
+            break;
+        }
+        let holder = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok());
+        match holder {
+            // SAFETY: signal 0 only checks that the process exists.
+            #[allow(unsafe_code)]
+            Some(pid) if unsafe { libc::kill(pid, 0) } == 0 => break,
+            // Its process is gone: take it over.
+            _ => {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&tmp);
+    claimed
 }
 
 /// Polls `check` until it returns true or `timeout` passes.

@@ -1,0 +1,272 @@
+//! AlterPartition: a partition leader asks to change its ISR (dropping
+//! followers that fell behind, taking back ones that caught up). The
+//! controller checks the request against the image — a pure function
+//! here — and commits the new ISR, which bumps the partition epoch.
+//!
+//! Kafka's rules: the broker must be registered with that epoch
+//! (STALE_BROKER_EPOCH) and lead the partition (NOT_LEADER_OR_FOLLOWER)
+//! in the current leader epoch (FENCED_LEADER_EPOCH); the request must be
+//! based on the current partition epoch (INVALID_UPDATE_VERSION); the new
+//! ISR must be replicas including the leader (INVALID_REQUEST), and every
+//! broker it adds must be unfenced (INELIGIBLE_REPLICA).
+
+use serde::{Deserialize, Serialize};
+use strom_metadata::{MetadataImage, MetadataRecord};
+use strom_protocol::ErrorCode;
+
+use crate::error::ApiError;
+
+/// A leader's request for a new ISR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsrChange {
+    /// The leader.
+    pub broker_id: i32,
+    /// Its registration's epoch.
+    pub broker_epoch: i64,
+    /// Topic name.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The leader epoch it leads in.
+    pub leader_epoch: i32,
+    /// The partition epoch the request is based on.
+    pub partition_epoch: i32,
+    /// The ISR wanted.
+    pub isr: Vec<i32>,
+}
+
+/// The partition after an accepted change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsrChanged {
+    /// Leader epoch (unchanged).
+    pub leader_epoch: i32,
+    /// The new partition epoch.
+    pub partition_epoch: i32,
+    /// The new ISR.
+    pub isr: Vec<i32>,
+}
+
+/// Checks `change` against `image`: the record that makes it, and the
+/// partition's state after it; or the error Kafka gives.
+pub fn check_isr_change(
+    image: &MetadataImage,
+    change: &IsrChange,
+) -> Result<(Option<MetadataRecord>, IsrChanged), ApiError> {
+    let broker = image.broker(change.broker_id).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::StaleBrokerEpoch,
+            format!("Broker {} is not registered.", change.broker_id),
+        )
+    })?;
+    if broker.broker_epoch != change.broker_epoch {
+        return Err(ApiError::new(
+            ErrorCode::StaleBrokerEpoch,
+            format!(
+                "Broker {} has epoch {}, not {}.",
+                change.broker_id, broker.broker_epoch, change.broker_epoch
+            ),
+        ));
+    }
+    let topic = image
+        .topic(&change.topic)
+        .ok_or_else(|| ApiError::new(ErrorCode::UnknownTopicOrPartition, "No such topic."))?;
+    let p = topic
+        .partitions
+        .get(&change.partition)
+        .ok_or_else(|| ApiError::new(ErrorCode::UnknownTopicOrPartition, "No such partition."))?;
+    if p.leader != change.broker_id {
+        return Err(ApiError::new(
+            ErrorCode::NotLeaderOrFollower,
+            format!("Broker {} does not lead this partition.", change.broker_id),
+        ));
+    }
+    if p.leader_epoch != change.leader_epoch {
+        return Err(ApiError::new(
+            ErrorCode::FencedLeaderEpoch,
+            format!(
+                "The leader epoch is {}, not {}.",
+                p.leader_epoch, change.leader_epoch
+            ),
+        ));
+    }
+    if p.partition_epoch != change.partition_epoch {
+        return Err(ApiError::new(
+            ErrorCode::InvalidUpdateVersion,
+            format!(
+                "The partition epoch is {}, not {}.",
+                p.partition_epoch, change.partition_epoch
+            ),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if change.isr.is_empty()
+        || !change.isr.contains(&change.broker_id)
+        || change
+            .isr
+            .iter()
+            .any(|r| !p.replicas.contains(r) || !seen.insert(*r))
+    {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "The ISR must be distinct replicas including the leader.",
+        ));
+    }
+    if let Some(bad) = change
+        .isr
+        .iter()
+        .find(|r| !p.isr.contains(r) && image.broker(**r).is_none_or(|b| b.fenced))
+    {
+        return Err(ApiError::new(
+            ErrorCode::IneligibleReplica,
+            format!("Replica {bad} is fenced and cannot join the ISR."),
+        ));
+    }
+    if change.isr == p.isr {
+        let same = IsrChanged {
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            isr: p.isr.clone(),
+        };
+        return Ok((None, same));
+    }
+    let record = MetadataRecord::PartitionChange {
+        topic_id: topic.id,
+        partition_id: change.partition,
+        leader: None,
+        isr: Some(change.isr.clone()),
+        replicas: None,
+    };
+    let after = IsrChanged {
+        leader_epoch: p.leader_epoch,
+        partition_epoch: p.partition_epoch + 1,
+        isr: change.isr.clone(),
+    };
+    Ok((Some(record), after))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strom_metadata::BrokerRegistration;
+    use uuid::Uuid;
+
+    fn image() -> MetadataImage {
+        let id = Uuid::from_u128(9);
+        let mut records: Vec<MetadataRecord> = [(1, false), (2, false), (3, true)]
+            .iter()
+            .map(|(b, fenced)| {
+                MetadataRecord::RegisterBroker(BrokerRegistration {
+                    broker_id: *b,
+                    incarnation_id: Uuid::nil(),
+                    broker_epoch: 0,
+                    endpoints: Vec::new(),
+                    rack: None,
+                    fenced: *fenced,
+                })
+            })
+            .collect();
+        records.push(MetadataRecord::Topic {
+            name: "t".into(),
+            topic_id: id,
+        });
+        records.push(MetadataRecord::Partition {
+            topic_id: id,
+            partition_id: 0,
+            replicas: vec![1, 2, 3],
+            isr: vec![1, 2],
+            leader: 1,
+            leader_epoch: 4,
+            partition_epoch: 7,
+        });
+        // Each record at its own offset: a broker's epoch is its
+        // registration's offset (broker b at offset b - 1).
+        MetadataImage::empty()
+            .apply(records.iter().enumerate().map(|(i, r)| (i as i64, r)))
+            .unwrap()
+            .0
+    }
+
+    fn change(isr: Vec<i32>) -> IsrChange {
+        IsrChange {
+            broker_id: 1,
+            broker_epoch: 0,
+            topic: "t".into(),
+            partition: 0,
+            leader_epoch: 4,
+            partition_epoch: 7,
+            isr,
+        }
+    }
+
+    fn code(r: Result<(Option<MetadataRecord>, IsrChanged), ApiError>) -> ErrorCode {
+        r.map(|_| ErrorCode::UnknownServerError)
+            .unwrap_or_else(|e| e.code)
+    }
+
+    #[test]
+    fn a_leader_shrinks_its_isr_and_the_partition_epoch_moves() {
+        let img = image();
+        let (record, after) = check_isr_change(&img, &change(vec![1])).unwrap();
+        assert_eq!(after.isr, vec![1]);
+        assert_eq!(after.partition_epoch, 8);
+        let (next, _) = img.apply([(1, &record.unwrap())]).unwrap();
+        let p = &next.topic("t").unwrap().partitions[&0];
+        assert_eq!(
+            (p.isr.clone(), p.partition_epoch, p.leader_epoch),
+            (vec![1], 8, 4)
+        );
+        // No change: nothing to commit.
+        assert!(check_isr_change(&img, &change(vec![1, 2]))
+            .unwrap()
+            .0
+            .is_none());
+    }
+
+    #[test]
+    fn requests_that_do_not_match_the_image_get_kafkas_errors() {
+        let img = image();
+        let mut c = change(vec![1]);
+        c.broker_epoch = 99;
+        assert_eq!(
+            code(check_isr_change(&img, &c)),
+            ErrorCode::StaleBrokerEpoch
+        );
+        let mut c = change(vec![2]);
+        c.broker_id = 2;
+        c.broker_epoch = 1;
+        assert_eq!(
+            code(check_isr_change(&img, &c)),
+            ErrorCode::NotLeaderOrFollower
+        );
+        let mut c = change(vec![1]);
+        c.leader_epoch = 3;
+        assert_eq!(
+            code(check_isr_change(&img, &c)),
+            ErrorCode::FencedLeaderEpoch
+        );
+        let mut c = change(vec![1]);
+        c.partition_epoch = 6;
+        assert_eq!(
+            code(check_isr_change(&img, &c)),
+            ErrorCode::InvalidUpdateVersion
+        );
+        for bad in [vec![], vec![2], vec![1, 1], vec![1, 9]] {
+            assert_eq!(
+                code(check_isr_change(&img, &change(bad.clone()))),
+                ErrorCode::InvalidRequest,
+                "{bad:?}"
+            );
+        }
+        // 3 is fenced: it cannot join.
+        assert_eq!(
+            code(check_isr_change(&img, &change(vec![1, 2, 3]))),
+            ErrorCode::IneligibleReplica
+        );
+        let mut c = change(vec![1]);
+        c.topic = "nope".into();
+        assert_eq!(
+            code(check_isr_change(&img, &c)),
+            ErrorCode::UnknownTopicOrPartition
+        );
+    }
+}

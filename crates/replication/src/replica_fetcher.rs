@@ -1,0 +1,251 @@
+//! Followers fetching from leaders: one task per leader broker fetches
+//! every partition this broker follows there, with Kafka's own Fetch (v12,
+//! with this broker's id as the replica id), over the leader's
+//! inter-broker listener, and applies the answers:
+//!
+//! - records are appended as they are ([`Partition::append_as_follower`]),
+//!   then the leader's high watermark is taken as far as the log reaches;
+//! - a diverging epoch (the follower's log went on past where the leader's
+//!   epoch ended) truncates to the smaller of the leader's end offset for
+//!   that epoch and this log's, before fetching again;
+//! - OFFSET_OUT_OF_RANGE: a log behind the leader's log start restarts
+//!   empty there; one ahead of the leader truncates to the leader's high
+//!   watermark;
+//! - NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH and the like wait for the
+//!   metadata to move the partition (the fetcher backs off meanwhile).
+//!
+//! The set of partitions comes through a watch channel from
+//! [`crate::ReplicaManager::sync_fetchers`], which starts and stops these
+//! tasks as leadership moves.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use strom_config::ReplicaFetchConfig;
+use strom_protocol::ErrorCode;
+use tokio::sync::watch;
+
+use crate::broker_client::BrokerClient;
+use crate::partition::Partition;
+use crate::replica_manager::now_ms;
+
+/// The Fetch version followers send (topic names, diverging epochs).
+const FOLLOWER_FETCH_VERSION: i16 = 12;
+
+/// How a fetcher reaches its leader.
+#[derive(Debug, Clone)]
+pub struct FetcherConfig {
+    /// This broker.
+    pub node_id: i32,
+    /// The address outgoing connections leave from, if a specific one.
+    pub local_address: Option<IpAddr>,
+    /// `replica.*` settings.
+    pub fetch: ReplicaFetchConfig,
+}
+
+/// Fetches `partitions` from `leader` at `address` until `stop` turns
+/// true or the leader's partition set runs empty and is dropped.
+pub async fn run_replica_fetcher(
+    leader: i32,
+    address: String,
+    config: FetcherConfig,
+    mut partitions: watch::Receiver<Vec<Arc<Partition>>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let backoff = Duration::from_millis(config.fetch.backoff_ms.max(1));
+    let answer_within = Duration::from_millis(
+        config
+            .fetch
+            .socket_timeout_ms
+            .max(1)
+            .saturating_add(u64::try_from(config.fetch.wait_max_ms).unwrap_or(0)),
+    );
+    let mut client: Option<BrokerClient> = None;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let followed = partitions.borrow_and_update().clone();
+        if followed.is_empty() {
+            tokio::select! {
+                changed = partitions.changed() => if changed.is_err() { return },
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        if client.is_none() {
+            let client_id = format!("strom-replica-fetcher-{}-{leader}", config.node_id);
+            match BrokerClient::connect(&address, config.local_address, client_id, answer_within)
+                .await
+            {
+                Ok(c) => client = Some(c),
+                Err(e) => {
+                    tracing::debug!(leader, error = %e, "cannot reach the leader to fetch");
+                    pause(backoff, &mut stop).await;
+                    continue;
+                }
+            }
+        }
+        let Some(c) = client.as_mut() else {
+            continue;
+        };
+        let request = fetch_request(&followed, &config);
+        let response = tokio::select! {
+            r = c.send(FOLLOWER_FETCH_VERSION, &request, answer_within) => r,
+            _ = stop.changed() => continue,
+        };
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(leader, error = %e, "follower fetch failed");
+                client = None;
+                pause(backoff, &mut stop).await;
+                continue;
+            }
+        };
+        if response.error_code != 0 {
+            tracing::debug!(
+                leader,
+                error_code = response.error_code,
+                "follower fetch refused"
+            );
+            pause(backoff, &mut stop).await;
+            continue;
+        }
+        let by_name: BTreeMap<(String, i32), Arc<Partition>> = followed
+            .iter()
+            .map(|p| {
+                let tp = p.topic_partition();
+                ((tp.topic.clone(), tp.partition), Arc::clone(p))
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for topic in response.responses {
+            for data in topic.partitions {
+                if let Some(p) = by_name.get(&(topic.topic.0.to_string(), data.partition_index)) {
+                    answers.push((Arc::clone(p), data));
+                }
+            }
+        }
+        let applied = tokio::task::spawn_blocking(move || {
+            // Every answer is applied, whatever the others did.
+            let applied: Vec<bool> = answers
+                .into_iter()
+                .map(|(p, data)| apply(&p, data))
+                .collect();
+            applied.iter().all(|ok| *ok)
+        })
+        .await
+        .unwrap_or(false);
+        if !applied {
+            pause(backoff, &mut stop).await;
+        }
+    }
+}
+
+async fn pause(backoff: Duration, stop: &mut watch::Receiver<bool>) {
+    tokio::select! {
+        _ = tokio::time::sleep(backoff) => {}
+        _ = stop.changed() => {}
+    }
+}
+
+fn fetch_request(followed: &[Arc<Partition>], config: &FetcherConfig) -> FetchRequest {
+    let mut topics: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
+    for p in followed {
+        let offsets = p.log().offsets();
+        let tp = p.topic_partition();
+        topics.entry(tp.topic.clone()).or_default().push(
+            FetchPartition::default()
+                .with_partition(tp.partition)
+                .with_current_leader_epoch(p.state().leader_epoch)
+                .with_fetch_offset(offsets.log_end_offset)
+                .with_last_fetched_epoch(p.log().latest_epoch().unwrap_or(-1))
+                .with_log_start_offset(offsets.log_start_offset)
+                .with_partition_max_bytes(config.fetch.max_bytes),
+        );
+    }
+    FetchRequest::default()
+        .with_replica_id(BrokerId(config.node_id))
+        .with_max_wait_ms(config.fetch.wait_max_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(config.fetch.response_max_bytes)
+        .with_isolation_level(0)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(name, partitions)| {
+                    FetchTopic::default()
+                        .with_topic(TopicName(StrBytes::from_string(name)))
+                        .with_partitions(partitions)
+                })
+                .collect(),
+        )
+}
+
+/// Applies one partition's answer; false when the partition must wait
+/// (an error that only the metadata or time can fix).
+fn apply(p: &Partition, data: PartitionData) -> bool {
+    let now = now_ms();
+    let tp = p.topic_partition();
+    match data.error_code {
+        0 => {}
+        code if code == ErrorCode::OffsetOutOfRange.code() => {
+            let end = p.log().offsets().log_end_offset;
+            let result = if data.log_start_offset > end {
+                p.truncate_fully_and_start_at(data.log_start_offset, now)
+                    .map(|()| data.log_start_offset)
+            } else {
+                p.truncate_to(data.high_watermark.max(0), now)
+            };
+            match result {
+                Ok(at) => {
+                    tracing::info!(partition = %tp, at, "follower log reset after OFFSET_OUT_OF_RANGE")
+                }
+                Err(e) => {
+                    tracing::warn!(partition = %tp, error = %e, "cannot reset the follower log")
+                }
+            }
+            return true;
+        }
+        _ => {
+            tracing::debug!(partition = %tp, error_code = data.error_code, "follower fetch of a partition refused");
+            return false;
+        }
+    }
+    let diverging = &data.diverging_epoch;
+    if diverging.epoch >= 0 || diverging.end_offset >= 0 {
+        let (local_epoch, local_end) = p.log().end_offset_for_epoch(diverging.epoch);
+        let target = if local_epoch == diverging.epoch {
+            diverging.end_offset.min(local_end)
+        } else {
+            diverging.end_offset
+        };
+        match p.truncate_to(target.max(0), now) {
+            Ok(end) => {
+                tracing::info!(partition = %tp, epoch = diverging.epoch, log_end_offset = end, "truncated a divergent follower log")
+            }
+            Err(e) => {
+                tracing::warn!(partition = %tp, error = %e, "cannot truncate the follower log");
+                return false;
+            }
+        }
+        return true;
+    }
+    if let Some(records) = data.records.as_ref().filter(|r| !r.is_empty()) {
+        if let Err(e) = p.append_as_follower(records, now) {
+            tracing::warn!(partition = %tp, error = %e, "cannot append fetched batches");
+            return false;
+        }
+    }
+    p.follow_high_watermark(data.high_watermark);
+    true
+}
