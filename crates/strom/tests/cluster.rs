@@ -348,3 +348,28 @@ fn metadata_log_request() -> DescribeQuorumRequest {
         describe_quorum_request::PartitionData::default().with_partition_index(0)
     ])])
 }
+
+#[test]
+fn the_sample_cluster_starts_from_its_config_files() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/cluster");
+    let files: Vec<std::path::PathBuf> = (1..=3)
+        .map(|i| root.join(format!("node-{i}.properties")))
+        .collect();
+    let cluster = Cluster::start_from_files(BIN, &files, &[9092, 9093, 9094])
+        .expect("start config/cluster/node-{1,2,3}.properties");
+    let [a, b, c] = [&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]];
+    assert!(wait_until(DEADLINE, || [a, b, c].iter().all(|n| brokers(
+        n
+    ) == vec![
+        1, 2, 3
+    ])));
+    assert_eq!(create(a, "from-files", 3), 0);
+    assert!(wait_until(DEADLINE, || leaders(c, "from-files").len() == 3));
+    for (p, leader) in leaders(c, "from-files") {
+        let node = [a, b, c][(leader - 1) as usize];
+        assert_eq!(
+            produce(&mut connect(node), "from-files", p, &[b"v"]),
+            (0, 0)
+        );
+    }
+}

@@ -42,17 +42,8 @@ fn log_bytes(node: &BrokerProcess, topic: &str) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-#[test]
-fn followers_replicate_and_the_isr_follows_them() {
-    // A dedicated controller, so the quorum survives two brokers stopping.
-    let mut cluster = Cluster::start_with_roles(
-        BIN,
-        &["controller", "broker", "broker", "broker"],
-        &["replica.lag.time.max.ms=1500"],
-    )
-    .expect("start the cluster");
-    let brokers = [2, 3, 4];
-    let mut c = connect(cluster.node(2));
+fn create_replicated(node: &BrokerProcess, topic: &str) {
+    let mut c = connect(node);
     let created = c
         .send::<CreateTopicsRequest>(
             ApiKey::CreateTopics,
@@ -60,7 +51,7 @@ fn followers_replicate_and_the_isr_follows_them() {
             &CreateTopicsRequest::default()
                 .with_timeout_ms(10_000)
                 .with_topics(vec![create_topics_request::CreatableTopic::default()
-                    .with_name(name("replicated"))
+                    .with_name(name(topic))
                     .with_num_partitions(1)
                     .with_replication_factor(3)
                     .with_configs(vec![
@@ -71,6 +62,81 @@ fn followers_replicate_and_the_isr_follows_them() {
         )
         .unwrap();
     assert_eq!(created.topics[0].error_code, 0, "{created:?}");
+}
+
+/// Base offsets of the batches `node` returns from offset 0.
+fn batch_offsets(node: &BrokerProcess, topic: &str) -> Vec<i64> {
+    let mut c = connect(node);
+    let data = fetch(&mut c, topic, 0, 0, 1 << 20);
+    let records = data.records.unwrap_or_default();
+    strom_protocol::batch::BatchIter::new(&records)
+        .filter_map(Result::ok)
+        .map(|(_, h)| h.base_offset)
+        .collect()
+}
+
+#[test]
+fn killing_the_leader_moves_leadership_to_an_in_sync_replica_with_every_acknowledged_record() {
+    let mut cluster = Cluster::start_with_roles(
+        BIN,
+        &["controller", "broker", "broker", "broker"],
+        &["replica.lag.time.max.ms=1500"],
+    )
+    .expect("start the cluster");
+    create_replicated(cluster.node(2), "failover");
+    let (old, _) = leader_and_isr(cluster.node(2), "failover");
+    let mut lc = connect(cluster.node(old));
+    for i in 0..5 {
+        assert_eq!(produce(&mut lc, "failover", 0, &[b"v"]), (0, i));
+    }
+    cluster.node(old).kill();
+    let others: Vec<i32> = [2, 3, 4].into_iter().filter(|b| *b != old).collect();
+    // Its session runs out; the controller elects a replica from the ISR.
+    let mut new = -1;
+    assert!(wait_until(DEADLINE, || {
+        new = leader_and_isr(cluster.node(others[0]), "failover").0;
+        new != old && new >= 0
+    }));
+    // A client still writing to a broker that does not lead is told so,
+    // refreshes its metadata (above) and writes to the new leader.
+    let not_leader = if others[0] == new {
+        others[1]
+    } else {
+        others[0]
+    };
+    let mut stale = connect(cluster.node(not_leader));
+    assert_eq!(
+        produce(&mut stale, "failover", 0, &[b"x"]).0,
+        ErrorCode::NotLeaderOrFollower.code()
+    );
+    let mut nc = connect(cluster.node(new));
+    assert_eq!(produce(&mut nc, "failover", 0, &[b"w"]), (0, 5));
+    // Every acknowledged record is there, in order, nothing more.
+    assert_eq!(
+        batch_offsets(cluster.node(new), "failover"),
+        vec![0, 1, 2, 3, 4, 5]
+    );
+    // The old leader comes back as a follower and converges.
+    cluster.node(old).spawn().unwrap();
+    assert!(wait_until(DEADLINE, || {
+        let want = log_bytes(cluster.node(new), "failover");
+        [2, 3, 4]
+            .iter()
+            .all(|b| log_bytes(cluster.node(*b), "failover") == want)
+    }));
+}
+
+#[test]
+fn followers_replicate_and_the_isr_follows_them() {
+    // A dedicated controller, so the quorum survives two brokers stopping.
+    let mut cluster = Cluster::start_with_roles(
+        BIN,
+        &["controller", "broker", "broker", "broker"],
+        &["replica.lag.time.max.ms=1500"],
+    )
+    .expect("start the cluster");
+    let brokers = [2, 3, 4];
+    create_replicated(cluster.node(2), "replicated");
     let (leader, isr) = leader_and_isr(cluster.node(2), "replicated");
     assert_eq!(isr, brokers.to_vec());
     let mut lc = connect(cluster.node(leader));

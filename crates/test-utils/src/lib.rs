@@ -113,6 +113,9 @@ pub struct BrokerProcess {
     /// A controller-only node: `port` is its controller listener, which
     /// does not speak Kafka, so readiness is a TCP connection there.
     pub controller_only: bool,
+    /// A properties file passed with `--config`; its listeners are used
+    /// as they are (`port` must be its client port).
+    pub config_file: Option<PathBuf>,
     log_path: PathBuf,
     _temp: Option<tempfile::TempDir>,
 }
@@ -151,6 +154,7 @@ impl BrokerProcess {
             overrides: overrides.iter().map(|s| s.to_string()).collect(),
             log_filter: log_filter.into(),
             controller_only: false,
+            config_file: None,
             log_path: temp.path().join("broker.log"),
             _temp: Some(temp),
         })
@@ -181,10 +185,14 @@ impl BrokerProcess {
             .append(true)
             .open(&self.log_path)?;
         let mut cmd = Command::new(&self.binary);
-        cmd.arg("serve")
-            .arg("--override")
-            .arg(format!("listeners=PLAINTEXT://{}:{}", self.host, self.port))
-            .arg("--override")
+        cmd.arg("serve");
+        match &self.config_file {
+            Some(file) => cmd.arg("--config").arg(file),
+            None => cmd
+                .arg("--override")
+                .arg(format!("listeners=PLAINTEXT://{}:{}", self.host, self.port)),
+        };
+        cmd.arg("--override")
             .arg(format!("log.dirs={}", self.data_dir.display()))
             .arg("--override")
             .arg("http.listener=");
@@ -419,6 +427,32 @@ impl Cluster {
             node.wait_ready(Duration::from_secs(60))?;
         }
         Ok(Self { nodes, cluster_id })
+    }
+
+    /// Starts one node per properties file (node ids and listeners as the
+    /// files say; each gets a fresh data directory), `client_ports[i]`
+    /// being file `i`'s client port, and waits until all answer.
+    pub fn start_from_files(
+        binary: impl AsRef<Path>,
+        files: &[PathBuf],
+        client_ports: &[u16],
+    ) -> Result<Self> {
+        let mut nodes = Vec::new();
+        for (file, port) in files.iter().zip(client_ports) {
+            let mut node = BrokerProcess::prepare(&binary, *port, &[], "info")?;
+            node.config_file = Some(file.clone());
+            nodes.push(node);
+        }
+        for node in &mut nodes {
+            node.launch()?;
+        }
+        for node in &mut nodes {
+            node.wait_ready(Duration::from_secs(60))?;
+        }
+        Ok(Self {
+            nodes,
+            cluster_id: String::new(),
+        })
     }
 
     /// Every node's client address, comma-separated.
