@@ -64,12 +64,15 @@ def _answers_api_versions(port):
 class Broker:
     """One strom process."""
 
-    def __init__(self, overrides=()):
+    def __init__(self, overrides=(), port=None, controller_only=False):
         if not STROM_BIN or not os.access(STROM_BIN, os.X_OK):
             raise RuntimeError("STROM_BIN must name the strom binary (run the suites through tests/run)")
         self.tmp = tempfile.mkdtemp(prefix="strom-test-")
         self.data_dir = os.path.join(self.tmp, "data")
-        self.port = free_port()
+        self.port = port or free_port()
+        # A controller-only node's port is its controller listener, which
+        # does not speak Kafka: it is ready once it accepts connections.
+        self.controller_only = controller_only
         self.overrides = list(overrides)
         self.proc = None
         self.log_path = os.path.join(self.tmp, "broker.log")
@@ -94,9 +97,15 @@ class Broker:
         def ready():
             if self.proc.poll() is not None:
                 raise AssertionError(f"strom exited with {self.proc.returncode}:\n{self.log()}")
+            if self.controller_only:
+                try:
+                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                    return True
+                except OSError:
+                    return False
             return _answers_api_versions(self.port)
 
-        wait_until(ready, timeout=30, what="strom to answer ApiVersions")
+        wait_until(ready, timeout=60, what="strom to answer")
 
     def log(self):
         try:
@@ -128,6 +137,43 @@ class Broker:
     def close(self):
         self.kill()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class Cluster:
+    """A dedicated controller (node 1) and `brokers` broker-only nodes
+    (ids 2 and up) on loopback ports."""
+
+    def __init__(self, brokers=3, overrides=()):
+        controller_port = free_port()
+        voters = f"1@127.0.0.1:{controller_port}"
+        common = [f"controller.quorum.voters={voters}",
+                  "cluster.id=c2FmZXR5LXJ1bi1jbHVzdA",
+                  "controller.quorum.election.timeout.ms=500",
+                  "broker.heartbeat.interval.ms=200",
+                  "broker.session.timeout.ms=2000",
+                  "group.initial.rebalance.delay.ms=0",
+                  *overrides]
+        self.controller = Broker(
+            overrides=["node.id=1", "process.roles=controller",
+                       f"listeners=CONTROLLER://127.0.0.1:{controller_port}", *common],
+            port=controller_port, controller_only=True)
+        self.brokers = {}
+        for node_id in range(2, 2 + brokers):
+            port = free_port()
+            self.brokers[node_id] = Broker(
+                overrides=[f"node.id={node_id}", "process.roles=broker",
+                           f"listeners=PLAINTEXT://127.0.0.1:{port}",
+                           f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}", *common],
+                port=port)
+
+    @property
+    def bootstrap(self):
+        return ",".join(b.bootstrap for b in self.brokers.values())
+
+    def close(self):
+        for b in self.brokers.values():
+            b.close()
+        self.controller.close()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ use kafka_protocol::messages::{ApiKey, BrokerId, DescribeClusterRequest, Describ
 use kafka_protocol::protocol::VersionRange;
 use strom_protocol::ErrorCode;
 
-use super::metadata::reachable_brokers;
+use super::metadata::{controller_id_for_clients, reachable_brokers};
 use super::{str_bytes, AUTHORIZED_OPERATIONS_OMITTED, CLUSTER_AUTHORIZED_OPERATIONS};
 use crate::context::RequestContext;
 use crate::registry::{Handler, Reply};
@@ -79,7 +79,7 @@ impl Handler for DescribeClusterHandler {
         Reply::Respond(
             DescribeClusterResponse::default()
                 .with_cluster_id(str_bytes(ctx.broker.cluster_id.clone()))
-                .with_controller_id(BrokerId(ctx.broker.controller.active_controller_id()))
+                .with_controller_id(BrokerId(controller_id_for_clients(&ctx, &image)))
                 .with_brokers(brokers)
                 .with_cluster_authorized_operations(
                     if request.include_cluster_authorized_operations {

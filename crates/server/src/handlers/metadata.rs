@@ -32,6 +32,19 @@ pub struct MetadataHandler;
 
 /// Brokers that clients on `listener` can reach: unfenced, with an
 /// endpoint on that listener.
+/// The controller id clients are given: the active controller when it is
+/// also a live broker (combined nodes), else this broker, which forwards
+/// admin requests to it (KRaft likewise names a broker, since clients
+/// cannot reach controller-only nodes); −1 during an election.
+pub(crate) fn controller_id_for_clients(ctx: &RequestContext, image: &MetadataImage) -> i32 {
+    let active = ctx.broker.controller.active_controller_id();
+    if active < 0 || image.broker(active).is_some_and(|b| !b.fenced) {
+        active
+    } else {
+        ctx.broker.node_id()
+    }
+}
+
 pub(crate) fn reachable_brokers<'a>(
     image: &'a MetadataImage,
     listener: &'a str,
@@ -219,7 +232,7 @@ impl Handler for MetadataHandler {
         let mut response = MetadataResponse::default()
             .with_brokers(brokers)
             .with_cluster_id(Some(str_bytes(ctx.broker.cluster_id.clone())))
-            .with_controller_id(BrokerId(ctx.broker.controller.active_controller_id()))
+            .with_controller_id(BrokerId(controller_id_for_clients(&ctx, &image)))
             .with_topics(topics);
         if (8..=10).contains(&version) && request.include_cluster_authorized_operations {
             response.cluster_authorized_operations = CLUSTER_AUTHORIZED_OPERATIONS;
