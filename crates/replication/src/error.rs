@@ -44,6 +44,10 @@ pub enum ReplicaError {
         /// Required.
         min_isr: i32,
     },
+    /// An acks=all batch was written and replicated, but the ISR shrank
+    /// below `min.insync.replicas` meanwhile.
+    #[error("the ISR shrank below min.insync.replicas after the append")]
+    NotEnoughReplicasAfterAppend,
     /// The write did not reach the ISR in time.
     #[error("timed out waiting for in-sync replicas")]
     RequestTimedOut,
@@ -67,6 +71,7 @@ impl ReplicaError {
             ReplicaError::UnknownLeaderEpoch { .. } => ErrorCode::UnknownLeaderEpoch,
             ReplicaError::InvalidRequiredAcks => ErrorCode::InvalidRequiredAcks,
             ReplicaError::NotEnoughReplicas { .. } => ErrorCode::NotEnoughReplicas,
+            ReplicaError::NotEnoughReplicasAfterAppend => ErrorCode::NotEnoughReplicasAfterAppend,
             ReplicaError::RequestTimedOut => ErrorCode::RequestTimedOut,
             ReplicaError::Internal(_) => ErrorCode::UnknownServerError,
             ReplicaError::Storage(e) => e.error_code(),

@@ -484,13 +484,23 @@ impl ReplicaManager {
             tracing::error!(error = %e, "append task failed");
             Vec::new()
         });
+        // One deadline for the whole request, as Kafka's delayed produce.
+        let deadline = Instant::now() + timeout;
         let mut out = Vec::with_capacity(appended.len());
         for r in appended {
             out.push(match r {
                 Ok((p, info)) if acks == -1 => {
-                    wait_for_high_watermark(&p, info.last_offset + 1, timeout)
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    wait_for_high_watermark(&p, info.last_offset + 1, left)
                         .await
-                        .map(|()| info)
+                        .and_then(|()| {
+                            let isr = p.state().isr.len() as i64;
+                            if isr < i64::from(p.log().config().min_insync_replicas) {
+                                Err(ReplicaError::NotEnoughReplicasAfterAppend)
+                            } else {
+                                Ok(info)
+                            }
+                        })
                 }
                 Ok((_, info)) => Ok(info),
                 Err(e) => Err(e),
