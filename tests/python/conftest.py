@@ -140,12 +140,12 @@ class Broker:
 
 
 class Cluster:
-    """A dedicated controller (node 1) and `brokers` broker-only nodes
-    (ids 2 and up) on loopback ports."""
+    """`controllers` controller-only nodes (ids 1..) and `brokers`
+    broker-only nodes (the ids after them) on loopback ports."""
 
-    def __init__(self, brokers=3, overrides=()):
-        controller_port = free_port()
-        voters = f"1@127.0.0.1:{controller_port}"
+    def __init__(self, brokers=3, controllers=1, overrides=()):
+        controller_ports = [free_port() for _ in range(controllers)]
+        voters = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(controller_ports))
         common = [f"controller.quorum.voters={voters}",
                   "cluster.id=c2FmZXR5LXJ1bi1jbHVzdA",
                   "controller.quorum.election.timeout.ms=500",
@@ -153,12 +153,14 @@ class Cluster:
                   "broker.session.timeout.ms=2000",
                   "group.initial.rebalance.delay.ms=0",
                   *overrides]
-        self.controller = Broker(
-            overrides=["node.id=1", "process.roles=controller",
-                       f"listeners=CONTROLLER://127.0.0.1:{controller_port}", *common],
-            port=controller_port, controller_only=True)
+        self.controllers = {}
+        for i, port in enumerate(controller_ports):
+            self.controllers[i + 1] = Broker(
+                overrides=[f"node.id={i + 1}", "process.roles=controller",
+                           f"listeners=CONTROLLER://127.0.0.1:{port}", *common],
+                port=port, controller_only=True)
         self.brokers = {}
-        for node_id in range(2, 2 + brokers):
+        for node_id in range(controllers + 1, controllers + 1 + brokers):
             port = free_port()
             self.brokers[node_id] = Broker(
                 overrides=[f"node.id={node_id}", "process.roles=broker",
@@ -173,7 +175,8 @@ class Cluster:
     def close(self):
         for b in self.brokers.values():
             b.close()
-        self.controller.close()
+        for c in self.controllers.values():
+            c.close()
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,10 @@
 """The durability promise, with a real idempotent producer (confluent-kafka,
 acks=all): a topic with replication factor 3 and min.insync.replicas=2 on
-three brokers (and a dedicated controller) while the partition leader is
-killed with SIGKILL and restarted, again and again. Afterwards every
-acknowledged number is read back exactly once and in order, and nothing a
-consumer saw during the run disappeared."""
+three brokers (and dedicated controllers) while the partition leader is
+killed with SIGKILL and restarted, again and again, and in a second run a
+controller with it each time. Afterwards every acknowledged number is read
+back exactly once and in order, and nothing a consumer saw during the run
+disappeared."""
 
 import threading
 import time
@@ -23,13 +24,14 @@ def leader_and_isr(admin):
     return p.leader, sorted(p.isrs)
 
 
-def test_no_acknowledged_write_is_lost_while_leaders_die():
-    cluster = Cluster(brokers=3, overrides=["replica.lag.time.max.ms=2000"])
+def safety_run(controllers, kill_controllers):
+    cluster = Cluster(brokers=3, controllers=controllers, overrides=["replica.lag.time.max.ms=2000"])
+    brokers = sorted(cluster.brokers)
     try:
         admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
         for f in admin.create_topics([NewTopic(TOPIC, 1, 3, config={"min.insync.replicas": "2"})]).values():
             f.result(30)
-        wait_until(lambda: leader_and_isr(admin)[1] == [2, 3, 4], what="a full ISR")
+        wait_until(lambda: leader_and_isr(admin)[1] == brokers, what="a full ISR")
 
         acked = []
         failed = []
@@ -73,10 +75,17 @@ def test_no_acknowledged_write_is_lost_while_leaders_die():
                 leader, _ = leader_and_isr(admin)
                 before = len(acked)
                 cluster.brokers[leader].kill()
+                # A controller too: the quorum (three voters) keeps a
+                # majority, and every third cycle it loses its leader.
+                controller = cluster.controllers.get(cycle % controllers + 1) if kill_controllers else None
+                if controller:
+                    controller.kill()
                 wait_until(lambda: leader_and_isr(admin)[0] not in (leader, -1), timeout=30,
                            what=f"a new leader after killing {leader} (cycle {cycle})")
+                if controller:
+                    controller.start()
                 cluster.brokers[leader].start()
-                wait_until(lambda: leader_and_isr(admin)[1] == [2, 3, 4], timeout=30,
+                wait_until(lambda: leader_and_isr(admin)[1] == brokers, timeout=30,
                            what=f"broker {leader} back in the ISR (cycle {cycle})")
                 wait_until(lambda: len(acked) > before + 10, timeout=30,
                            what=f"writes acknowledged again (cycle {cycle})")
@@ -107,3 +116,11 @@ def test_no_acknowledged_write_is_lost_while_leaders_die():
             assert final.get(offset) == int(value), f"offset {offset} changed under a consumer"
     finally:
         cluster.close()
+
+
+def test_no_acknowledged_write_is_lost_while_leaders_die():
+    safety_run(controllers=1, kill_controllers=False)
+
+
+def test_no_acknowledged_write_is_lost_while_leaders_and_controllers_die():
+    safety_run(controllers=3, kill_controllers=True)
