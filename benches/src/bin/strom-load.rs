@@ -12,6 +12,10 @@
 //! cargo build --release -p strom -p strom-bench
 //! target/release/strom-load --strom target/release/strom --records 20000000
 //! ```
+//!
+//! With `--brokers 3 --replication-factor 3` it starts a three-node cluster
+//! on loopback ports and produces to the partition leader (one partition);
+//! `--rate-mb 20` paces produce at a fixed rate instead of saturation.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::path::PathBuf;
@@ -32,7 +36,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use strom_protocol::batch::BatchIter;
 use strom_protocol::batch_builder::BatchBuilder;
-use strom_test_utils::{BrokerProcess, KafkaConnection};
+use strom_test_utils::{BrokerProcess, Cluster, KafkaConnection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Semaphore};
@@ -86,6 +90,16 @@ struct Args {
     /// Check every fetched batch's CRC32C (as the Java consumer does).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     verify_crc: bool,
+    /// Brokers to start (combined nodes of one cluster) with --strom.
+    #[arg(long, default_value_t = 1)]
+    brokers: usize,
+    /// Replication factor of the topic (-1: the broker default).
+    #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+    replication_factor: i16,
+    /// Produce at this many MB/s per connection instead of as fast as
+    /// possible.
+    #[arg(long)]
+    rate_mb: Option<f64>,
 }
 
 /// CPU seconds (user + system) and peak RSS of a process.
@@ -174,6 +188,8 @@ struct ProducerPlan {
     batches: u64,
     acks: i16,
     inflight: usize,
+    /// Seconds between two batches, when paced.
+    interval: Option<f64>,
 }
 
 /// The batches of connection `c` out of `total` spread over `connections`.
@@ -192,6 +208,7 @@ async fn produce_connection(plan: ProducerPlan) -> Result<Vec<u64>> {
         batches,
         acks,
         inflight,
+        interval,
     } = plan;
     let stream = TcpStream::connect(&addr).await?;
     stream.set_nodelay(true)?;
@@ -201,7 +218,12 @@ async fn produce_connection(plan: ProducerPlan) -> Result<Vec<u64>> {
     let writer = {
         let permits = Arc::clone(&permits);
         tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
             for i in 0..batches {
+                if let Some(every) = interval {
+                    let due = started + std::time::Duration::from_secs_f64(every * i as f64);
+                    tokio::time::sleep_until(due).await;
+                }
                 let permit = permits.acquire().await.unwrap();
                 permit.forget();
                 let partition = (first_partition + i as i32) % partitions;
@@ -318,7 +340,15 @@ async fn consume_partition(
 fn main() -> Result<()> {
     let args = Args::parse();
     let mut broker = None;
+    let mut cluster = None;
     let (addr, pid) = match (&args.strom, &args.bootstrap) {
+        (Some(bin), _) if args.brokers > 1 => {
+            let overrides: Vec<&str> = args.broker_config.iter().map(String::as_str).collect();
+            let c = Cluster::start(bin, args.brokers, &overrides)?;
+            let out = (c.nodes[0].bootstrap(), c.nodes[0].pid());
+            cluster = Some(c);
+            out
+        }
         (Some(bin), _) => {
             let overrides: Vec<&str> = args.broker_config.iter().map(String::as_str).collect();
             let b = BrokerProcess::start_with_log(bin, &overrides, "warn")?;
@@ -338,13 +368,26 @@ fn main() -> Result<()> {
             .with_topics(vec![CreatableTopic::default()
                 .with_name(name(&args.topic))
                 .with_num_partitions(args.partitions)
-                .with_replication_factor(-1)])
+                .with_replication_factor(args.replication_factor)])
             .with_timeout_ms(30_000),
     )?;
     let code = r.topics[0].error_code;
     if code != 0 && code != 36 {
         bail!("cannot create topic: error {code}");
     }
+    // In a cluster, produce and consume at partition 0's leader (the broker
+    // measured for CPU too).
+    let (addr, pid) = match &cluster {
+        Some(c) => {
+            let leader = partition_leader(&mut admin, &args.topic)?;
+            let node = c
+                .nodes
+                .get(usize::try_from(leader - 1)?)
+                .context("no such node")?;
+            (node.bootstrap(), node.pid())
+        }
+        None => (addr, pid),
+    };
     // One batch, sent over and over: the broker's work, not the client's
     // encoding, is measured.
     let per_batch = (args.batch_bytes / (args.record_bytes + 8)).max(1);
@@ -383,6 +426,7 @@ fn main() -> Result<()> {
                 batches: share(batches_total, args.connections, c),
                 acks: args.acks,
                 inflight: args.inflight,
+                interval: args.rate_mb.map(|mb| batch.len() as f64 / (mb * 1e6)),
             })));
         }
         let mut all = Vec::new();
@@ -474,5 +518,27 @@ fn main() -> Result<()> {
         }
     }
     drop(broker);
+    drop(cluster);
     Ok(())
+}
+
+/// The leader of `topic`'s partition 0, once it has one.
+fn partition_leader(admin: &mut KafkaConnection, topic: &str) -> Result<i32> {
+    use kafka_protocol::messages::{metadata_request::MetadataRequestTopic, MetadataRequest};
+    for _ in 0..300 {
+        let r = admin.send(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(name(topic)))
+            ])),
+        )?;
+        if let Some(p) = r.topics.first().and_then(|t| t.partitions.first()) {
+            if p.leader_id.0 >= 0 {
+                return Ok(p.leader_id.0);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    bail!("partition 0 of {topic} has no leader")
 }

@@ -536,10 +536,17 @@ impl ReplicaManager {
         let live: Arc<Vec<Option<Arc<Partition>>>> =
             Arc::new(targets.iter().map(|t| t.as_ref().ok().cloned()).collect());
         let mut errors: Vec<Option<ReplicaError>> = targets.into_iter().map(Result::err).collect();
+        let appended = |live: &[Option<Arc<Partition>>]| -> u64 {
+            live.iter().flatten().map(|p| p.appended_bytes()).sum()
+        };
         loop {
             for w in &mut watchers {
                 w.mark_unchanged();
             }
+            // Taken before reading: bytes appended while the read runs count
+            // as new (after it, they would be lost to the estimate below and
+            // the wait would run to its deadline).
+            let baseline = appended(&live);
             let (live2, parts2) = (Arc::clone(&live), Arc::clone(&partitions));
             let results = tokio::task::spawn_blocking(move || read_pass(&live2, &parts2, params))
                 .await
@@ -570,10 +577,6 @@ impl ReplicaManager {
             // arrived for min_bytes (estimated from what was appended, as
             // Kafka's delayed fetch estimates from positions), or the
             // deadline; then read again (and answer if past the deadline).
-            let appended = |live: &[Option<Arc<Partition>>]| -> u64 {
-                live.iter().flatten().map(|p| p.appended_bytes()).sum()
-            };
-            let baseline = appended(&live);
             loop {
                 let changed = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
                 if tokio::time::timeout_at(deadline, changed).await.is_err() {
