@@ -11,8 +11,10 @@
 //! - OFFSET_OUT_OF_RANGE: a log behind the leader's log start restarts
 //!   empty there; one ahead of the leader truncates to the leader's high
 //!   watermark;
-//! - NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH and the like wait for the
-//!   metadata to move the partition (the fetcher backs off meanwhile).
+//! - NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH, UNKNOWN_TOPIC_OR_PARTITION
+//!   and the like wait for the metadata to catch up: the fetch is asked
+//!   again after a short pause (a failed connection waits the full
+//!   `replica.fetch.backoff.ms`).
 //!
 //! The set of partitions comes through a watch channel from
 //! [`crate::ReplicaManager::sync_fetchers`], which starts and stops these
@@ -34,6 +36,9 @@ use tokio::sync::watch;
 use crate::broker_client::BrokerClient;
 use crate::partition::Partition;
 use crate::replica_manager::now_ms;
+
+/// How soon a fetch is retried after the leader refused a partition.
+const PARTITION_ERROR_RETRY: Duration = Duration::from_millis(50);
 
 /// The Fetch version followers send (topic names, diverging epochs).
 const FOLLOWER_FETCH_VERSION: i16 = 12;
@@ -103,14 +108,14 @@ pub async fn run_replica_fetcher(
         let response = match response {
             Ok(r) => r,
             Err(e) => {
-                tracing::debug!(leader, error = %e, "follower fetch failed");
+                tracing::info!(leader, error = %e, "follower fetch failed");
                 client = None;
                 pause(backoff, &mut stop).await;
                 continue;
             }
         };
         if response.error_code != 0 {
-            tracing::debug!(
+            tracing::info!(
                 leader,
                 error_code = response.error_code,
                 "follower fetch refused"
@@ -144,7 +149,11 @@ pub async fn run_replica_fetcher(
         .await
         .unwrap_or(false);
         if !applied {
-            pause(backoff, &mut stop).await;
+            // A partition the leader refused (it has not applied the
+            // metadata that makes it leader yet, or this broker has not
+            // applied a newer epoch): the metadata catches up within
+            // moments, so ask again soon rather than after the full backoff.
+            pause(PARTITION_ERROR_RETRY.min(backoff), &mut stop).await;
         }
     }
 }
@@ -217,7 +226,7 @@ fn apply(p: &Partition, data: PartitionData) -> bool {
             return true;
         }
         _ => {
-            tracing::debug!(partition = %tp, error_code = data.error_code, "follower fetch of a partition refused");
+            tracing::info!(partition = %tp, error_code = data.error_code, "follower fetch of a partition refused");
             return false;
         }
     }
