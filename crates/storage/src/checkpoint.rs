@@ -42,29 +42,13 @@ pub fn write_checkpoint(path: &Path, entries: &[(TopicPartition, i64)]) -> Resul
 
 /// Reads a checkpoint file; a missing file is empty.
 pub fn read_checkpoint(path: &Path) -> Result<HashMap<TopicPartition, i64>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
-        Err(e) => return Err(StorageError::io("read checkpoint", path)(e)),
-    };
     let corrupt = |reason: String| StorageError::CorruptFile {
         path: path.to_path_buf(),
         reason,
     };
-    let mut lines = text.lines();
-    let version: i32 = lines
-        .next()
-        .and_then(|l| l.trim().parse().ok())
-        .ok_or_else(|| corrupt("missing version line".into()))?;
-    if version != CHECKPOINT_VERSION {
-        return Err(corrupt(format!("unknown version {version}")));
-    }
-    let count: usize = lines
-        .next()
-        .and_then(|l| l.trim().parse().ok())
-        .ok_or_else(|| corrupt("missing entry count".into()))?;
-    let mut out = HashMap::with_capacity(count.min(1 << 16));
-    for line in lines.by_ref().take(count) {
+    let lines = read_versioned_entries(path, CHECKPOINT_VERSION)?;
+    let mut out = HashMap::with_capacity(lines.len().min(1 << 16));
+    for line in &lines {
         let mut parts = line.split(' ');
         let (Some(topic), Some(partition), Some(offset), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -79,10 +63,45 @@ pub fn read_checkpoint(path: &Path) -> Result<HashMap<TopicPartition, i64>> {
             .map_err(|_| corrupt(format!("malformed offset in '{line}'")))?;
         out.insert(TopicPartition::new(topic, partition), offset);
     }
-    if out.len() != count || lines.any(|l| !l.trim().is_empty()) {
-        return Err(corrupt(format!("expected {count} entries")));
+    if out.len() != lines.len() {
+        return Err(corrupt(format!(
+            "expected {} distinct entries",
+            lines.len()
+        )));
     }
     Ok(out)
+}
+
+/// The entry lines of a file in Kafka's checkpoint layout (a version line,
+/// a count line, that many entry lines, nothing else but blank lines),
+/// checked against `version` and the count; a missing file has none.
+pub(crate) fn read_versioned_entries(path: &Path, version: i32) -> Result<Vec<String>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StorageError::io("read checkpoint", path)(e)),
+    };
+    let corrupt = |reason: String| StorageError::CorruptFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut lines = text.lines();
+    let found: i32 = lines
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .ok_or_else(|| corrupt("missing version line".into()))?;
+    if found != version {
+        return Err(corrupt(format!("unknown version {found}")));
+    }
+    let count: usize = lines
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .ok_or_else(|| corrupt("missing entry count".into()))?;
+    let entries: Vec<String> = lines.by_ref().take(count).map(str::to_string).collect();
+    if entries.len() != count || lines.any(|l| !l.trim().is_empty()) {
+        return Err(corrupt(format!("expected {count} entries")));
+    }
+    Ok(entries)
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::checkpoint::read_versioned_entries;
 use crate::error::{Result, StorageError};
 use crate::log::write_atomically;
 
@@ -188,30 +189,14 @@ impl LeaderEpochCache {
 }
 
 fn read(path: &Path) -> Result<BTreeMap<i32, i64>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(e) => return Err(StorageError::io("read leader epoch checkpoint", path)(e)),
-    };
     let corrupt = |reason: String| StorageError::CorruptFile {
         path: path.to_path_buf(),
         reason,
     };
-    let mut lines = text.lines();
-    let version: i32 = lines
-        .next()
-        .and_then(|l| l.trim().parse().ok())
-        .ok_or_else(|| corrupt("missing version line".into()))?;
-    if version != FORMAT_VERSION {
-        return Err(corrupt(format!("unknown version {version}")));
-    }
-    let count: usize = lines
-        .next()
-        .and_then(|l| l.trim().parse().ok())
-        .ok_or_else(|| corrupt("missing entry count".into()))?;
+    let lines = read_versioned_entries(path, FORMAT_VERSION)?;
     let mut epochs = BTreeMap::new();
     let mut last: Option<(i32, i64)> = None;
-    for (i, line) in lines.enumerate() {
+    for (i, line) in lines.iter().enumerate() {
         let mut fields = line.split_whitespace();
         let (Some(epoch), Some(start), None) = (fields.next(), fields.next(), fields.next()) else {
             return Err(corrupt(format!(
@@ -226,12 +211,6 @@ fn read(path: &Path) -> Result<BTreeMap<i32, i64>> {
         }
         last = Some((epoch, start));
         epochs.insert(epoch, start);
-    }
-    if epochs.len() != count {
-        return Err(corrupt(format!(
-            "declares {count} entries but holds {}",
-            epochs.len()
-        )));
     }
     Ok(epochs)
 }
