@@ -158,6 +158,14 @@ struct LogState {
 }
 
 impl LogState {
+    /// Refuses changes to a closed or offline log.
+    fn check_writable(&self, partition: &TopicPartition) -> Result<()> {
+        if self.closed {
+            return Err(StorageError::Closed(partition.to_string()));
+        }
+        self.check_online(partition)
+    }
+
     fn check_online(&self, partition: &TopicPartition) -> Result<()> {
         match &self.offline {
             Some(reason) => Err(StorageError::LogOffline {
@@ -513,10 +521,7 @@ impl Log {
         let config = self.config();
         let (info, flush_to) = {
             let mut s = self.state.lock();
-            if s.closed {
-                return Err(StorageError::Closed(self.topic_partition.to_string()));
-            }
-            s.check_online(&self.topic_partition)?;
+            s.check_writable(&self.topic_partition)?;
             let produced = BatchHeader::parse(&batch).map_err(StorageError::CorruptBatch)?;
             if produced.is_transactional() {
                 return Err(StorageError::InvalidTxnState);
@@ -609,10 +614,7 @@ impl Log {
         }
         let (end, flush_to) = {
             let mut s = self.state.lock();
-            if s.closed {
-                return Err(StorageError::Closed(self.topic_partition.to_string()));
-            }
-            s.check_online(&self.topic_partition)?;
+            s.check_writable(&self.topic_partition)?;
             let mut expected = s.log_end_offset;
             for (_, header) in &batches {
                 if header.base_offset != expected || header.last_offset() < header.base_offset {
@@ -1087,10 +1089,7 @@ impl Log {
         let config = self.config();
         let (removed, end) = {
             let mut s = self.state.lock();
-            if s.closed {
-                return Err(StorageError::Closed(self.topic_partition.to_string()));
-            }
-            s.check_online(&self.topic_partition)?;
+            s.check_writable(&self.topic_partition)?;
             if offset >= s.log_end_offset {
                 return Ok(s.log_end_offset);
             }
@@ -1113,10 +1112,7 @@ impl Log {
     pub fn truncate_fully_and_start_at(&self, offset: i64, now_ms: i64) -> Result<()> {
         let config = self.config();
         let mut s = self.state.lock();
-        if s.closed {
-            return Err(StorageError::Closed(self.topic_partition.to_string()));
-        }
-        s.check_online(&self.topic_partition)?;
+        s.check_writable(&self.topic_partition)?;
         let offset = offset.max(0);
         let removed: Vec<LogSegment> = std::mem::take(&mut s.segments).into_values().collect();
         let result = (|| {
@@ -1197,10 +1193,7 @@ impl Log {
         let config = self.config();
         let (removed, start) = {
             let mut s = self.state.lock();
-            if s.closed {
-                return Err(StorageError::Closed(self.topic_partition.to_string()));
-            }
-            s.check_online(&self.topic_partition)?;
+            s.check_writable(&self.topic_partition)?;
             let target = offset.min(s.high_watermark);
             if target <= s.log_start_offset {
                 return Ok(s.log_start_offset);
