@@ -309,55 +309,8 @@ impl Cluster {
     /// rules can cut links between nodes) and waits until every one
     /// answers.
     pub fn start_on(binary: impl AsRef<Path>, hosts: &[&str], overrides: &[&str]) -> Result<Self> {
-        let n = hosts.len();
-        let cluster_id = random_cluster_id();
-        let client_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let controller_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let voters = controller_ports
-            .iter()
-            .enumerate()
-            .map(|(i, p)| format!("{}@{}:{p}", i + 1, hosts[i]))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut nodes = Vec::new();
-        for i in 0..n {
-            let mut all: Vec<String> = vec![
-                format!("node.id={}", i + 1),
-                format!("cluster.id={cluster_id}"),
-                format!(
-                    "listeners=PLAINTEXT://{host}:{},CONTROLLER://{host}:{}",
-                    client_ports[i],
-                    controller_ports[i],
-                    host = hosts[i]
-                ),
-                format!(
-                    "advertised.listeners=PLAINTEXT://{}:{}",
-                    hosts[i], client_ports[i]
-                ),
-                format!("controller.quorum.voters={voters}"),
-                "controller.quorum.election.timeout.ms=500".into(),
-                "broker.heartbeat.interval.ms=200".into(),
-                "broker.session.timeout.ms=2000".into(),
-                "group.initial.rebalance.delay.ms=0".into(),
-            ];
-            all.extend(overrides.iter().map(|s| s.to_string()));
-            let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-            let mut node = BrokerProcess::prepare(
-                &binary,
-                client_ports[i],
-                &refs,
-                "info,strom_controller=debug",
-            )?;
-            node.host = hosts[i].to_string();
-            nodes.push(node);
-        }
-        for node in &mut nodes {
-            node.launch()?;
-        }
-        for node in &mut nodes {
-            node.wait_ready(Duration::from_secs(60))?;
-        }
-        Ok(Self { nodes, cluster_id })
+        let nodes: Vec<(&str, &str)> = hosts.iter().map(|h| (*h, "broker,controller")).collect();
+        Self::start_nodes(binary, &nodes, overrides)
     }
 
     /// Starts one node per entry of `roles` (`process.roles` values:
@@ -370,19 +323,29 @@ impl Cluster {
         roles: &[&str],
         overrides: &[&str],
     ) -> Result<Self> {
-        let host = "127.0.0.1";
+        let nodes: Vec<(&str, &str)> = roles.iter().map(|r| ("127.0.0.1", *r)).collect();
+        Self::start_nodes(binary, &nodes, overrides)
+    }
+
+    /// Starts node `i + 1` on `nodes[i]` = (host, `process.roles`), the
+    /// controllers being the voters, with fast elections and sessions.
+    fn start_nodes(
+        binary: impl AsRef<Path>,
+        nodes: &[(&str, &str)],
+        overrides: &[&str],
+    ) -> Result<Self> {
         let cluster_id = random_cluster_id();
-        let client_ports: Vec<u16> = roles.iter().map(|_| free_port()).collect();
-        let controller_ports: Vec<u16> = roles.iter().map(|_| free_port()).collect();
-        let voters = roles
+        let client_ports: Vec<u16> = nodes.iter().map(|_| free_port()).collect();
+        let controller_ports: Vec<u16> = nodes.iter().map(|_| free_port()).collect();
+        let voters = nodes
             .iter()
             .enumerate()
-            .filter(|(_, r)| r.contains("controller"))
-            .map(|(i, _)| format!("{}@{host}:{}", i + 1, controller_ports[i]))
+            .filter(|(_, (_, role))| role.contains("controller"))
+            .map(|(i, (host, _))| format!("{}@{host}:{}", i + 1, controller_ports[i]))
             .collect::<Vec<_>>()
             .join(",");
-        let mut nodes = Vec::new();
-        for (i, role) in roles.iter().enumerate() {
+        let mut processes = Vec::new();
+        for (i, (host, role)) in nodes.iter().enumerate() {
             let (broker, controller) = (role.contains("broker"), role.contains("controller"));
             let mut listeners = Vec::new();
             if broker {
@@ -417,9 +380,15 @@ impl Cluster {
             };
             let mut node =
                 BrokerProcess::prepare(&binary, port, &refs, "info,strom_controller=debug")?;
+            node.host = host.to_string();
             node.controller_only = !broker;
-            nodes.push(node);
+            processes.push(node);
         }
+        Self::launch_all(processes, cluster_id)
+    }
+
+    /// Launches every node, then waits until each answers.
+    fn launch_all(mut nodes: Vec<BrokerProcess>, cluster_id: String) -> Result<Self> {
         for node in &mut nodes {
             node.launch()?;
         }
@@ -443,16 +412,7 @@ impl Cluster {
             node.config_file = Some(file.clone());
             nodes.push(node);
         }
-        for node in &mut nodes {
-            node.launch()?;
-        }
-        for node in &mut nodes {
-            node.wait_ready(Duration::from_secs(60))?;
-        }
-        Ok(Self {
-            nodes,
-            cluster_id: String::new(),
-        })
+        Self::launch_all(nodes, String::new())
     }
 
     /// Every node's client address, comma-separated.
