@@ -418,13 +418,19 @@ impl Partition {
     }
 }
 
+/// Partitions on real logs in temporary directories, for tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_support {
     use super::*;
     use strom_config::TopicConfig;
     use strom_protocol::batch_builder::BatchBuilder;
 
-    fn leader_of(isr: Vec<i32>) -> (tempfile::TempDir, Partition) {
+    /// Broker 1 leading partition `t-0` in leader epoch 3 with `replicas`
+    /// and `isr`, on an empty log.
+    pub(crate) fn leader_partition(
+        replicas: Vec<i32>,
+        isr: Vec<i32>,
+    ) -> (tempfile::TempDir, Partition) {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::create(
             dir.path().join("t-0"),
@@ -438,16 +444,27 @@ mod tests {
             leader: 1,
             leader_epoch: 3,
             partition_epoch: 0,
-            replicas: vec![1, 2, 3],
+            replicas,
             isr,
         };
         (dir, Partition::new(1, Uuid::new_v4(), Arc::new(log), state))
     }
 
-    fn append(p: &Partition, values: &[&[u8]]) {
+    /// Appends one batch of `values` as a producer with acks=1 would.
+    pub(crate) fn append(p: &Partition, values: &[&[u8]]) {
         let batch = BatchBuilder::of_values(0, values).build();
         p.append_as_leader(&Bytes::from(batch.to_vec()), 1, 9, 0)
             .unwrap();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{append, leader_partition};
+    use super::*;
+
+    fn leader_of(isr: Vec<i32>) -> (tempfile::TempDir, Partition) {
+        leader_partition(vec![1, 2, 3], isr)
     }
 
     #[test]

@@ -828,36 +828,16 @@ pub async fn shutdown_signalled(shutdown: &mut watch::Receiver<bool>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::partition::PartitionState;
-    use strom_config::TopicConfig;
-    use strom_protocol::batch_builder::BatchBuilder;
-    use strom_storage::Log;
-    use uuid::Uuid;
+    use crate::partition::test_support::{append, leader_partition};
 
+    /// Broker 1 leads `t-0` with follower 2 in the ISR, three batches of
+    /// two records written.
     fn leader() -> (tempfile::TempDir, Arc<Partition>) {
-        let dir = tempfile::tempdir().unwrap();
-        let log = Log::create(
-            dir.path().join("t-0"),
-            TopicPartition::new("t", 0),
-            Uuid::new_v4(),
-            Arc::new(TopicConfig::kafka_defaults()),
-            0,
-        )
-        .unwrap();
-        let state = PartitionState {
-            leader: 1,
-            leader_epoch: 3,
-            partition_epoch: 0,
-            replicas: vec![1, 2],
-            isr: vec![1, 2],
-        };
-        let p = Arc::new(Partition::new(1, Uuid::new_v4(), Arc::new(log), state));
+        let (dir, p) = leader_partition(vec![1, 2], vec![1, 2]);
         for _ in 0..3 {
-            let batch = BatchBuilder::of_values(0, &[b"a", b"b"]).build();
-            p.append_as_leader(&Bytes::from(batch.to_vec()), 1, 9, 0)
-                .unwrap();
+            append(&p, &[b"a", b"b"]);
         }
-        (dir, p)
+        (dir, Arc::new(p))
     }
 
     fn fetch_at(offset: i64, last_fetched_epoch: i32) -> FetchPartition {
