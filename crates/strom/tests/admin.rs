@@ -450,13 +450,7 @@ fn describe_cluster() {
 fn describe_quorum_of_a_single_node() {
     let b = broker(&[]);
     let mut c = connect(&b);
-    let ask = DescribeQuorumRequest::default().with_topics(vec![
-        describe_quorum_request::TopicData::default()
-            .with_topic_name(name("__cluster_metadata"))
-            .with_partitions(vec![
-                describe_quorum_request::PartitionData::default().with_partition_index(0)
-            ]),
-    ]);
+    let ask = describe_quorum_request("__cluster_metadata", 0);
     for version in 0..=2 {
         let r: DescribeQuorumResponse = c.send(ApiKey::DescribeQuorum, version, &ask).unwrap();
         let p = &r.topics[0].partitions[0];

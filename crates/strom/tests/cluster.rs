@@ -287,7 +287,7 @@ fn describe_quorum_reports_the_leader_and_every_voter_from_any_node() {
     let cluster = start();
     assert_eq!(create(&cluster.nodes[0], "quorum-load", 2), 0);
     let active = controller_id(&cluster.nodes[0]);
-    let ask = metadata_log_request();
+    let ask = describe_quorum_request("__cluster_metadata", 0);
     for node in &cluster.nodes {
         let mut c = connect(node);
         let mut last = None;
@@ -325,28 +325,12 @@ fn describe_quorum_reports_the_leader_and_every_voter_from_any_node() {
     }
     // Any other partition is unknown.
     let mut c = connect(&cluster.nodes[1]);
-    let other = DescribeQuorumRequest::default().with_topics(vec![
-        describe_quorum_request::TopicData::default()
-            .with_topic_name(name("__cluster_metadata"))
-            .with_partitions(vec![
-                describe_quorum_request::PartitionData::default().with_partition_index(1)
-            ]),
-    ]);
+    let other = describe_quorum_request("__cluster_metadata", 1);
     let r: DescribeQuorumResponse = c.send(ApiKey::DescribeQuorum, 1, &other).unwrap();
     assert_eq!(
         r.topics[0].partitions[0].error_code,
         ErrorCode::UnknownTopicOrPartition.code()
     );
-}
-
-/// DescribeQuorum's request for the metadata log.
-fn metadata_log_request() -> DescribeQuorumRequest {
-    DescribeQuorumRequest::default().with_topics(vec![describe_quorum_request::TopicData::default(
-    )
-    .with_topic_name(name("__cluster_metadata"))
-    .with_partitions(vec![
-        describe_quorum_request::PartitionData::default().with_partition_index(0)
-    ])])
 }
 
 #[test]

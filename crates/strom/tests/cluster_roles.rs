@@ -42,13 +42,7 @@ fn metadata(node: &BrokerProcess, topic: &str) -> (Vec<i32>, BTreeMap<i32, i32>)
 
 fn quorum(node: &BrokerProcess) -> describe_quorum_response::PartitionData {
     let mut c = connect(node);
-    let ask = DescribeQuorumRequest::default().with_topics(vec![
-        describe_quorum_request::TopicData::default()
-            .with_topic_name(name("__cluster_metadata"))
-            .with_partitions(vec![
-                describe_quorum_request::PartitionData::default().with_partition_index(0)
-            ]),
-    ]);
+    let ask = describe_quorum_request("__cluster_metadata", 0);
     let r: DescribeQuorumResponse = c.send(ApiKey::DescribeQuorum, 2, &ask).unwrap();
     r.topics[0].partitions[0].clone()
 }

@@ -183,3 +183,14 @@ pub fn list_offset(
     let r = c.send(ApiKey::ListOffsets, version, &req).unwrap();
     r.topics[0].partitions[0].clone()
 }
+
+/// DescribeQuorum for one partition of `topic` (the metadata log is
+/// `__cluster_metadata`, partition 0).
+pub fn describe_quorum_request(topic: &str, partition: i32) -> DescribeQuorumRequest {
+    DescribeQuorumRequest::default().with_topics(vec![describe_quorum_request::TopicData::default(
+    )
+    .with_topic_name(name(topic))
+    .with_partitions(vec![
+        describe_quorum_request::PartitionData::default().with_partition_index(partition)
+    ])])
+}
