@@ -35,6 +35,12 @@ pub struct PartitionState {
     pub isr: Vec<i32>,
 }
 
+/// An ISR proposed to the controller and not yet committed.
+#[derive(Debug, Clone)]
+struct PendingIsrChange {
+    proposed_isr: Vec<i32>,
+}
+
 /// A partition replica hosted here.
 #[derive(Debug)]
 pub struct Partition {
@@ -51,9 +57,11 @@ pub struct Partition {
     appended_bytes: std::sync::atomic::AtomicU64,
     /// As leader: what each follower has (reset with every new leadership).
     followers: parking_lot::Mutex<Followers>,
-    /// The partition epoch an ISR change was proposed on, while it waits
-    /// for the controller: no second proposal until the metadata moves.
-    pending_isr_change: parking_lot::Mutex<Option<i32>>,
+    /// An ISR change waiting for the controller: no second proposal until
+    /// the metadata moves, and until then the high watermark counts the
+    /// members it adds (Kafka's "maximal ISR"), so a follower joining the
+    /// ISR has every record below the high watermark the moment it joins.
+    pending_isr_change: parking_lot::Mutex<Option<PendingIsrChange>>,
 }
 
 impl Partition {
@@ -254,7 +262,9 @@ impl Partition {
         if isr == current || isr.is_empty() {
             return None;
         }
-        *pending = Some(state.partition_epoch);
+        *pending = Some(PendingIsrChange {
+            proposed_isr: isr.clone(),
+        });
         Some((state, isr))
     }
 
@@ -262,6 +272,22 @@ impl Partition {
     /// the next check may propose again.
     pub fn isr_change_failed(&self) {
         *self.pending_isr_change.lock() = None;
+    }
+
+    /// The replicas the high watermark waits for: the committed ISR plus
+    /// any member a pending change adds (a pending removal still counts
+    /// until it is committed).
+    fn maximal_isr(&self, committed: &[i32]) -> Vec<i32> {
+        let mut isr = committed.to_vec();
+        if let Some(pending) = self.pending_isr_change.lock().as_ref() {
+            isr.extend(
+                pending
+                    .proposed_isr
+                    .iter()
+                    .filter(|r| !committed.contains(r)),
+            );
+        }
+        isr
     }
 
     /// As leader: followers outside the ISR that caught up, which it
@@ -361,16 +387,20 @@ impl Partition {
     /// replica has (never down: a follower that has not fetched since this
     /// leadership began holds it where it is).
     pub fn maybe_increment_high_watermark(&self) {
-        let s = self.state.read();
-        if s.leader != self.node_id {
-            return;
-        }
+        let committed = {
+            let s = self.state.read();
+            if s.leader != self.node_id {
+                return;
+            }
+            s.isr.clone()
+        };
+        // Not under the state lock: proposals take the pending change first.
+        let isr = self.maximal_isr(&committed);
         let end = self.log.offsets().log_end_offset;
         let candidate = self
             .followers
             .lock()
-            .high_watermark(self.node_id, &s.isr, end);
-        drop(s);
+            .high_watermark(self.node_id, &isr, end);
         if candidate <= self.log.offsets().high_watermark {
             return;
         }
@@ -506,6 +536,30 @@ mod tests {
             p.follower_progress(2).unwrap().log_end_offset,
             crate::follower_progress::UNKNOWN_OFFSET
         );
+    }
+
+    #[test]
+    fn a_follower_joining_the_isr_holds_the_high_watermark_until_committed() {
+        let (_dir, p) = leader_of(vec![1, 2]);
+        append(&p, &[b"a"]);
+        p.record_follower_fetch(2, 1, 1_000).unwrap();
+        assert_eq!(p.high_watermark(), 1);
+        // 3 catches up to the high watermark: the leader proposes it.
+        p.record_follower_fetch(3, 1, 1_000).unwrap();
+        let (_, proposed) = p.propose_isr_change(1_000, 30_000).unwrap();
+        assert_eq!(proposed, vec![1, 2, 3]);
+        // Until the controller commits, the high watermark waits for 3
+        // too: were it to move past 3, 3 could join the ISR without it.
+        append(&p, &[b"b"]);
+        p.record_follower_fetch(2, 2, 1_001).unwrap();
+        assert_eq!(p.high_watermark(), 1);
+        p.record_follower_fetch(3, 2, 1_001).unwrap();
+        assert_eq!(p.high_watermark(), 2);
+        // Refused: back to the committed ISR.
+        p.isr_change_failed();
+        append(&p, &[b"c"]);
+        p.record_follower_fetch(2, 3, 1_002).unwrap();
+        assert_eq!(p.high_watermark(), 3);
     }
 
     #[test]
