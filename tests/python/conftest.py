@@ -19,7 +19,7 @@ import pytest
 STROM_BIN = os.environ.get("STROM_BIN")
 
 
-def free_port():
+def free_port(host="127.0.0.1"):
     """A free port below the kernel's ephemeral range (32768 and up), so an
     outgoing connection never takes a port a broker is about to use."""
     import random
@@ -27,7 +27,7 @@ def free_port():
         port = random.randrange(20000, 32000)
         with socket.socket() as s:
             try:
-                s.bind(("127.0.0.1", port))
+                s.bind((host, port))
                 return port
             except OSError:
                 continue
@@ -43,33 +43,87 @@ def wait_until(predicate, timeout=30.0, interval=0.05, what="condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def _answers_api_versions(port):
-    """True when the broker answers an ApiVersions v0 request."""
+def _request(host, port, api_key, version, body, timeout=1.0):
+    """Sends one request (header v1, null client id, correlation id 7) and
+    returns the response body after the correlation id; None when the
+    broker does not answer in `timeout` seconds or answers another id."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            body = struct.pack(">hhih", 18, 0, 7, -1)  # api key, version, correlation id, null client id
-            s.sendall(struct.pack(">i", len(body)) + body)
-            size = struct.unpack(">i", s.recv(4))[0]
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            frame = struct.pack(">hhih", api_key, version, 7, -1) + body
+            s.sendall(struct.pack(">i", len(frame)) + frame)
             data = b""
-            while len(data) < size:
-                chunk = s.recv(size - len(data))
+            size = None
+            while size is None or len(data) < size + 4:
+                chunk = s.recv(65536)
                 if not chunk:
-                    return False
+                    return None
                 data += chunk
-            return struct.unpack(">i", data[:4])[0] == 7
+                if size is None and len(data) >= 4:
+                    size = struct.unpack(">i", data[:4])[0]
+            if struct.unpack(">i", data[4:8])[0] != 7:
+                return None
+            return data[8:4 + size]
     except OSError:
-        return False
+        return None
 
+
+def _answers_api_versions(host, port):
+    """True when the broker answers an ApiVersions v0 request."""
+    return _request(host, port, 18, 0, b"") is not None
+
+
+class _Reader:
+    def __init__(self, data):
+        self.data, self.pos = data, 0
+
+    def take(self, fmt):
+        values = struct.unpack_from(fmt, self.data, self.pos)
+        self.pos += struct.calcsize(fmt)
+        return values[0] if len(values) == 1 else values
+
+    def string(self):
+        n = self.take(">h")
+        value = self.data[self.pos:self.pos + max(n, 0)].decode()
+        self.pos += max(n, 0)
+        return value if n >= 0 else None
+
+    def int32s(self):
+        return [self.take(">i") for _ in range(self.take(">i"))]
+
+
+def partition_view(broker, topic, partition=0):
+    """(leader, sorted ISR) of one partition as `broker` itself sees it,
+    from a Metadata v1 request to it alone (clients may ask any broker;
+    this asks the one named); (None, None) when it does not answer."""
+    name = topic.encode()
+    body = _request(broker.host, broker.port, 3, 1,
+                    struct.pack(">ih", 1, len(name)) + name)
+    if body is None:
+        return None, None
+    r = _Reader(body)
+    for _ in range(r.take(">i")):  # brokers: id, host, port, rack
+        r.take(">i"), r.string(), r.take(">i"), r.string()
+    r.take(">i")  # controller id
+    for _ in range(r.take(">i")):
+        _error, topic_name, _internal = r.take(">h"), r.string(), r.take(">?")
+        for _ in range(r.take(">i")):
+            _error, index, leader = r.take(">hii")
+            _replicas, isr = r.int32s(), r.int32s()
+            if topic_name == topic and index == partition:
+                return leader, sorted(isr)
+    return None, None
 
 class Broker:
-    """One strom process."""
+    """One strom process, listening on `host` (its own loopback address
+    when network rules must tell nodes apart)."""
 
-    def __init__(self, overrides=(), port=None, controller_only=False):
+    def __init__(self, overrides=(), port=None, controller_only=False, host="127.0.0.1"):
         if not STROM_BIN or not os.access(STROM_BIN, os.X_OK):
             raise RuntimeError("STROM_BIN must name the strom binary (run the suites through tests/run)")
         self.tmp = tempfile.mkdtemp(prefix="strom-test-")
         self.data_dir = os.path.join(self.tmp, "data")
-        self.port = port or free_port()
+        self.host = host
+        self.port = port or free_port(host)
         # A controller-only node's port is its controller listener, which
         # does not speak Kafka: it is ready once it accepts connections.
         self.controller_only = controller_only
@@ -80,11 +134,11 @@ class Broker:
 
     @property
     def bootstrap(self):
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def start(self):
         args = [STROM_BIN, "serve",
-                "--override", f"listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                "--override", f"listeners=PLAINTEXT://{self.host}:{self.port}",
                 "--override", f"log.dirs={self.data_dir}",
                 "--override", "http.listener="]
         for o in self.overrides:
@@ -99,11 +153,11 @@ class Broker:
                 raise AssertionError(f"strom exited with {self.proc.returncode}:\n{self.log()}")
             if self.controller_only:
                 try:
-                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                    socket.create_connection((self.host, self.port), timeout=1).close()
                     return True
                 except OSError:
                     return False
-            return _answers_api_versions(self.port)
+            return _answers_api_versions(self.host, self.port)
 
         wait_until(ready, timeout=60, what="strom to answer")
 
@@ -127,6 +181,13 @@ class Broker:
             return self.proc.wait(timeout=60)
         return self.proc.returncode if self.proc else None
 
+    def pause(self):
+        """SIGSTOP: the process stops answering but keeps its sockets."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
     def restart(self, clean=True):
         if clean:
             assert self.terminate() == 0, self.log()
@@ -135,17 +196,25 @@ class Broker:
         self.start()
 
     def close(self):
+        if self.proc and self.proc.poll() is None:
+            self.resume()
         self.kill()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 class Cluster:
     """`controllers` controller-only nodes (ids 1..) and `brokers`
-    broker-only nodes (the ids after them) on loopback ports."""
+    broker-only nodes (the ids after them) on loopback ports: all on
+    127.0.0.1, or with `first_host` node i on 127.0.0.{first_host + i - 1}
+    so that a `Netfilter` can cut links between them (clients connect from
+    127.0.0.1 and stay connected)."""
 
-    def __init__(self, brokers=3, controllers=1, overrides=()):
-        controller_ports = [free_port() for _ in range(controllers)]
-        voters = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(controller_ports))
+    def __init__(self, brokers=3, controllers=1, overrides=(), first_host=None):
+        def host(node_id):
+            return "127.0.0.1" if first_host is None else f"127.0.0.{first_host + node_id - 1}"
+
+        controller_ports = [free_port(host(i + 1)) for i in range(controllers)]
+        voters = ",".join(f"{i + 1}@{host(i + 1)}:{p}" for i, p in enumerate(controller_ports))
         common = [f"controller.quorum.voters={voters}",
                   "cluster.id=c2FmZXR5LXJ1bi1jbHVzdA",
                   "controller.quorum.election.timeout.ms=500",
@@ -157,26 +226,62 @@ class Cluster:
         for i, port in enumerate(controller_ports):
             self.controllers[i + 1] = Broker(
                 overrides=[f"node.id={i + 1}", "process.roles=controller",
-                           f"listeners=CONTROLLER://127.0.0.1:{port}", *common],
-                port=port, controller_only=True)
+                           f"listeners=CONTROLLER://{host(i + 1)}:{port}", *common],
+                port=port, controller_only=True, host=host(i + 1))
         self.brokers = {}
         for node_id in range(controllers + 1, controllers + 1 + brokers):
-            port = free_port()
+            port = free_port(host(node_id))
             self.brokers[node_id] = Broker(
                 overrides=[f"node.id={node_id}", "process.roles=broker",
-                           f"listeners=PLAINTEXT://127.0.0.1:{port}",
-                           f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}", *common],
-                port=port)
+                           f"listeners=PLAINTEXT://{host(node_id)}:{port}",
+                           f"advertised.listeners=PLAINTEXT://{host(node_id)}:{port}", *common],
+                port=port, host=host(node_id))
 
     @property
     def bootstrap(self):
         return ",".join(b.bootstrap for b in self.brokers.values())
+
+    def print_log_tails(self, lines=60):
+        """The end of every node's log, for a failing test's output."""
+        for node_id, n in sorted({**self.controllers, **self.brokers}.items()):
+            tail = "\n".join(n.log().splitlines()[-lines:])
+            print(f"--- node {node_id} ({n.host}) ---\n{tail}")
 
     def close(self):
         for b in self.brokers.values():
             b.close()
         for c in self.controllers.values():
             c.close()
+
+
+class Netfilter:
+    """Rules that cut links between loopback addresses, in an iptables
+    chain of their own in the raw table (removed by `close`). Needs root and
+    iptables, which tests/run installs; fails loudly without them."""
+
+    def __init__(self):
+        self.chain = f"STROM-PY-{os.getpid()}-{free_port()}"
+        self._iptables("-N", self.chain)
+        self._iptables("-I", "OUTPUT", "-j", self.chain)
+
+    @staticmethod
+    def _iptables(*args):
+        # -w: wait for the xtables lock when rules change concurrently.
+        subprocess.run(["iptables", "-w", "-t", "raw", *args], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def cut(self, a, b):
+        """Drops every packet between hosts `a` and `b`, both ways."""
+        for src, dst in ((a, b), (b, a)):
+            self._iptables("-A", self.chain, "-s", src, "-d", dst, "-j", "DROP")
+
+    def heal(self):
+        self._iptables("-F", self.chain)
+
+    def close(self):
+        self._iptables("-D", "OUTPUT", "-j", self.chain)
+        self._iptables("-F", self.chain)
+        self._iptables("-X", self.chain)
 
 
 @pytest.fixture(scope="module")

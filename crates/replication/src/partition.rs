@@ -232,11 +232,14 @@ impl Partition {
     /// out, caught-up ones in), with the state it is based on, unless it
     /// is already right or a change is waiting for the controller. The
     /// proposal stays pending until the metadata changes or
-    /// [`Partition::isr_change_failed`].
+    /// [`Partition::isr_change_failed`]. Only followers `may_join` (per
+    /// the metadata: registered and not fenced, as the controller demands)
+    /// are taken back.
     pub fn propose_isr_change(
         &self,
         now_ms: i64,
         max_lag_ms: i64,
+        may_join: impl Fn(i32) -> bool,
     ) -> Option<(PartitionState, Vec<i32>)> {
         let state = self.state();
         if state.leader != self.node_id {
@@ -247,7 +250,10 @@ impl Partition {
             return None;
         }
         let lagging = self.lagging_followers(now_ms, max_lag_ms);
-        let joining = self.caught_up_followers();
+        let joining = self
+            .caught_up_followers()
+            .into_iter()
+            .filter(|r| may_join(*r));
         let mut isr: Vec<i32> = state
             .isr
             .iter()
@@ -546,7 +552,9 @@ mod tests {
         assert_eq!(p.high_watermark(), 1);
         // 3 catches up to the high watermark: the leader proposes it.
         p.record_follower_fetch(3, 1, 1_000).unwrap();
-        let (_, proposed) = p.propose_isr_change(1_000, 30_000).unwrap();
+        // Not while the metadata says 3 is fenced.
+        assert!(p.propose_isr_change(1_000, 30_000, |r| r != 3).is_none());
+        let (_, proposed) = p.propose_isr_change(1_000, 30_000, |_| true).unwrap();
         assert_eq!(proposed, vec![1, 2, 3]);
         // Until the controller commits, the high watermark waits for 3
         // too: were it to move past 3, 3 could join the ISR without it.

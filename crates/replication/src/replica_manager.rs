@@ -286,11 +286,12 @@ impl ReplicaManager {
         &self,
         now_ms: i64,
         max_lag_ms: i64,
+        may_join: impl Fn(i32) -> bool,
     ) -> Vec<(Arc<Partition>, PartitionState, Vec<i32>)> {
         self.all_partitions()
             .into_iter()
             .filter_map(|p| {
-                let (state, isr) = p.propose_isr_change(now_ms, max_lag_ms)?;
+                let (state, isr) = p.propose_isr_change(now_ms, max_lag_ms, &may_join)?;
                 Some((p, state, isr))
             })
             .collect()

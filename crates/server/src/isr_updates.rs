@@ -35,7 +35,13 @@ pub async fn run_isr_updates(state: Arc<BrokerState>, mut shutdown: watch::Recei
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        for (partition, current, isr) in state.replica_manager.isr_change_proposals(now, max_lag_ms)
+        // Fenced followers may fetch but not join (KIP-841): the controller
+        // would refuse them.
+        let image = state.image();
+        let may_join = |id: i32| image.broker(id).is_some_and(|b| !b.fenced);
+        for (partition, current, isr) in state
+            .replica_manager
+            .isr_change_proposals(now, max_lag_ms, may_join)
         {
             let tp = partition.topic_partition().clone();
             let change = IsrChange {
