@@ -4,7 +4,8 @@
 //! followers that stop leave the ISR after `replica.lag.time.max.ms`, so
 //! writes go on while `min.insync.replicas` holds and get
 //! NOT_ENOUGH_REPLICAS when it does not (acks=1 still works); stopped
-//! followers catch up and rejoin.
+//! followers catch up and rejoin; a leader deposed while holding records
+//! nobody else got truncates them and converges on the new leader's log.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -15,7 +16,7 @@ use common::*;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use strom_protocol::ErrorCode;
-use strom_test_utils::{wait_until, BrokerProcess, Cluster};
+use strom_test_utils::{wait_until, BrokerProcess, Cluster, Netfilter};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -40,6 +41,22 @@ fn log_bytes(node: &BrokerProcess, topic: &str) -> Vec<u8> {
             .join("00000000000000000000.log"),
     )
     .unwrap_or_default()
+}
+
+/// CRC32C of the partition's whole log (every segment, in order) on
+/// `node`, and its size.
+fn log_checksum(node: &BrokerProcess, topic: &str) -> (u32, usize) {
+    let dir = node.data_dir.join(format!("{topic}-0"));
+    let mut segments: Vec<_> = std::fs::read_dir(&dir)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    segments.retain(|p| p.extension().is_some_and(|e| e == "log"));
+    segments.sort();
+    let bytes: Vec<u8> = segments
+        .iter()
+        .flat_map(|p| std::fs::read(p).unwrap_or_default())
+        .collect();
+    (crc32c::crc32c(&bytes), bytes.len())
 }
 
 fn create_replicated(node: &BrokerProcess, topic: &str) {
@@ -199,4 +216,106 @@ fn followers_replicate_and_the_isr_follows_them() {
             .iter()
             .all(|f| log_bytes(cluster.node(*f), "replicated") == want)
     }));
+}
+
+#[test]
+fn a_deposed_leader_truncates_what_only_it_had_and_converges() {
+    // A dedicated controller and three brokers, each on its own loopback
+    // address (127.0.0.11-14; other fault tests use other addresses) so
+    // the leader can be cut off from its followers alone.
+    let hosts = ["127.0.0.11", "127.0.0.12", "127.0.0.13", "127.0.0.14"];
+    let nodes: Vec<(&str, &str)> = hosts
+        .iter()
+        .zip(["controller", "broker", "broker", "broker"])
+        .map(|(h, r)| (*h, r))
+        .collect();
+    // ISR changes slower than the test, so the cut-off leader keeps its
+    // followers in the ISR and one of them is elected.
+    let mut cluster = Cluster::start_nodes(BIN, &nodes, &["replica.lag.time.max.ms=60000"])
+        .expect("start the cluster");
+    let topic = "divergent";
+    create_replicated(cluster.node(2), topic);
+    let (old, isr) = leader_and_isr(cluster.node(2), topic);
+    assert_eq!(isr, vec![2, 3, 4], "replication factor 3 with a full ISR");
+    let mut lc = connect(cluster.node(old));
+    for i in 0..5 {
+        assert_eq!(produce(&mut lc, topic, 0, &[b"kept"]), (0, i));
+    }
+    let followers: Vec<i32> = [2, 3, 4].into_iter().filter(|b| *b != old).collect();
+    assert!(
+        wait_until(DEADLINE, || followers.iter().all(|f| log_checksum(
+            cluster.node(*f),
+            topic
+        ) == log_checksum(
+            cluster.node(old),
+            topic
+        ))),
+        "followers did not replicate the first records"
+    );
+
+    // Cut off from its followers (not from the controller), the leader
+    // takes writes with acks=1 that nobody else gets, then dies.
+    let net = Netfilter::new().unwrap();
+    for f in &followers {
+        net.cut(hosts[(old - 1) as usize], hosts[(*f - 1) as usize])
+            .unwrap();
+    }
+    for i in 5..8 {
+        let r = produce_raw(&mut lc, 9, topic, 0, values_batch(&[b"lost"]), 1);
+        let p = &r.responses[0].partition_responses[0];
+        assert_eq!((p.error_code, p.base_offset), (0, i), "acks=1 write {i}");
+    }
+    let divergent = log_checksum(cluster.node(old), topic);
+    cluster.node(old).kill();
+
+    // A follower is elected and takes other records at the same offsets.
+    let mut new = -1;
+    assert!(wait_until(DEADLINE, || {
+        new = leader_and_isr(cluster.node(followers[0]), topic).0;
+        followers.contains(&new)
+    }));
+    let mut nc = connect(cluster.node(new));
+    for i in 5..7 {
+        let r = produce_raw(&mut nc, 9, topic, 0, values_batch(&[b"new"]), 1);
+        let p = &r.responses[0].partition_responses[0];
+        assert_eq!(
+            (p.error_code, p.base_offset),
+            (0, i),
+            "acks=1 write {i} to the new leader"
+        );
+    }
+
+    // The old leader comes back as a follower: it must drop offsets 5-7
+    // of its old epoch and take the new leader's 5-6.
+    net.heal().unwrap();
+    cluster.node(old).spawn().unwrap();
+    assert!(
+        wait_until(DEADLINE, || leader_and_isr(cluster.node(new), topic).1
+            == vec![2, 3, 4]),
+        "the old leader did not rejoin the ISR: {:?}",
+        leader_and_isr(cluster.node(new), topic)
+    );
+    assert_eq!(produce(&mut nc, topic, 0, &[b"after"]), (0, 7));
+    let mut sums = Vec::new();
+    assert!(
+        wait_until(DEADLINE, || {
+            sums = [2, 3, 4]
+                .iter()
+                .map(|b| log_checksum(cluster.node(*b), topic))
+                .collect();
+            sums.iter().all(|s| *s == sums[0])
+        }),
+        "replicas' logs differ: {sums:?}"
+    );
+    assert_ne!(sums[0], divergent);
+    // What the new leader serves: 5 kept, 2 new, 1 after; nothing lost.
+    let data = fetch(&mut nc, topic, 0, 0, 1 << 20);
+    let values: Vec<(i64, Vec<u8>)> = decode_records(&data.records.unwrap_or_default());
+    let mut want: Vec<(i64, Vec<u8>)> = (0..5).map(|o| (o, b"kept".to_vec())).collect();
+    want.extend([
+        (5, b"new".to_vec()),
+        (6, b"new".to_vec()),
+        (7, b"after".to_vec()),
+    ]);
+    assert_eq!(values, want);
 }

@@ -328,8 +328,9 @@ impl Cluster {
     }
 
     /// Starts node `i + 1` on `nodes[i]` = (host, `process.roles`), the
-    /// controllers being the voters, with fast elections and sessions.
-    fn start_nodes(
+    /// controllers being the voters, with fast elections and sessions, and
+    /// waits until every node answers.
+    pub fn start_nodes(
         binary: impl AsRef<Path>,
         nodes: &[(&str, &str)],
         overrides: &[&str],
