@@ -74,6 +74,7 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     key!("replica.fetch.wait.max.ms", Int, Some("500"), AT_LEAST_1, "How long a follower's fetch may wait at the leader for new data."),
     key!("replica.fetch.backoff.ms", Int, Some("1000"), AT_LEAST_1, "How long a follower waits after a failed fetch."),
     key!("replica.socket.timeout.ms", Int, Some("30000"), AT_LEAST_1, "How long a follower waits for a fetch response."),
+    key!("max.request.partition.size.limit", Int, Some("2000"), AT_LEAST_1, "The most partitions one DescribeTopicPartitions response describes."),
     key!("auto.leader.rebalance.enable", Boolean, Some("true"), ANY, "The controller moves leadership back to preferred replicas periodically."),
     key!("leader.imbalance.check.interval.seconds", Long, Some("300"), AT_LEAST_1, "How often the controller looks for partitions not led by their preferred replica."),
     key!("log.retention.hours", Int, Some("168"), ANY, "Hours to keep a segment (lowest priority of the three)."),
@@ -265,6 +266,9 @@ pub struct BrokerConfig {
     pub broker_session_timeout_ms: u64,
     /// `auto.leader.rebalance.enable`.
     pub auto_leader_rebalance_enable: bool,
+    /// `max.request.partition.size.limit`: partitions per
+    /// DescribeTopicPartitions response.
+    pub max_request_partition_size_limit: i32,
     /// How followers fetch (`replica.*`).
     pub replica_fetch: ReplicaFetchConfig,
     /// `leader.imbalance.check.interval.seconds`.
@@ -672,6 +676,7 @@ impl BrokerConfig {
             controller_quorum_election_timeout_ms: u64_of("controller.quorum.election.timeout.ms")?,
             broker_session_timeout_ms: u64_of("broker.session.timeout.ms")?,
             auto_leader_rebalance_enable: r.boolean("auto.leader.rebalance.enable")?,
+            max_request_partition_size_limit: r.req_int("max.request.partition.size.limit")? as i32,
             replica_fetch: ReplicaFetchConfig {
                 lag_time_max_ms: u64_of("replica.lag.time.max.ms")?,
                 max_bytes: r.req_int("replica.fetch.max.bytes")? as i32,

@@ -15,10 +15,12 @@
 )]
 
 pub mod image;
+pub mod partition_health;
 pub mod record;
 pub mod topic_name;
 
 pub use image::{
     ImageSnapshot, MetadataDelta, MetadataError, MetadataImage, PartitionRegistration, TopicImage,
 };
+pub use partition_health::PartitionHealth;
 pub use record::{BrokerEndpoint, BrokerRegistration, ConfigResourceType, MetadataRecord};

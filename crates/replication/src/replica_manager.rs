@@ -309,6 +309,15 @@ impl ReplicaManager {
         &self.log_manager
     }
 
+    /// This broker's partition counts (under-replicated, under and at min
+    /// ISR among the partitions it leads) and the cluster's offline
+    /// partitions, as of `image`.
+    pub fn partition_health(&self, image: &MetadataImage) -> strom_metadata::PartitionHealth {
+        image.partition_health(self.node_id, |topic| {
+            usize::try_from(self.topic_config(image, topic).min_insync_replicas).unwrap_or(1)
+        })
+    }
+
     /// The effective config of a topic in `image`.
     pub fn topic_config(&self, image: &MetadataImage, topic: &str) -> Arc<TopicConfig> {
         let overrides = image.topic_configs(topic);

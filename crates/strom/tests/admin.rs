@@ -1,6 +1,7 @@
 //! Admin APIs against a real broker: Metadata (auto-creation, versions,
 //! topic ids), CreateTopics validation, DeleteTopics, CreatePartitions,
-//! DescribeConfigs sources and DescribeCluster.
+//! DescribeConfigs sources, DescribeCluster and DescribeTopicPartitions
+//! (pages, cursors, errors).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -525,4 +526,144 @@ fn elect_leaders_on_a_single_node() {
         .send(ApiKey::ElectLeaders, 1, &ask(Some(vec![0]), 7))
         .unwrap();
     assert_eq!(r.error_code, ErrorCode::InvalidRequest.code());
+}
+
+fn describe_partitions(
+    c: &mut KafkaConnection,
+    topics: &[&str],
+    limit: i32,
+    cursor: Option<(&str, i32)>,
+) -> DescribeTopicPartitionsResponse {
+    let req = DescribeTopicPartitionsRequest::default()
+        .with_topics(
+            topics
+                .iter()
+                .map(|t| {
+                    describe_topic_partitions_request::TopicRequest::default().with_name(name(t))
+                })
+                .collect(),
+        )
+        .with_response_partition_limit(limit)
+        .with_cursor(cursor.map(|(t, p)| {
+            describe_topic_partitions_request::Cursor::default()
+                .with_topic_name(name(t))
+                .with_partition_index(p)
+        }));
+    c.send(ApiKey::DescribeTopicPartitions, 0, &req).unwrap()
+}
+
+/// One described topic: name, error code, partition indexes.
+type DescribedTopic = (String, i16, Vec<i32>);
+
+/// The topics of a response, and its next cursor.
+fn pages(r: &DescribeTopicPartitionsResponse) -> (Vec<DescribedTopic>, Option<(String, i32)>) {
+    let topics = r
+        .topics
+        .iter()
+        .map(|t| {
+            (
+                t.name.as_ref().unwrap().to_string(),
+                t.error_code,
+                t.partitions.iter().map(|p| p.partition_index).collect(),
+            )
+        })
+        .collect();
+    let cursor = r
+        .next_cursor
+        .as_ref()
+        .map(|c| (c.topic_name.to_string(), c.partition_index));
+    (topics, cursor)
+}
+
+#[test]
+fn describe_topic_partitions_in_pages() {
+    let b = broker(&[]);
+    let mut c = connect(&b);
+    let created = create(
+        &mut c,
+        7,
+        vec![topic("dtp-b", 3, 1), topic("dtp-a", 4, 1)],
+        false,
+    );
+    assert!(
+        created.topics.iter().all(|t| t.error_code == 0),
+        "{created:?}"
+    );
+    let s = |v: &str| v.to_string();
+
+    // Everything fits: name order, every partition, no cursor.
+    let r = describe_partitions(&mut c, &["dtp-b", "dtp-a"], 100, None);
+    assert_eq!(
+        pages(&r),
+        (
+            vec![
+                (s("dtp-a"), 0, vec![0, 1, 2, 3]),
+                (s("dtp-b"), 0, vec![0, 1, 2])
+            ],
+            None
+        )
+    );
+    let p = &r.topics[0].partitions[0];
+    assert_eq!((p.leader_id.0, p.leader_epoch), (1, 0));
+    assert_eq!(p.replica_nodes, vec![BrokerId(1)]);
+    assert_eq!(p.isr_nodes, vec![BrokerId(1)]);
+    assert!(p.offline_replicas.is_empty());
+    // Empty lists, not null: the Java client reads them unchecked.
+    assert_eq!(p.eligible_leader_replicas, Some(vec![]));
+    assert_eq!(p.last_known_elr, Some(vec![]));
+    assert!(!r.topics[0].topic_id.is_nil());
+
+    // Three at a time: the cursor walks through both topics.
+    let r = describe_partitions(&mut c, &["dtp-a", "dtp-b"], 3, None);
+    assert_eq!(
+        pages(&r),
+        (vec![(s("dtp-a"), 0, vec![0, 1, 2])], Some((s("dtp-a"), 3)))
+    );
+    let r = describe_partitions(&mut c, &["dtp-a", "dtp-b"], 3, Some(("dtp-a", 3)));
+    assert_eq!(
+        pages(&r),
+        (
+            vec![(s("dtp-a"), 0, vec![3]), (s("dtp-b"), 0, vec![0, 1])],
+            Some((s("dtp-b"), 2))
+        )
+    );
+    let r = describe_partitions(&mut c, &["dtp-a", "dtp-b"], 3, Some(("dtp-b", 2)));
+    assert_eq!(pages(&r), (vec![(s("dtp-b"), 0, vec![2])], None));
+    // A page that ends with a topic points at the next one.
+    let r = describe_partitions(&mut c, &["dtp-a", "dtp-b"], 4, None);
+    assert_eq!(
+        pages(&r),
+        (
+            vec![(s("dtp-a"), 0, vec![0, 1, 2, 3])],
+            Some((s("dtp-b"), 0))
+        )
+    );
+
+    // Unknown and illegal names are errors of their own; the rest is described.
+    let r = describe_partitions(&mut c, &["dtp-a", "dtp-none", "bad/name"], 100, None);
+    assert_eq!(
+        pages(&r).0,
+        vec![
+            (
+                s("bad/name"),
+                ErrorCode::InvalidTopicException.code(),
+                vec![]
+            ),
+            (s("dtp-a"), 0, vec![0, 1, 2, 3]),
+            (
+                s("dtp-none"),
+                ErrorCode::UnknownTopicOrPartition.code(),
+                vec![]
+            ),
+        ]
+    );
+    // A cursor on a topic not asked for: INVALID_REQUEST on every topic.
+    let r = describe_partitions(&mut c, &["dtp-a"], 100, Some(("dtp-b", 0)));
+    assert_eq!(
+        pages(&r).0,
+        vec![(s("dtp-a"), ErrorCode::InvalidRequest.code(), vec![])]
+    );
+    // No names: every existing topic from the cursor on.
+    let r = describe_partitions(&mut c, &[], 100, Some(("dtp-b", 1)));
+    assert_eq!(pages(&r), (vec![(s("dtp-b"), 0, vec![1, 2])], None));
 }

@@ -183,6 +183,29 @@ fn followers_replicate_and_the_isr_follows_them() {
     .len()
         == 2));
     assert_eq!(produce(&mut lc, "replicated", 0, &[b"w"]).0, 0);
+    // Clients see it: out of the ISR, and offline once fenced.
+    let described = |node: &BrokerProcess| {
+        let mut c = connect(node);
+        let req = DescribeTopicPartitionsRequest::default()
+            .with_topics(vec![
+                describe_topic_partitions_request::TopicRequest::default()
+                    .with_name(name("replicated")),
+            ])
+            .with_response_partition_limit(10);
+        let r: DescribeTopicPartitionsResponse =
+            c.send(ApiKey::DescribeTopicPartitions, 0, &req).unwrap();
+        let p = &r.topics[0].partitions[0];
+        let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<_>>();
+        (p.leader_id.0, ids(&p.isr_nodes), ids(&p.offline_replicas))
+    };
+    let mut remaining_isr: Vec<i32> = vec![leader, followers[1]];
+    remaining_isr.sort();
+    assert!(
+        wait_until(DEADLINE, || described(cluster.node(leader))
+            == (leader, remaining_isr.clone(), vec![followers[0]])),
+        "{:?}",
+        described(cluster.node(leader))
+    );
     // The second stops too: below min.insync.replicas.
     cluster.node(followers[1]).kill();
     assert!(wait_until(DEADLINE, || leader_and_isr(

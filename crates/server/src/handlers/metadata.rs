@@ -66,25 +66,30 @@ pub(crate) fn reachable_brokers<'a>(
         })
 }
 
+/// Ids of the unfenced brokers clients on `listener` can reach: the
+/// partition leaders worth naming to them.
+pub(crate) fn live_broker_ids(image: &MetadataImage, listener: &str) -> HashSet<i32> {
+    reachable_brokers(image, listener, false)
+        .map(|(b, _)| b.broker_id)
+        .collect()
+}
+
 fn topic_response(
     image: &MetadataImage,
     topic: &TopicImage,
     listener: &str,
     include_authorized_operations: bool,
 ) -> MetadataResponseTopic {
-    let live: HashSet<i32> = reachable_brokers(image, listener, false)
-        .map(|(b, _)| b.broker_id)
-        .collect();
+    let live = live_broker_ids(image, listener);
     let partitions = topic
         .partitions
         .iter()
         .map(|(index, p)| {
             let leader_reachable = live.contains(&p.leader);
-            let offline: Vec<BrokerId> = p
-                .replicas
-                .iter()
-                .filter(|r| image.broker(**r).is_none_or(|b| b.fenced))
-                .map(|r| BrokerId(*r))
+            let offline: Vec<BrokerId> = image
+                .offline_replicas(p)
+                .into_iter()
+                .map(BrokerId)
                 .collect();
             MetadataResponsePartition::default()
                 .with_error_code(if leader_reachable {

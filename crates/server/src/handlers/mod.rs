@@ -15,6 +15,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_quorum;
+pub mod describe_topic_partitions;
 pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
@@ -50,6 +51,7 @@ pub fn register_all(registry: &mut HandlerRegistry) {
         .register::<describe_configs::DescribeConfigsV0Handler>()
         .register::<describe_cluster::DescribeClusterHandler>()
         .register::<describe_quorum::DescribeQuorumHandler>()
+        .register::<describe_topic_partitions::DescribeTopicPartitionsHandler>()
         .register::<elect_leaders::ElectLeadersHandler>()
         .register::<init_producer_id::InitProducerIdHandler>()
         .register::<find_coordinator::FindCoordinatorHandler>()

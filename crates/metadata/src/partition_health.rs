@@ -1,0 +1,167 @@
+//! How well the partitions are replicated, read from an image: which
+//! replicas are offline, and the counts operators watch (Kafka's
+//! `UnderReplicatedPartitions`, `UnderMinIsrPartitionCount`,
+//! `AtMinIsrPartitionCount` of a broker, `OfflinePartitionsCount` of the
+//! cluster).
+//!
+//! - A replica is offline when its broker is not registered or is fenced.
+//! - A partition is offline when it has no leader, or its leader is
+//!   offline: nobody can write to it or read from it.
+//! - Of the partitions a broker leads, one is under-replicated when its ISR
+//!   is smaller than its replica set, under min ISR when the ISR is smaller
+//!   than the topic's `min.insync.replicas` (acks=all writes fail with
+//!   NOT_ENOUGH_REPLICAS), and at min ISR when it is exactly that (losing
+//!   one more replica stops acks=all writes).
+
+use crate::image::{MetadataImage, PartitionRegistration};
+
+/// Partition counts for one broker, and the cluster's offline partitions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartitionHealth {
+    /// Partitions of the whole cluster without a live leader.
+    pub offline: usize,
+    /// Partitions the broker leads whose ISR lacks some replica.
+    pub under_replicated: usize,
+    /// Partitions the broker leads with fewer in-sync replicas than
+    /// `min.insync.replicas`.
+    pub under_min_isr: usize,
+    /// Partitions the broker leads with exactly `min.insync.replicas`
+    /// in-sync replicas.
+    pub at_min_isr: usize,
+}
+
+impl MetadataImage {
+    /// Whether `broker` is registered and not fenced.
+    pub fn is_broker_online(&self, broker: i32) -> bool {
+        self.broker(broker).is_some_and(|b| !b.fenced)
+    }
+
+    /// The replicas of `partition` whose brokers are offline, in replica
+    /// order.
+    pub fn offline_replicas(&self, partition: &PartitionRegistration) -> Vec<i32> {
+        partition
+            .replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.is_broker_online(*r))
+            .collect()
+    }
+
+    /// Whether `partition` has a leader that is online.
+    pub fn has_online_leader(&self, partition: &PartitionRegistration) -> bool {
+        partition.leader >= 0 && self.is_broker_online(partition.leader)
+    }
+
+    /// The counts for `broker`, `min_insync_replicas` giving each topic's
+    /// effective `min.insync.replicas`.
+    pub fn partition_health(
+        &self,
+        broker: i32,
+        min_insync_replicas: impl Fn(&str) -> usize,
+    ) -> PartitionHealth {
+        let mut health = PartitionHealth::default();
+        for topic in self.topics() {
+            let mut min_isr = None;
+            for p in topic.partitions.values() {
+                if !self.has_online_leader(p) {
+                    health.offline += 1;
+                }
+                if p.leader != broker {
+                    continue;
+                }
+                let min_isr = *min_isr.get_or_insert_with(|| min_insync_replicas(&topic.name));
+                let isr = p.isr.len();
+                health.under_replicated += usize::from(isr < p.replicas.len());
+                health.under_min_isr += usize::from(isr < min_isr);
+                health.at_min_isr += usize::from(isr == min_isr);
+            }
+        }
+        health
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::record::{BrokerRegistration, MetadataRecord};
+
+    fn broker(id: i32) -> MetadataRecord {
+        MetadataRecord::RegisterBroker(BrokerRegistration {
+            broker_id: id,
+            incarnation_id: Uuid::new_v4(),
+            broker_epoch: i64::from(id),
+            endpoints: Vec::new(),
+            rack: None,
+            fenced: false,
+        })
+    }
+
+    fn partition(topic_id: Uuid, id: i32, leader: i32, isr: &[i32]) -> MetadataRecord {
+        MetadataRecord::Partition {
+            topic_id,
+            partition_id: id,
+            replicas: vec![1, 2, 3],
+            isr: isr.to_vec(),
+            leader,
+            leader_epoch: 0,
+            partition_epoch: 0,
+        }
+    }
+
+    #[test]
+    fn counts_follow_the_isr_the_min_isr_and_live_leaders() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let records = vec![
+            broker(1),
+            broker(2),
+            broker(3),
+            MetadataRecord::Topic {
+                name: "a".into(),
+                topic_id: a,
+            },
+            partition(a, 0, 1, &[1, 2, 3]),
+            partition(a, 1, 1, &[1, 2]),
+            partition(a, 2, 1, &[1]),
+            partition(a, 3, 2, &[2]),
+            MetadataRecord::Topic {
+                name: "b".into(),
+                topic_id: b,
+            },
+            partition(b, 0, -1, &[3]),
+            partition(b, 1, 3, &[3]),
+            MetadataRecord::BrokerFencing {
+                broker_id: 3,
+                fenced: true,
+            },
+        ];
+        let image = MetadataImage::empty()
+            .apply(records.iter().enumerate().map(|(i, r)| (i as i64, r)))
+            .unwrap()
+            .0;
+        let min_isr = |topic: &str| if topic == "a" { 2 } else { 1 };
+        assert_eq!(
+            image.partition_health(1, min_isr),
+            PartitionHealth {
+                // b-0 has no leader, b-1's leader is fenced.
+                offline: 2,
+                under_replicated: 2,
+                under_min_isr: 1,
+                at_min_isr: 1,
+            }
+        );
+        assert_eq!(
+            image.partition_health(2, min_isr),
+            PartitionHealth {
+                offline: 2,
+                under_replicated: 1,
+                under_min_isr: 1,
+                at_min_isr: 0,
+            }
+        );
+        let b0 = &image.topic("b").unwrap().partitions[&0];
+        assert_eq!(image.offline_replicas(b0), vec![3]);
+        assert!(!image.has_online_leader(b0));
+    }
+}
