@@ -26,11 +26,14 @@ use crate::election::{self, elect_leaders, preferred_leaders, ElectionResult, El
 use crate::error::{ApiError, ControllerError};
 use crate::forwarding::ControllerChannel;
 use crate::isr_change::{check_isr_change, IsrChange, IsrChanged};
-use crate::ops::{BrokerHeartbeat, ControllerOp, ControllerOpResult, HeartbeatReply};
+use crate::ops::{
+    BrokerHeartbeat, ControllerOp, ControllerOpResult, HeartbeatReply, PartitionReassignment,
+};
 use crate::placement::{place_replicas, PlacementBroker};
 use crate::quorum::{MetadataQuorum, QuorumConfig};
 use crate::quorum_description::QuorumDescription;
 use crate::raft_types::ControllerNode;
+use crate::reassignment;
 
 /// Most partitions one CreateTopics or CreatePartitions request may create
 /// (Kafka's `MAX_PARTITIONS_PER_BATCH`).
@@ -334,6 +337,15 @@ impl Controller {
             ControllerOp::AlterPartition(change) => {
                 ControllerOpResult::AlterPartition(self.alter_partition_here(change).await)
             }
+            ControllerOp::AlterPartitionReassignments {
+                partitions,
+                allow_replication_factor_change,
+            } => {
+                let (r, o) = self
+                    .reassign_partitions_here(&partitions, allow_replication_factor_change)
+                    .await;
+                ControllerOpResult::AlterPartitionReassignments(r, o)
+            }
             ControllerOp::AddObserver { node_id, endpoint } => ControllerOpResult::AddObserver(
                 self.quorum
                     .add_observer(node_id, endpoint)
@@ -544,10 +556,16 @@ impl Controller {
         let Some(record) = record else {
             return Ok((after, None));
         };
-        let offset = self
-            .commit(vec![record])
-            .await
-            .map_err(|e| e.to_api_error())?;
+        // A reassignment whose new replicas are all in sync now completes
+        // in the same commit.
+        let mut records = vec![record];
+        if let Some(done) =
+            completed_reassignment(&image, &change.topic, change.partition, &records)
+        {
+            tracing::info!(topic = %change.topic, partition = change.partition, "completed a partition reassignment");
+            records.push(done);
+        }
+        let offset = self.commit(records).await.map_err(|e| e.to_api_error())?;
         tracing::info!(
             topic = %change.topic,
             partition = change.partition,
@@ -1248,6 +1266,87 @@ impl Controller {
         }
     }
 
+    /// AlterPartitionReassignments: starts (or cancels) each partition's
+    /// reassignment; one commit for all.
+    pub async fn reassign_partitions(
+        &self,
+        partitions: Vec<PartitionReassignment>,
+        allow_replication_factor_change: bool,
+        timeout: Duration,
+    ) -> Result<(Vec<Result<(), ApiError>>, Option<CommitOffset>), ApiError> {
+        let op = ControllerOp::AlterPartitionReassignments {
+            partitions,
+            allow_replication_factor_change,
+        };
+        match self.route(op, timeout).await? {
+            ControllerOpResult::AlterPartitionReassignments(r, o) => Ok((r, o)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn reassign_partitions_here(
+        &self,
+        partitions: &[PartitionReassignment],
+        allow_replication_factor_change: bool,
+    ) -> (Vec<Result<(), ApiError>>, Option<CommitOffset>) {
+        let _guard = self.write_lock.lock().await;
+        let image = match self.current_image().await {
+            Ok(image) => image,
+            Err(e) => {
+                let err = e.to_api_error();
+                return (partitions.iter().map(|_| Err(err.clone())).collect(), None);
+            }
+        };
+        // Each partition against the image its predecessors in this
+        // request made, so one partition named twice is judged twice.
+        let mut next = (*image).clone();
+        let mut records = Vec::new();
+        let mut results = Vec::new();
+        for r in partitions {
+            let outcome = reassignment_records(&next, r, allow_replication_factor_change);
+            results.push(outcome.as_ref().map(|_| ()).map_err(Clone::clone));
+            let Ok(these) = outcome else { continue };
+            match next.apply(
+                these
+                    .iter()
+                    .enumerate()
+                    .map(|(i, rec)| (next.offset + 1 + i as i64, rec)),
+            ) {
+                Ok((applied, _)) => next = applied,
+                Err(e) => {
+                    tracing::error!(error = %e, "a reassignment record does not apply");
+                    if let Some(last) = results.last_mut() {
+                        *last = Err(ApiError::new(ErrorCode::UnknownServerError, e.to_string()));
+                    }
+                    continue;
+                }
+            }
+            records.extend(these);
+        }
+        if records.is_empty() {
+            return (results, None);
+        }
+        match self.commit(records).await {
+            Ok(offset) => {
+                tracing::info!(
+                    partitions = partitions.len(),
+                    "started partition reassignments"
+                );
+                (results, Some(offset))
+            }
+            Err(e) => {
+                let err = e.to_api_error();
+                (
+                    results
+                        .into_iter()
+                        .map(|r| r.and(Err(err.clone())))
+                        .collect(),
+                    None,
+                )
+            }
+        }
+    }
+
     /// Moves leadership back to preferred replicas every
     /// `leader.imbalance.check.interval.seconds` while this node is the
     /// active controller (`auto.leader.rebalance.enable`); runs until
@@ -1308,6 +1407,9 @@ fn lost_leadership(answer: &ControllerOpResult) -> bool {
         ControllerOpResult::ElectLeaders(r, None) => {
             !r.is_empty() && r.iter().all(|(_, x)| x.as_ref().is_err_and(lost))
         }
+        ControllerOpResult::AlterPartitionReassignments(r, None) => {
+            !r.is_empty() && r.iter().all(|x| x.as_ref().is_err_and(lost))
+        }
         ControllerOpResult::RegisterBroker(Err(e))
         | ControllerOpResult::AddObserver(Err(e))
         | ControllerOpResult::AlterPartition(Err(e))
@@ -1316,6 +1418,61 @@ fn lost_leadership(answer: &ControllerOpResult) -> bool {
         | ControllerOpResult::Failed(e) => lost(e),
         _ => false,
     }
+}
+
+/// The records that start or cancel one partition's reassignment.
+fn reassignment_records(
+    image: &MetadataImage,
+    request: &PartitionReassignment,
+    allow_replication_factor_change: bool,
+) -> Result<Vec<MetadataRecord>, ApiError> {
+    let unknown = || {
+        ApiError::new(
+            ErrorCode::UnknownTopicOrPartition,
+            "This server does not host this topic-partition.",
+        )
+    };
+    let topic = image.topic(&request.topic).ok_or_else(unknown)?;
+    let p = topic
+        .partitions
+        .get(&request.partition)
+        .ok_or_else(unknown)?;
+    match &request.target {
+        Some(target) => reassignment::start_reassignment(
+            image,
+            topic.id,
+            request.partition,
+            p,
+            target,
+            allow_replication_factor_change,
+        ),
+        None => reassignment::cancel_reassignment(image, topic.id, request.partition, p)
+            .map(|r| vec![r]),
+    }
+}
+
+/// After `records` (an ISR change) applied to `image`: the record that
+/// completes the partition's reassignment, if it may complete.
+fn completed_reassignment(
+    image: &MetadataImage,
+    topic: &str,
+    partition: i32,
+    records: &[MetadataRecord],
+) -> Option<MetadataRecord> {
+    let moving = image.topic(topic)?.partitions.get(&partition)?;
+    if !moving.is_reassigning() {
+        return None;
+    }
+    let (after, _) = image
+        .apply(
+            records
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (image.offset + 1 + i as i64, r)),
+        )
+        .ok()?;
+    let t = after.topic(topic)?;
+    reassignment::complete_reassignment(&after, t.id, partition, t.partitions.get(&partition)?)
 }
 
 /// The brokers new replicas may go to: the unfenced ones, with their racks.

@@ -49,6 +49,8 @@ fn change(
         leader: leader_changed.then_some(leader),
         isr: isr_changed.then_some(isr),
         replicas: None,
+        adding_replicas: None,
+        removing_replicas: None,
     })
 }
 

@@ -135,6 +135,8 @@ pub fn check_isr_change(
         leader: None,
         isr: Some(change.isr.clone()),
         replicas: None,
+        adding_replicas: None,
+        removing_replicas: None,
     };
     let after = IsrChanged {
         leader_epoch: p.leader_epoch,

@@ -29,6 +29,7 @@ pub mod quorum_state;
 pub mod raft_log;
 pub mod raft_network;
 pub mod raft_types;
+pub mod reassignment;
 pub mod rpc;
 pub mod rpc_server;
 pub mod snapshot;

@@ -12,6 +12,17 @@ use crate::isr_change::{IsrChange, IsrChanged};
 use crate::quorum_description::QuorumDescription;
 use crate::raft_types::ControllerNode;
 
+/// One partition's requested reassignment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionReassignment {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: i32,
+    /// The replicas to move to; `None` cancels the one under way.
+    pub target: Option<Vec<i32>>,
+}
+
 /// A broker's heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerHeartbeat {
@@ -78,6 +89,13 @@ pub enum ControllerOp {
     DescribeQuorum,
     /// AlterPartition: a leader's new ISR.
     AlterPartition(IsrChange),
+    /// AlterPartitionReassignments.
+    AlterPartitionReassignments {
+        /// The partitions and their targets.
+        partitions: Vec<PartitionReassignment>,
+        /// Whether the replication factor may change (v1).
+        allow_replication_factor_change: bool,
+    },
     /// A broker-only node asks to follow the metadata log as an observer,
     /// replicated to at `endpoint`.
     AddObserver {
@@ -105,6 +123,8 @@ pub enum ControllerOpResult {
     AllocateProducerIds(Result<i64, ApiError>),
     /// To ElectLeaders.
     ElectLeaders(Vec<ElectionResult>, Option<CommitOffset>),
+    /// To AlterPartitionReassignments: each partition's outcome.
+    AlterPartitionReassignments(Vec<Result<(), ApiError>>, Option<CommitOffset>),
     /// To DescribeQuorum.
     DescribeQuorum(QuorumDescription),
     /// To AddObserver.

@@ -27,6 +27,39 @@ pub struct PartitionRegistration {
     pub leader_epoch: i32,
     /// Partition epoch.
     pub partition_epoch: i32,
+    /// During a reassignment: replicas being added (already in `replicas`).
+    #[serde(default)]
+    pub adding_replicas: Vec<i32>,
+    /// During a reassignment: replicas to drop once the added ones are in
+    /// sync (still in `replicas`).
+    #[serde(default)]
+    pub removing_replicas: Vec<i32>,
+}
+
+impl PartitionRegistration {
+    /// Whether a reassignment is under way.
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
+    /// The replicas a reassignment under way moves to (all replicas when
+    /// none is).
+    pub fn target_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing_replicas.contains(r))
+            .collect()
+    }
+
+    /// The replicas before the reassignment under way began.
+    pub fn original_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.adding_replicas.contains(r))
+            .collect()
+    }
 }
 
 /// A topic and its partitions.
@@ -338,6 +371,8 @@ impl MetadataImage {
                         leader: *leader,
                         leader_epoch: *leader_epoch,
                         partition_epoch: *partition_epoch,
+                        adding_replicas: Vec::new(),
+                        removing_replicas: Vec::new(),
                     },
                 );
                 delta.changed_partitions.insert((*topic_id, *partition_id));
@@ -348,6 +383,8 @@ impl MetadataImage {
                 leader,
                 isr,
                 replicas,
+                adding_replicas,
+                removing_replicas,
             } => {
                 let topic = self.topic_mut(offset, topic_id)?;
                 let p =
@@ -367,6 +404,12 @@ impl MetadataImage {
                 }
                 if let Some(r) = replicas {
                     p.replicas = r.clone();
+                }
+                if let Some(r) = adding_replicas {
+                    p.adding_replicas = r.clone();
+                }
+                if let Some(r) = removing_replicas {
+                    p.removing_replicas = r.clone();
                 }
                 p.partition_epoch += 1;
                 delta.changed_partitions.insert((*topic_id, *partition_id));
@@ -496,6 +539,8 @@ mod tests {
             leader: Some(2),
             isr: Some(vec![2]),
             replicas: None,
+            adding_replicas: None,
+            removing_replicas: None,
         }];
         let (image2, _) = image.apply(numbered(&change, 5)).unwrap();
         let p = &image2.topic("orders").unwrap().partitions[&1];

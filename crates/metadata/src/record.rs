@@ -111,6 +111,12 @@ pub enum MetadataRecord {
         /// New replicas, if changed.
         #[serde(default)]
         replicas: Option<Vec<i32>>,
+        /// New replicas being added by a reassignment, if changed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        adding_replicas: Option<Vec<i32>>,
+        /// New replicas being removed by a reassignment, if changed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        removing_replicas: Option<Vec<i32>>,
     },
     /// A topic and its partitions and configs were deleted.
     RemoveTopic {

@@ -5,7 +5,9 @@
 //! writes go on while `min.insync.replicas` holds and get
 //! NOT_ENOUGH_REPLICAS when it does not (acks=1 still works); stopped
 //! followers catch up and rejoin; a leader deposed while holding records
-//! nobody else got truncates them and converges on the new leader's log.
+//! nobody else got truncates them and converges on the new leader's log;
+//! partitions move between brokers (AlterPartitionReassignments) without
+//! losing a record.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -341,4 +343,186 @@ fn a_deposed_leader_truncates_what_only_it_had_and_converges() {
         (7, b"after".to_vec()),
     ]);
     assert_eq!(values, want);
+}
+
+fn reassign(node: &BrokerProcess, topic: &str, target: Option<Vec<i32>>) -> (i16, i16) {
+    let mut c = connect(node);
+    let req = AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_allow_replication_factor_change(false)
+        .with_topics(vec![
+            alter_partition_reassignments_request::ReassignableTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![
+                    alter_partition_reassignments_request::ReassignablePartition::default()
+                        .with_partition_index(0)
+                        .with_replicas(target.map(|t| t.into_iter().map(BrokerId).collect())),
+                ]),
+        ]);
+    let r: AlterPartitionReassignmentsResponse = c
+        .send(ApiKey::AlterPartitionReassignments, 1, &req)
+        .unwrap();
+    (r.error_code, r.responses[0].partitions[0].error_code)
+}
+
+/// (replicas, adding, removing) of every partition still moving.
+fn moving(node: &BrokerProcess) -> Vec<(Vec<i32>, Vec<i32>, Vec<i32>)> {
+    let mut c = connect(node);
+    let r: ListPartitionReassignmentsResponse = c
+        .send(
+            ApiKey::ListPartitionReassignments,
+            0,
+            &ListPartitionReassignmentsRequest::default().with_topics(None),
+        )
+        .unwrap();
+    let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<_>>();
+    r.topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| {
+            (
+                ids(&p.replicas),
+                ids(&p.adding_replicas),
+                ids(&p.removing_replicas),
+            )
+        })
+        .collect()
+}
+
+fn replicas_of(node: &BrokerProcess, topic: &str) -> Vec<i32> {
+    let mut c = connect(node);
+    let req = MetadataRequest::default().with_topics(Some(vec![
+        metadata_request::MetadataRequestTopic::default().with_name(Some(name(topic))),
+    ]));
+    let r: MetadataResponse = c.send(ApiKey::Metadata, 12, &req).unwrap();
+    r.topics[0].partitions[0]
+        .replica_nodes
+        .iter()
+        .map(|b| b.0)
+        .collect()
+}
+
+#[test]
+fn a_reassignment_moves_a_partition_and_can_be_cancelled() {
+    let mut cluster = Cluster::start_with_roles(
+        BIN,
+        &["controller", "broker", "broker", "broker"],
+        &[
+            "replica.lag.time.max.ms=1500",
+            "default.replication.factor=2",
+        ],
+    )
+    .expect("start the cluster");
+    let topic = "moving";
+    let mut c = connect(cluster.node(2));
+    let created = c
+        .send::<CreateTopicsRequest>(
+            ApiKey::CreateTopics,
+            7,
+            &CreateTopicsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topics(vec![create_topics_request::CreatableTopic::default()
+                    .with_name(name(topic))
+                    .with_num_partitions(1)
+                    .with_replication_factor(2)]),
+        )
+        .unwrap();
+    assert_eq!(created.topics[0].error_code, 0);
+    let original = replicas_of(cluster.node(2), topic);
+    let spare = [2, 3, 4]
+        .into_iter()
+        .find(|b| !original.contains(b))
+        .unwrap();
+    let (leader, _) = leader_and_isr(cluster.node(2), topic);
+    let mut lc = connect(cluster.node(leader));
+    for i in 0..20 {
+        assert_eq!(
+            produce(&mut lc, topic, 0, &[format!("r{i}").as_bytes()]),
+            (0, i)
+        );
+    }
+    // Bad targets are refused per partition.
+    assert_eq!(
+        reassign(cluster.node(2), topic, Some(vec![original[0], 99])),
+        (0, ErrorCode::InvalidReplicaAssignment.code())
+    );
+    assert_eq!(
+        reassign(cluster.node(2), topic, Some(vec![spare])),
+        (0, ErrorCode::InvalidReplicationFactor.code())
+    );
+    assert_eq!(
+        reassign(cluster.node(2), topic, None),
+        (0, ErrorCode::NoReassignmentInProgress.code())
+    );
+
+    // Move the first replica (the preferred leader) to the spare broker,
+    // which is down: the move waits for it, and can be cancelled.
+    cluster.node(spare).kill();
+    let target = vec![spare, original[1]];
+    assert_eq!(
+        reassign(cluster.node(2), topic, Some(target.clone())),
+        (0, 0)
+    );
+    let under_way = (
+        vec![spare, original[1], original[0]],
+        vec![spare],
+        vec![original[0]],
+    );
+    assert!(wait_until(DEADLINE, || moving(cluster.node(original[1]))
+        == vec![under_way.clone()]));
+    assert_eq!(reassign(cluster.node(2), topic, None), (0, 0));
+    assert!(wait_until(DEADLINE, || moving(cluster.node(original[1])).is_empty()));
+    let mut sorted = replicas_of(cluster.node(original[1]), topic);
+    sorted.sort();
+    let mut want = original.clone();
+    want.sort();
+    assert_eq!(sorted, want, "back on the original replicas");
+
+    // With the spare broker up the move completes: it catches up, joins
+    // the ISR, and the removed broker drops the partition.
+    cluster.node(spare).spawn().unwrap();
+    assert!(wait_until(DEADLINE, || {
+        reassign(cluster.node(original[1]), topic, Some(target.clone())) == (0, 0)
+    }));
+    assert!(
+        wait_until(DEADLINE, || moving(cluster.node(original[1])).is_empty()
+            && replicas_of(cluster.node(original[1]), topic) == target),
+        "{:?}",
+        moving(cluster.node(original[1]))
+    );
+    let (leader, isr) = leader_and_isr(cluster.node(original[1]), topic);
+    let mut want_isr = target.clone();
+    want_isr.sort();
+    assert_eq!(isr, want_isr);
+    assert!(target.contains(&leader));
+    assert!(
+        wait_until(DEADLINE, || !cluster
+            .node(original[0])
+            .data_dir
+            .join(format!("{topic}-0"))
+            .exists()),
+        "broker {} kept the partition it no longer hosts",
+        original[0]
+    );
+    // Nothing lost; writes go on at the new leader; replicas agree.
+    let mut nc = connect(cluster.node(leader));
+    assert_eq!(produce(&mut nc, topic, 0, &[b"after"]), (0, 20));
+    let values: Vec<Vec<u8>> = decode_records(
+        &fetch(&mut nc, topic, 0, 0, 1 << 20)
+            .records
+            .unwrap_or_default(),
+    )
+    .into_iter()
+    .map(|(_, v)| v)
+    .collect();
+    let mut want: Vec<Vec<u8>> = (0..20).map(|i| format!("r{i}").into_bytes()).collect();
+    want.push(b"after".to_vec());
+    assert_eq!(values, want);
+    assert!(wait_until(DEADLINE, || log_checksum(
+        cluster.node(target[0]),
+        topic
+    ) == log_checksum(
+        cluster.node(target[1]),
+        topic
+    )));
 }

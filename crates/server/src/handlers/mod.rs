@@ -6,6 +6,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::registry::HandlerRegistry;
 
+pub mod alter_partition_reassignments;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
@@ -25,6 +26,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -53,6 +55,8 @@ pub fn register_all(registry: &mut HandlerRegistry) {
         .register::<describe_quorum::DescribeQuorumHandler>()
         .register::<describe_topic_partitions::DescribeTopicPartitionsHandler>()
         .register::<elect_leaders::ElectLeadersHandler>()
+        .register::<alter_partition_reassignments::AlterPartitionReassignmentsHandler>()
+        .register::<list_partition_reassignments::ListPartitionReassignmentsHandler>()
         .register::<init_producer_id::InitProducerIdHandler>()
         .register::<find_coordinator::FindCoordinatorHandler>()
         .register::<join_group::JoinGroupHandler>()
