@@ -857,26 +857,39 @@ impl Controller {
             };
             results.push(result);
         }
-        if validate_only || records.is_empty() {
+        if validate_only {
+            return (results, None);
+        }
+        let (results, offset) = self.commit_for(results, records).await;
+        if offset.is_some() {
+            for r in results.iter().filter_map(|r| r.as_ref().ok()) {
+                tracing::info!(topic_id = %r.topic_id, partitions = r.num_partitions, "created topic");
+            }
+        }
+        (results, offset)
+    }
+
+    /// Commits `records`, made for the requests whose outcomes are
+    /// `results`: if the commit fails, the requests that had succeeded
+    /// fail with its error. Nothing to commit is no commit.
+    async fn commit_for<T>(
+        &self,
+        results: Vec<Result<T, ApiError>>,
+        records: Vec<MetadataRecord>,
+    ) -> (Vec<Result<T, ApiError>>, Option<CommitOffset>) {
+        if records.is_empty() {
             return (results, None);
         }
         match self.commit(records).await {
-            Ok(offset) => {
-                for r in results.iter().filter_map(|r| r.as_ref().ok()) {
-                    tracing::info!(topic_id = %r.topic_id, partitions = r.num_partitions, "created topic");
-                }
-                (results, Some(offset))
-            }
+            Ok(offset) => (results, Some(offset)),
             Err(e) => {
+                tracing::error!(error = %e, "cannot commit metadata records");
                 let err = e.to_api_error();
-                tracing::error!(error = %e, "cannot commit topic creation");
-                (
-                    results
-                        .into_iter()
-                        .map(|r| r.and(Err(err.clone())))
-                        .collect(),
-                    None,
-                )
+                let failed = results
+                    .into_iter()
+                    .map(|r| r.and_then(|_| Err(err.clone())))
+                    .collect();
+                (failed, None)
             }
         }
     }
@@ -1083,27 +1096,13 @@ impl Controller {
             .flatten()
             .map(|(id, _)| MetadataRecord::RemoveTopic { topic_id: *id })
             .collect();
-        if records.is_empty() {
-            return (results, None);
-        }
-        match self.commit(records).await {
-            Ok(offset) => {
-                for (id, name) in results.iter().flatten() {
-                    tracing::info!(topic = %name, topic_id = %id, "deleted topic");
-                }
-                (results, Some(offset))
-            }
-            Err(e) => {
-                let err = e.to_api_error();
-                (
-                    results
-                        .into_iter()
-                        .map(|r| r.and(Err(err.clone())))
-                        .collect(),
-                    None,
-                )
+        let (results, offset) = self.commit_for(results, records).await;
+        if offset.is_some() {
+            for (id, name) in results.iter().flatten() {
+                tracing::info!(topic = %name, topic_id = %id, "deleted topic");
             }
         }
+        (results, offset)
     }
 
     async fn create_partitions_here(
@@ -1189,22 +1188,10 @@ impl Controller {
                 Ok(())
             })
             .collect::<Vec<_>>();
-        if validate_only || records.is_empty() {
+        if validate_only {
             return (results, None);
         }
-        match self.commit(records).await {
-            Ok(offset) => (results, Some(offset)),
-            Err(e) => {
-                let err = e.to_api_error();
-                (
-                    results
-                        .into_iter()
-                        .map(|r| r.and(Err(err.clone())))
-                        .collect(),
-                    None,
-                )
-            }
-        }
+        self.commit_for(results, records).await
     }
 
     async fn allocate_producer_ids_here(
@@ -1323,28 +1310,14 @@ impl Controller {
             }
             records.extend(these);
         }
-        if records.is_empty() {
-            return (results, None);
+        let (results, offset) = self.commit_for(results, records).await;
+        if offset.is_some() {
+            tracing::info!(
+                partitions = partitions.len(),
+                "started or cancelled partition reassignments"
+            );
         }
-        match self.commit(records).await {
-            Ok(offset) => {
-                tracing::info!(
-                    partitions = partitions.len(),
-                    "started partition reassignments"
-                );
-                (results, Some(offset))
-            }
-            Err(e) => {
-                let err = e.to_api_error();
-                (
-                    results
-                        .into_iter()
-                        .map(|r| r.and(Err(err.clone())))
-                        .collect(),
-                    None,
-                )
-            }
-        }
+        (results, offset)
     }
 
     /// Moves leadership back to preferred replicas every

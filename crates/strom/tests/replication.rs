@@ -61,8 +61,27 @@ fn log_checksum(node: &BrokerProcess, topic: &str) -> (u32, usize) {
     (crc32c::crc32c(&bytes), bytes.len())
 }
 
+/// Creates `topic` with one partition, replication factor 3 and
+/// `min.insync.replicas=2`.
 fn create_replicated(node: &BrokerProcess, topic: &str) {
+    create_with(node, topic, 3, &[("min.insync.replicas", "2")]);
+}
+
+fn create_with(
+    node: &BrokerProcess,
+    topic: &str,
+    replication_factor: i16,
+    configs: &[(&str, &str)],
+) {
     let mut c = connect(node);
+    let configs = configs
+        .iter()
+        .map(|(k, v)| {
+            create_topics_request::CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string(k.to_string()))
+                .with_value(Some(StrBytes::from_string(v.to_string())))
+        })
+        .collect();
     let created = c
         .send::<CreateTopicsRequest>(
             ApiKey::CreateTopics,
@@ -72,12 +91,8 @@ fn create_replicated(node: &BrokerProcess, topic: &str) {
                 .with_topics(vec![create_topics_request::CreatableTopic::default()
                     .with_name(name(topic))
                     .with_num_partitions(1)
-                    .with_replication_factor(3)
-                    .with_configs(vec![
-                        create_topics_request::CreatableTopicConfig::default()
-                            .with_name(StrBytes::from_static_str("min.insync.replicas"))
-                            .with_value(Some(StrBytes::from_static_str("2"))),
-                    ])]),
+                    .with_replication_factor(replication_factor)
+                    .with_configs(configs)]),
         )
         .unwrap();
     assert_eq!(created.topics[0].error_code, 0, "{created:?}");
@@ -414,20 +429,7 @@ fn a_reassignment_moves_a_partition_and_can_be_cancelled() {
     )
     .expect("start the cluster");
     let topic = "moving";
-    let mut c = connect(cluster.node(2));
-    let created = c
-        .send::<CreateTopicsRequest>(
-            ApiKey::CreateTopics,
-            7,
-            &CreateTopicsRequest::default()
-                .with_timeout_ms(10_000)
-                .with_topics(vec![create_topics_request::CreatableTopic::default()
-                    .with_name(name(topic))
-                    .with_num_partitions(1)
-                    .with_replication_factor(2)]),
-        )
-        .unwrap();
-    assert_eq!(created.topics[0].error_code, 0);
+    create_with(cluster.node(2), topic, 2, &[]);
     let original = replicas_of(cluster.node(2), topic);
     let spare = [2, 3, 4]
         .into_iter()
