@@ -8,7 +8,8 @@
 //! - A partition is offline when it has no leader, or its leader is
 //!   offline: nobody can write to it or read from it.
 //! - Of the partitions a broker leads, one is under-replicated when its ISR
-//!   is smaller than its replica set, under min ISR when the ISR is smaller
+//!   is smaller than its replica set (less the replicas a reassignment is
+//!   still adding), under min ISR when the ISR is smaller
 //!   than the topic's `min.insync.replicas` (acks=all writes fail with
 //!   NOT_ENOUGH_REPLICAS), and at min ISR when it is exactly that (losing
 //!   one more replica stops acks=all writes).
@@ -71,7 +72,9 @@ impl MetadataImage {
                 }
                 let min_isr = *min_isr.get_or_insert_with(|| min_insync_replicas(&topic.name));
                 let isr = p.isr.len();
-                health.under_replicated += usize::from(isr < p.replicas.len());
+                // Replicas a reassignment is adding do not count yet.
+                let replication_factor = p.replicas.len().saturating_sub(p.adding_replicas.len());
+                health.under_replicated += usize::from(isr < replication_factor);
                 health.under_min_isr += usize::from(isr < min_isr);
                 health.at_min_isr += usize::from(isr == min_isr);
             }
@@ -134,6 +137,17 @@ mod tests {
             MetadataRecord::BrokerFencing {
                 broker_id: 3,
                 fenced: true,
+            },
+            // a-0 gets a fourth replica by reassignment: not under-replicated
+            // while it catches up.
+            MetadataRecord::PartitionChange {
+                topic_id: a,
+                partition_id: 0,
+                leader: None,
+                isr: None,
+                replicas: Some(vec![1, 2, 3, 4]),
+                adding_replicas: Some(vec![4]),
+                removing_replicas: Some(vec![]),
             },
         ];
         let image = MetadataImage::empty()
