@@ -412,11 +412,8 @@ impl Controller {
             .await
         {
             Ok(ControllerOpResult::CreateTopics(r, o)) => (r, o),
-            Ok(other) => (
-                (0..n).map(|_| Err(unexpected(other.clone()))).collect(),
-                None,
-            ),
-            Err(e) => ((0..n).map(|_| Err(e.clone())).collect(), None),
+            Ok(other) => every_request_failed(n, &unexpected(other)),
+            Err(e) => every_request_failed(n, &e),
         }
     }
 
@@ -432,11 +429,8 @@ impl Controller {
             .await
         {
             Ok(ControllerOpResult::DeleteTopics(r, o)) => (r, o),
-            Ok(other) => (
-                (0..n).map(|_| Err(unexpected(other.clone()))).collect(),
-                None,
-            ),
-            Err(e) => ((0..n).map(|_| Err(e.clone())).collect(), None),
+            Ok(other) => every_request_failed(n, &unexpected(other)),
+            Err(e) => every_request_failed(n, &e),
         }
     }
 
@@ -459,11 +453,8 @@ impl Controller {
             .await
         {
             Ok(ControllerOpResult::CreatePartitions(r, o)) => (r, o),
-            Ok(other) => (
-                (0..n).map(|_| Err(unexpected(other.clone()))).collect(),
-                None,
-            ),
-            Err(e) => ((0..n).map(|_| Err(e.clone())).collect(), None),
+            Ok(other) => every_request_failed(n, &unexpected(other)),
+            Err(e) => every_request_failed(n, &e),
         }
     }
 
@@ -814,10 +805,7 @@ impl Controller {
         let _guard = self.write_lock.lock().await;
         let image = match self.current_image().await {
             Ok(image) => image,
-            Err(e) => {
-                let err = e.to_api_error();
-                return (topics.iter().map(|_| Err(err.clone())).collect(), None);
-            }
+            Err(e) => return every_request_failed(topics.len(), &e.to_api_error()),
         };
         let mut name_counts: HashMap<&str, usize> = HashMap::new();
         for t in &topics {
@@ -1042,14 +1030,11 @@ impl Controller {
                 ErrorCode::TopicDeletionDisabled,
                 "Topic deletion is disabled.",
             );
-            return (topics.iter().map(|_| Err(err.clone())).collect(), None);
+            return every_request_failed(topics.len(), &err);
         }
         let image = match self.current_image().await {
             Ok(image) => image,
-            Err(e) => {
-                let err = e.to_api_error();
-                return (topics.iter().map(|_| Err(err.clone())).collect(), None);
-            }
+            Err(e) => return every_request_failed(topics.len(), &e.to_api_error()),
         };
         let mut seen: HashMap<Uuid, usize> = HashMap::new();
         let resolved: Vec<Result<(Uuid, String), ApiError>> = topics
@@ -1113,10 +1098,7 @@ impl Controller {
         let _guard = self.write_lock.lock().await;
         let image = match self.current_image().await {
             Ok(image) => image,
-            Err(e) => {
-                let err = e.to_api_error();
-                return (requests.iter().map(|_| Err(err.clone())).collect(), None);
-            }
+            Err(e) => return every_request_failed(requests.len(), &e.to_api_error()),
         };
         let mut counts: HashMap<&str, usize> = HashMap::new();
         for r in &requests {
@@ -1279,10 +1261,7 @@ impl Controller {
         let _guard = self.write_lock.lock().await;
         let image = match self.current_image().await {
             Ok(image) => image,
-            Err(e) => {
-                let err = e.to_api_error();
-                return (partitions.iter().map(|_| Err(err.clone())).collect(), None);
-            }
+            Err(e) => return every_request_failed(partitions.len(), &e.to_api_error()),
         };
         // Each partition against the image its predecessors in this
         // request made, so one partition named twice is judged twice.
@@ -1391,6 +1370,14 @@ fn lost_leadership(answer: &ControllerOpResult) -> bool {
         | ControllerOpResult::Failed(e) => lost(e),
         _ => false,
     }
+}
+
+/// The answer to `n` requests that all failed with `err`.
+fn every_request_failed<T>(
+    n: usize,
+    err: &ApiError,
+) -> (Vec<Result<T, ApiError>>, Option<CommitOffset>) {
+    ((0..n).map(|_| Err(err.clone())).collect(), None)
 }
 
 /// The records that start or cancel one partition's reassignment.
