@@ -25,7 +25,7 @@ use uuid::Uuid;
 use crate::election::{self, elect_leaders, preferred_leaders, ElectionResult, ElectionType};
 use crate::error::{ApiError, ControllerError};
 use crate::forwarding::ControllerChannel;
-use crate::isr_change::{check_isr_change, IsrChange, IsrChanged};
+use crate::isr_change::{check_broker_epoch, check_isr_change, IsrChange, IsrChanged};
 use crate::ops::{
     BrokerHeartbeat, ControllerOp, ControllerOpResult, HeartbeatReply, PartitionReassignment,
 };
@@ -671,21 +671,12 @@ impl Controller {
     async fn heartbeat_here(&self, hb: BrokerHeartbeat) -> Result<HeartbeatReply, ApiError> {
         let _guard = self.write_lock.lock().await;
         let image = self.current_image().await.map_err(|e| e.to_api_error())?;
-        let Some(registration) = image.broker(hb.broker_id) else {
-            return Err(ApiError::new(
-                ErrorCode::BrokerIdNotRegistered,
-                format!("Broker {} is not registered.", hb.broker_id),
-            ));
-        };
-        if registration.broker_epoch != hb.broker_epoch {
-            return Err(ApiError::new(
-                ErrorCode::StaleBrokerEpoch,
-                format!(
-                    "Broker {} has epoch {}, not {}.",
-                    hb.broker_id, registration.broker_epoch, hb.broker_epoch
-                ),
-            ));
-        }
+        let registration = check_broker_epoch(
+            &image,
+            hb.broker_id,
+            hb.broker_epoch,
+            ErrorCode::BrokerIdNotRegistered,
+        )?;
         self.sessions
             .lock()
             .last_heartbeat

@@ -11,7 +11,7 @@
 //! broker it adds must be unfenced (INELIGIBLE_REPLICA).
 
 use serde::{Deserialize, Serialize};
-use strom_metadata::{MetadataImage, MetadataRecord};
+use strom_metadata::{BrokerRegistration, MetadataImage, MetadataRecord};
 use strom_protocol::ErrorCode;
 
 use crate::error::ApiError;
@@ -46,27 +46,46 @@ pub struct IsrChanged {
     pub isr: Vec<i32>,
 }
 
+/// The registration of `broker_id` if `broker_epoch` is its current epoch;
+/// else STALE_BROKER_EPOCH, or `unregistered` when it is not registered at
+/// all (heartbeats say BROKER_ID_NOT_REGISTERED, AlterPartition
+/// STALE_BROKER_EPOCH, as in Kafka).
+pub(crate) fn check_broker_epoch(
+    image: &MetadataImage,
+    broker_id: i32,
+    broker_epoch: i64,
+    unregistered: ErrorCode,
+) -> Result<&BrokerRegistration, ApiError> {
+    let broker = image.broker(broker_id).ok_or_else(|| {
+        ApiError::new(
+            unregistered,
+            format!("Broker {broker_id} is not registered."),
+        )
+    })?;
+    if broker.broker_epoch != broker_epoch {
+        return Err(ApiError::new(
+            ErrorCode::StaleBrokerEpoch,
+            format!(
+                "Broker {broker_id} has epoch {}, not {broker_epoch}.",
+                broker.broker_epoch
+            ),
+        ));
+    }
+    Ok(broker)
+}
+
 /// Checks `change` against `image`: the record that makes it, and the
 /// partition's state after it; or the error Kafka gives.
 pub fn check_isr_change(
     image: &MetadataImage,
     change: &IsrChange,
 ) -> Result<(Option<MetadataRecord>, IsrChanged), ApiError> {
-    let broker = image.broker(change.broker_id).ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::StaleBrokerEpoch,
-            format!("Broker {} is not registered.", change.broker_id),
-        )
-    })?;
-    if broker.broker_epoch != change.broker_epoch {
-        return Err(ApiError::new(
-            ErrorCode::StaleBrokerEpoch,
-            format!(
-                "Broker {} has epoch {}, not {}.",
-                change.broker_id, broker.broker_epoch, change.broker_epoch
-            ),
-        ));
-    }
+    check_broker_epoch(
+        image,
+        change.broker_id,
+        change.broker_epoch,
+        ErrorCode::StaleBrokerEpoch,
+    )?;
     let topic = image
         .topic(&change.topic)
         .ok_or_else(|| ApiError::new(ErrorCode::UnknownTopicOrPartition, "No such topic."))?;
