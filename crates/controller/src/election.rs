@@ -257,40 +257,14 @@ fn elect_one(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strom_metadata::BrokerRegistration;
+    use crate::test_images;
 
     fn image(brokers: &[(i32, bool)], partitions: &[(Vec<i32>, Vec<i32>, i32)]) -> MetadataImage {
-        let id = Uuid::from_u128(7);
-        let mut records = Vec::new();
-        for (b, fenced) in brokers {
-            records.push(MetadataRecord::RegisterBroker(BrokerRegistration {
-                broker_id: *b,
-                incarnation_id: Uuid::nil(),
-                broker_epoch: 0,
-                endpoints: Vec::new(),
-                rack: None,
-                fenced: *fenced,
-            }));
-        }
-        records.push(MetadataRecord::Topic {
-            name: "t".into(),
-            topic_id: id,
-        });
-        for (i, (replicas, isr, leader)) in partitions.iter().enumerate() {
-            records.push(MetadataRecord::Partition {
-                topic_id: id,
-                partition_id: i as i32,
-                replicas: replicas.clone(),
-                isr: isr.clone(),
-                leader: *leader,
-                leader_epoch: 0,
-                partition_epoch: 0,
-            });
-        }
-        MetadataImage::empty()
-            .apply(records.iter().map(|r| (0, r)))
-            .unwrap()
-            .0
+        let partitions: Vec<_> = partitions
+            .iter()
+            .map(|(replicas, isr, leader)| test_images::partition(replicas, isr, *leader))
+            .collect();
+        test_images::image(brokers, &partitions)
     }
 
     fn state(image: &MetadataImage, records: &[MetadataRecord]) -> Vec<(i32, Vec<i32>, i32)> {

@@ -168,43 +168,18 @@ pub fn check_isr_change(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strom_metadata::BrokerRegistration;
-    use uuid::Uuid;
+    use crate::test_images;
+    use strom_metadata::PartitionRegistration;
 
+    /// Brokers 1 and 2 (epochs 0 and 1) and fenced 3; `t-0` led by 1 in
+    /// leader epoch 4, partition epoch 7, with ISR [1, 2].
     fn image() -> MetadataImage {
-        let id = Uuid::from_u128(9);
-        let mut records: Vec<MetadataRecord> = [(1, false), (2, false), (3, true)]
-            .iter()
-            .map(|(b, fenced)| {
-                MetadataRecord::RegisterBroker(BrokerRegistration {
-                    broker_id: *b,
-                    incarnation_id: Uuid::nil(),
-                    broker_epoch: 0,
-                    endpoints: Vec::new(),
-                    rack: None,
-                    fenced: *fenced,
-                })
-            })
-            .collect();
-        records.push(MetadataRecord::Topic {
-            name: "t".into(),
-            topic_id: id,
-        });
-        records.push(MetadataRecord::Partition {
-            topic_id: id,
-            partition_id: 0,
-            replicas: vec![1, 2, 3],
-            isr: vec![1, 2],
-            leader: 1,
+        let p = PartitionRegistration {
             leader_epoch: 4,
             partition_epoch: 7,
-        });
-        // Each record at its own offset: a broker's epoch is its
-        // registration's offset (broker b at offset b - 1).
-        MetadataImage::empty()
-            .apply(records.iter().enumerate().map(|(i, r)| (i as i64, r)))
-            .unwrap()
-            .0
+            ..test_images::partition(&[1, 2, 3], &[1, 2], 1)
+        };
+        test_images::image(&[(1, false), (2, false), (3, true)], &[p])
     }
 
     fn change(isr: Vec<i32>) -> IsrChange {

@@ -34,6 +34,8 @@ pub mod rpc;
 pub mod rpc_server;
 pub mod snapshot;
 pub mod state_machine;
+#[cfg(test)]
+mod test_images;
 
 pub use controller::{
     CommitOffset, Controller, ControllerConfig, CreatePartitions, CreateTopic, CreatedTopic,

@@ -230,54 +230,16 @@ pub fn cancel_reassignment(
 
 #[cfg(test)]
 mod tests {
-    use strom_metadata::BrokerRegistration;
 
     use super::*;
+    use crate::test_images;
 
-    const TOPIC: Uuid = Uuid::from_u128(7);
+    const TOPIC: Uuid = test_images::TOPIC_ID;
 
+    /// Brokers 1 to 5 and topic `t` with partition `p`.
     fn image_with(p: &PartitionRegistration) -> MetadataImage {
-        let mut records: Vec<MetadataRecord> = (1..=5)
-            .map(|b| {
-                MetadataRecord::RegisterBroker(BrokerRegistration {
-                    broker_id: b,
-                    incarnation_id: Uuid::nil(),
-                    broker_epoch: 0,
-                    endpoints: Vec::new(),
-                    rack: None,
-                    fenced: false,
-                })
-            })
-            .collect();
-        records.push(MetadataRecord::Topic {
-            name: "t".into(),
-            topic_id: TOPIC,
-        });
-        records.push(MetadataRecord::Partition {
-            topic_id: TOPIC,
-            partition_id: 0,
-            replicas: p.replicas.clone(),
-            isr: p.isr.clone(),
-            leader: p.leader,
-            leader_epoch: 0,
-            partition_epoch: 0,
-        });
-        MetadataImage::empty()
-            .apply(records.iter().enumerate().map(|(i, r)| (i as i64, r)))
-            .unwrap()
-            .0
-    }
-
-    fn partition(replicas: &[i32], isr: &[i32], leader: i32) -> PartitionRegistration {
-        PartitionRegistration {
-            replicas: replicas.to_vec(),
-            isr: isr.to_vec(),
-            leader,
-            leader_epoch: 0,
-            partition_epoch: 0,
-            adding_replicas: Vec::new(),
-            removing_replicas: Vec::new(),
-        }
+        let brokers: Vec<(i32, bool)> = (1..=5).map(|b| (b, false)).collect();
+        test_images::image(&brokers, std::slice::from_ref(p))
     }
 
     /// Applies `records` to `image`; returns partition 0 after them.
@@ -300,7 +262,7 @@ mod tests {
 
     #[test]
     fn a_move_adds_first_and_removes_once_the_new_replicas_are_in_sync() {
-        let p = partition(&[1, 2, 3], &[1, 2, 3], 1);
+        let p = test_images::partition(&[1, 2, 3], &[1, 2, 3], 1);
         let image = image_with(&p);
         let records = start_reassignment(&image, TOPIC, 0, &p, &[4, 2, 3], false).unwrap();
         assert_eq!(records.len(), 1, "4 must catch up first");
@@ -330,7 +292,7 @@ mod tests {
 
     #[test]
     fn reorders_and_shrinks_complete_at_once_and_targets_are_checked() {
-        let p = partition(&[1, 2, 3], &[1, 2, 3], 1);
+        let p = test_images::partition(&[1, 2, 3], &[1, 2, 3], 1);
         let image = image_with(&p);
         let records = start_reassignment(&image, TOPIC, 0, &p, &[3, 2, 1], false).unwrap();
         let (_, done) = after(&image, &records);
@@ -356,7 +318,7 @@ mod tests {
 
     #[test]
     fn cancelling_goes_back_to_the_original_replicas() {
-        let p = partition(&[1, 2, 3], &[1, 2, 3], 1);
+        let p = test_images::partition(&[1, 2, 3], &[1, 2, 3], 1);
         let image = image_with(&p);
         assert_eq!(
             cancel_reassignment(&image, TOPIC, 0, &p).unwrap_err().code,
