@@ -24,20 +24,7 @@ fn start() -> Cluster {
 /// Metadata for `topic` as `node` sees it: partition → leader.
 fn leaders(node: &BrokerProcess, topic: &str) -> BTreeMap<i32, i32> {
     let mut c = connect(node);
-    let req = MetadataRequest::default().with_topics(Some(vec![
-        metadata_request::MetadataRequestTopic::default().with_name(Some(name(topic))),
-    ]));
-    let r: MetadataResponse = c.send(ApiKey::Metadata, 12, &req).unwrap();
-    r.topics
-        .first()
-        .filter(|t| t.error_code == 0)
-        .map(|t| {
-            t.partitions
-                .iter()
-                .map(|p| (p.partition_index, p.leader_id.0))
-                .collect()
-        })
-        .unwrap_or_default()
+    partition_leaders(&topic_metadata(&mut c, topic))
 }
 
 /// The brokers `node` offers clients.

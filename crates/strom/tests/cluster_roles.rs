@@ -20,24 +20,10 @@ const DEADLINE: Duration = Duration::from_secs(30);
 
 fn metadata(node: &BrokerProcess, topic: &str) -> (Vec<i32>, BTreeMap<i32, i32>) {
     let mut c = connect(node);
-    let req = MetadataRequest::default().with_topics(Some(vec![
-        metadata_request::MetadataRequestTopic::default().with_name(Some(name(topic))),
-    ]));
-    let r: MetadataResponse = c.send(ApiKey::Metadata, 12, &req).unwrap();
+    let r = topic_metadata(&mut c, topic);
     let mut brokers: Vec<i32> = r.brokers.iter().map(|b| b.node_id.0).collect();
     brokers.sort();
-    let leaders = r
-        .topics
-        .first()
-        .filter(|t| t.error_code == 0)
-        .map(|t| {
-            t.partitions
-                .iter()
-                .map(|p| (p.partition_index, p.leader_id.0))
-                .collect()
-        })
-        .unwrap_or_default();
-    (brokers, leaders)
+    (brokers, partition_leaders(&r))
 }
 
 fn quorum(node: &BrokerProcess) -> describe_quorum_response::PartitionData {

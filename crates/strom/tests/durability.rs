@@ -33,10 +33,7 @@ fn fetch_all(c: &mut KafkaConnection, topic: &str, partition: i32) -> Bytes {
 }
 
 fn topic_id(c: &mut KafkaConnection, topic: &str) -> uuid::Uuid {
-    let req = MetadataRequest::default().with_topics(Some(vec![
-        metadata_request::MetadataRequestTopic::default().with_name(Some(name(topic))),
-    ]));
-    c.send(ApiKey::Metadata, 12, &req).unwrap().topics[0].topic_id
+    topic_metadata(c, topic).topics[0].topic_id
 }
 
 fn retention_ms(c: &mut KafkaConnection, topic: &str) -> Option<String> {

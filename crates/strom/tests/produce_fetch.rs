@@ -531,11 +531,7 @@ fn epoch_end(
 
 /// The partition's leader epoch as Metadata reports it.
 fn leader_epoch(c: &mut KafkaConnection, topic: &str) -> i32 {
-    let req = MetadataRequest::default().with_topics(Some(vec![
-        metadata_request::MetadataRequestTopic::default().with_name(Some(name(topic))),
-    ]));
-    let r: MetadataResponse = c.send(ApiKey::Metadata, 12, &req).unwrap();
-    r.topics[0].partitions[0].leader_epoch
+    topic_metadata(c, topic).topics[0].partitions[0].leader_epoch
 }
 
 #[test]

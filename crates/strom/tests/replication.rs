@@ -25,10 +25,7 @@ const DEADLINE: Duration = Duration::from_secs(30);
 /// (leader, ISR) of partition 0 as `node` sees it.
 fn leader_and_isr(node: &BrokerProcess, topic: &str) -> (i32, Vec<i32>) {
     let mut c = connect(node);
-    let req = MetadataRequest::default().with_topics(Some(vec![
-        metadata_request::MetadataRequestTopic::default().with_name(Some(name(topic))),
-    ]));
-    let r: MetadataResponse = c.send(ApiKey::Metadata, 12, &req).unwrap();
+    let r = topic_metadata(&mut c, topic);
     let p = &r.topics[0].partitions[0];
     let mut isr: Vec<i32> = p.isr_nodes.iter().map(|b| b.0).collect();
     isr.sort();
@@ -406,11 +403,7 @@ fn moving(node: &BrokerProcess) -> Vec<(Vec<i32>, Vec<i32>, Vec<i32>)> {
 
 fn replicas_of(node: &BrokerProcess, topic: &str) -> Vec<i32> {
     let mut c = connect(node);
-    let req = MetadataRequest::default().with_topics(Some(vec![
-        metadata_request::MetadataRequestTopic::default().with_name(Some(name(topic))),
-    ]));
-    let r: MetadataResponse = c.send(ApiKey::Metadata, 12, &req).unwrap();
-    r.topics[0].partitions[0]
+    topic_metadata(&mut c, topic).topics[0].partitions[0]
         .replica_nodes
         .iter()
         .map(|b| b.0)

@@ -68,6 +68,29 @@ pub fn create_topic(
     .unwrap()
 }
 
+/// Metadata v12 about one topic.
+pub fn topic_metadata(c: &mut KafkaConnection, topic: &str) -> MetadataResponse {
+    let req = MetadataRequest::default().with_topics(Some(vec![
+        metadata_request::MetadataRequestTopic::default().with_name(Some(name(topic))),
+    ]));
+    c.send(ApiKey::Metadata, 12, &req).unwrap()
+}
+
+/// Partition index -> leader id of the first topic of `r` (empty when it
+/// has an error).
+pub fn partition_leaders(r: &MetadataResponse) -> std::collections::BTreeMap<i32, i32> {
+    r.topics
+        .first()
+        .filter(|t| t.error_code == 0)
+        .map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (p.partition_index, p.leader_id.0))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub fn values_batch(values: &[&[u8]]) -> Bytes {
     Bytes::from(BatchBuilder::of_values(now_ms(), values).build())
 }
