@@ -280,22 +280,6 @@ impl Partition {
         *self.pending_isr_change.lock() = None;
     }
 
-    /// The replicas the high watermark waits for: the committed ISR plus
-    /// any member a pending change adds (a pending removal still counts
-    /// until it is committed).
-    fn maximal_isr(&self, committed: &[i32]) -> Vec<i32> {
-        let mut isr = committed.to_vec();
-        if let Some(pending) = self.pending_isr_change.lock().as_ref() {
-            isr.extend(
-                pending
-                    .proposed_isr
-                    .iter()
-                    .filter(|r| !committed.contains(r)),
-            );
-        }
-        isr
-    }
-
     /// As leader: followers outside the ISR that caught up, which it
     /// should take back.
     pub fn caught_up_followers(&self) -> Vec<i32> {
@@ -393,20 +377,28 @@ impl Partition {
     /// replica has (never down: a follower that has not fetched since this
     /// leadership began holds it where it is).
     pub fn maybe_increment_high_watermark(&self) {
-        let committed = {
-            let s = self.state.read();
-            if s.leader != self.node_id {
-                return;
-            }
-            s.isr.clone()
-        };
-        // Not under the state lock: proposals take the pending change first.
-        let isr = self.maximal_isr(&committed);
-        let end = self.log.offsets().log_end_offset;
-        let candidate = self
-            .followers
+        // Kafka's maximal ISR: members a pending change adds count as in
+        // sync until it is decided (a pending removal still counts too).
+        // Taken and released before the state: proposals hold it while
+        // reading the state.
+        let proposed = self
+            .pending_isr_change
             .lock()
-            .high_watermark(self.node_id, &isr, end);
+            .as_ref()
+            .map(|p| p.proposed_isr.clone());
+        let s = self.state.read();
+        if s.leader != self.node_id {
+            return;
+        }
+        let end = self.log.offsets().log_end_offset;
+        let candidate = {
+            let followers = self.followers.lock();
+            let committed = followers.high_watermark(self.node_id, &s.isr, end);
+            proposed.map_or(committed, |p| {
+                committed.min(followers.high_watermark(self.node_id, &p, end))
+            })
+        };
+        drop(s);
         if candidate <= self.log.offsets().high_watermark {
             return;
         }
