@@ -15,6 +15,9 @@
 //!   ISR it is in.
 //! - Preferred leader election moves leadership back to the first replica
 //!   when it is in the ISR and not fenced.
+//! - During a reassignment the replicas list the target replicas first
+//!   (see [`crate::reassignment`]), so every election here prefers an
+//!   in-sync target replica over one being removed, as Kafka's does.
 //!
 //! Every leader change bumps the leader epoch (the image does it when it
 //! applies a `PartitionChange` with a leader).
@@ -301,6 +304,30 @@ mod tests {
                 // The last ISR member stays in the ISR; no leader.
                 (NO_LEADER, vec![1], 1),
             ]
+        );
+    }
+
+    #[test]
+    fn elections_during_a_reassignment_prefer_target_replicas() {
+        // Moving from [1, 2, 3] to [4, 3, 5]: the replicas list the target
+        // first, then the replicas being removed (1 and 2).
+        let mut moving = test_images::partition(&[4, 3, 5, 1, 2], &[1, 2, 3, 4], 1);
+        moving.adding_replicas = vec![4, 5];
+        moving.removing_replicas = vec![1, 2];
+        let img = test_images::image(
+            &[(1, false), (2, false), (3, false), (4, false), (5, false)],
+            &[moving],
+        );
+        // 2 is in sync and ahead of 3 and 4 in the original order, but a
+        // target replica takes over.
+        assert_eq!(
+            state(&img, &on_broker_leaving(&img, 1, false)),
+            vec![(4, vec![2, 3, 4], 1)]
+        );
+        // The preferred leader is the target's first replica.
+        assert_eq!(
+            state(&img, &preferred_leaders(&img, None)),
+            vec![(4, vec![1, 2, 3, 4], 1)]
         );
     }
 
