@@ -22,12 +22,14 @@
 )]
 
 pub mod broker_client;
+pub mod clock;
 pub mod error;
 pub mod follower_progress;
 pub mod partition;
 pub mod replica_fetcher;
 pub mod replica_manager;
 
+pub use clock::lag_clock_ms;
 pub use error::ReplicaError;
 pub use partition::{Partition, PartitionState};
 pub use replica_manager::{

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::error::ReplicaError;
 use crate::follower_progress::{FollowerProgress, Followers};
-use crate::replica_manager::now_ms;
+use crate::clock::lag_clock_ms;
 
 /// The partition's registration as this broker last applied it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +82,7 @@ impl Partition {
             followers: parking_lot::Mutex::new(Followers::default()),
             pending_isr_change: parking_lot::Mutex::new(None),
         };
-        p.reset_followers(now_ms());
+        p.reset_followers(lag_clock_ms());
         p.maybe_increment_high_watermark();
         p
     }
@@ -118,7 +118,7 @@ impl Partition {
         let new_leadership = leads
             && (previous.leader != self.node_id || previous.leader_epoch != state.leader_epoch);
         if new_leadership {
-            self.reset_followers(now_ms());
+            self.reset_followers(lag_clock_ms());
         } else if leads && previous.replicas != state.replicas {
             self.followers
                 .lock()
@@ -127,21 +127,22 @@ impl Partition {
         self.maybe_increment_high_watermark();
     }
 
-    fn reset_followers(&self, now_ms: i64) {
+    fn reset_followers(&self, lag_clock_ms: i64) {
         let s = self.state.read();
         self.followers
             .lock()
-            .reset(self.node_id, &s.replicas, &s.isr, now_ms);
+            .reset(self.node_id, &s.replicas, &s.isr, lag_clock_ms);
     }
 
     /// As leader: follower `replica` fetched at `fetch_offset`, so it holds
     /// everything below it; the high watermark may move. Refused when this
     /// broker does not lead or `replica` is not one of the replicas.
+    /// `lag_clock_ms` is [`crate::clock::lag_clock_ms`] now.
     pub fn record_follower_fetch(
         &self,
         replica: i32,
         fetch_offset: i64,
-        now_ms: i64,
+        lag_clock_ms: i64,
     ) -> Result<(), ReplicaError> {
         if !self.is_leader() {
             return Err(ReplicaError::NotLeaderOrFollower);
@@ -150,7 +151,7 @@ impl Partition {
         let known = self
             .followers
             .lock()
-            .on_fetch(replica, fetch_offset, leader_end, now_ms);
+            .on_fetch(replica, fetch_offset, leader_end, lag_clock_ms);
         if !known {
             return Err(ReplicaError::NotLeaderOrFollower);
         }
@@ -217,7 +218,8 @@ impl Partition {
 
     /// As leader: in-sync followers behind for longer than `max_lag_ms`
     /// (`replica.lag.time.max.ms`), which the ISR should drop.
-    pub fn lagging_followers(&self, now_ms: i64, max_lag_ms: i64) -> Vec<i32> {
+    /// `lag_clock_ms` is [`crate::clock::lag_clock_ms`] now.
+    pub fn lagging_followers(&self, lag_clock_ms: i64, max_lag_ms: i64) -> Vec<i32> {
         let s = self.state.read();
         if s.leader != self.node_id {
             return Vec::new();
@@ -225,7 +227,7 @@ impl Partition {
         let end = self.log.offsets().log_end_offset;
         self.followers
             .lock()
-            .lagging(self.node_id, &s.isr, end, now_ms, max_lag_ms)
+            .lagging(self.node_id, &s.isr, end, lag_clock_ms, max_lag_ms)
     }
 
     /// As leader: the ISR this partition should have (lagging followers
@@ -234,10 +236,11 @@ impl Partition {
     /// proposal stays pending until the metadata changes or
     /// [`Partition::isr_change_failed`]. Only followers `may_join` (per
     /// the metadata: registered and not fenced, as the controller demands)
-    /// are taken back.
+    /// are taken back. `lag_clock_ms` is [`crate::clock::lag_clock_ms`]
+    /// now.
     pub fn propose_isr_change(
         &self,
-        now_ms: i64,
+        lag_clock_ms: i64,
         max_lag_ms: i64,
         may_join: impl Fn(i32) -> bool,
     ) -> Option<(PartitionState, Vec<i32>)> {
@@ -249,7 +252,7 @@ impl Partition {
         if pending.is_some() {
             return None;
         }
-        let lagging = self.lagging_followers(now_ms, max_lag_ms);
+        let lagging = self.lagging_followers(lag_clock_ms, max_lag_ms);
         let joining = self
             .caught_up_followers()
             .into_iter()

@@ -35,7 +35,7 @@ use tokio::sync::watch;
 
 use crate::broker_client::BrokerClient;
 use crate::partition::Partition;
-use crate::replica_manager::now_ms;
+use crate::clock::now_ms;
 
 /// How soon a fetch is retried after the leader refused a partition.
 const PARTITION_ERROR_RETRY: Duration = Duration::from_millis(50);
@@ -142,7 +142,7 @@ pub async fn run_replica_fetcher(
             // Every answer is applied, whatever the others did.
             let applied: Vec<bool> = answers
                 .into_iter()
-                .map(|(p, data)| apply(&p, data))
+                .map(|(p, data)| apply_fetched(&p, data))
                 .collect();
             applied.iter().all(|ok| *ok)
         })
@@ -200,9 +200,11 @@ fn fetch_request(followed: &[Arc<Partition>], config: &FetcherConfig) -> FetchRe
         )
 }
 
-/// Applies one partition's answer; false when the partition must wait
-/// (an error that only the metadata or time can fix).
-fn apply(p: &Partition, data: PartitionData) -> bool {
+/// Applies one partition's answer to a follower fetch, by the rules above;
+/// false when the partition must wait (an error that only the metadata or
+/// time can fix). Public for fetchers over other transports (the
+/// deterministic simulation).
+pub fn apply_fetched(p: &Partition, data: PartitionData) -> bool {
     let now = now_ms();
     let tp = p.topic_partition();
     match data.error_code {

@@ -31,6 +31,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::clock::{lag_clock_ms, now_ms};
 use crate::error::ReplicaError;
 use crate::partition::{Partition, PartitionState};
 
@@ -39,13 +40,6 @@ use crate::partition::{Partition, PartitionState};
 pub fn isolate<T>(f: impl FnOnce() -> Result<T, ReplicaError>) -> Result<T, ReplicaError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
         .unwrap_or_else(|_| Err(ReplicaError::Internal("the operation panicked".into())))
-}
-
-/// Now, in milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Which records a consumer may see.
@@ -284,14 +278,14 @@ impl ReplicaManager {
     /// [`Partition::propose_isr_change`]).
     pub fn isr_change_proposals(
         &self,
-        now_ms: i64,
+        lag_clock_ms: i64,
         max_lag_ms: i64,
         may_join: impl Fn(i32) -> bool,
     ) -> Vec<(Arc<Partition>, PartitionState, Vec<i32>)> {
         self.all_partitions()
             .into_iter()
             .filter_map(|p| {
-                let (state, isr) = p.propose_isr_change(now_ms, max_lag_ms, &may_join)?;
+                let (state, isr) = p.propose_isr_change(lag_clock_ms, max_lag_ms, &may_join)?;
                 Some((p, state, isr))
             })
             .collect()
@@ -691,7 +685,7 @@ fn read_pass(
         Some(_) => ReadBound::LogEnd,
         None => ReadBound::HighWatermark,
     };
-    let now = now_ms();
+    let now = lag_clock_ms();
     live.iter()
         .zip(partitions)
         .map(|(p, fp)| {
@@ -735,7 +729,7 @@ fn follower_fetch_check(
     p: &Partition,
     replica: i32,
     fp: &FetchPartition,
-    now_ms: i64,
+    lag_clock_ms: i64,
 ) -> Result<Option<FetchPartitionResult>, ReplicaError> {
     if fp.last_fetched_epoch >= 0 {
         let (epoch, end_offset) = p.log().end_offset_for_epoch(fp.last_fetched_epoch);
@@ -751,7 +745,7 @@ fn follower_fetch_check(
             }));
         }
     }
-    p.record_follower_fetch(replica, fp.fetch_offset, now_ms)?;
+    p.record_follower_fetch(replica, fp.fetch_offset, lag_clock_ms)?;
     Ok(None)
 }
 

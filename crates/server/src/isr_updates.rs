@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strom_controller::isr_change::IsrChange;
-use strom_replication::shutdown_signalled;
+use strom_replication::{lag_clock_ms, shutdown_signalled};
 use tokio::sync::watch;
 
 use crate::state::BrokerState;
@@ -32,9 +32,7 @@ pub async fn run_isr_updates(state: Arc<BrokerState>, mut shutdown: watch::Recei
         if state.lifecycle.is_fenced() {
             continue;
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let now = lag_clock_ms();
         // Fenced followers may fetch but not join (KIP-841): the controller
         // would refuse them.
         let image = state.image();
