@@ -16,9 +16,9 @@ use strom_storage::{Log, TopicPartition};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::clock::lag_clock_ms;
 use crate::error::ReplicaError;
 use crate::follower_progress::{FollowerProgress, Followers};
-use crate::clock::lag_clock_ms;
 
 /// The partition's registration as this broker last applied it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +33,16 @@ pub struct PartitionState {
     pub replicas: Vec<i32>,
     /// In-sync replicas.
     pub isr: Vec<i32>,
+}
+
+/// A producer's batch appended as leader.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaderAppend {
+    /// What was written.
+    pub info: LogAppendInfo,
+    /// The leader epoch it was written in: acks=all waits for it to be
+    /// replicated within this leadership.
+    pub leader_epoch: i32,
 }
 
 /// An ISR proposed to the controller and not yet committed.
@@ -82,6 +92,9 @@ impl Partition {
             followers: parking_lot::Mutex::new(Followers::default()),
             pending_isr_change: parking_lot::Mutex::new(None),
         };
+        if p.state.read().leader == node_id {
+            p.assign_leader_epoch(p.state.read().leader_epoch);
+        }
         p.reset_followers(lag_clock_ms());
         p.maybe_increment_high_watermark();
         p
@@ -109,14 +122,32 @@ impl Partition {
 
     /// Applies a new registration from the metadata. A new leadership
     /// here (or a new leader epoch) starts follower tracking afresh.
+    ///
+    /// A new leader records where its epoch starts (its log end offset)
+    /// before anything is appended in it, as Kafka's leader does: a
+    /// follower that fetched in an older epoch learns where that epoch
+    /// ended here even before this leader writes anything.
     pub fn update_state(&self, state: PartitionState) {
-        let previous = std::mem::replace(&mut *self.state.write(), state.clone());
+        let previous = {
+            let mut current = self.state.write();
+            let previous = std::mem::replace(&mut *current, state.clone());
+            if state.leader == self.node_id
+                && (previous.leader != self.node_id || previous.leader_epoch != state.leader_epoch)
+            {
+                self.assign_leader_epoch(state.leader_epoch);
+            }
+            previous
+        };
         if previous.partition_epoch != state.partition_epoch || previous.leader != state.leader {
             *self.pending_isr_change.lock() = None;
         }
         let leads = state.leader == self.node_id;
         let new_leadership = leads
             && (previous.leader != self.node_id || previous.leader_epoch != state.leader_epoch);
+        if previous.leader != state.leader || previous.leader_epoch != state.leader_epoch {
+            // Produce requests waiting on the old leadership give up.
+            self.high_watermark.send_modify(|_| {});
+        }
         if new_leadership {
             self.reset_followers(lag_clock_ms());
         } else if leads && previous.replicas != state.replicas {
@@ -125,6 +156,12 @@ impl Partition {
                 .retain_replicas(self.node_id, &state.replicas);
         }
         self.maybe_increment_high_watermark();
+    }
+
+    fn assign_leader_epoch(&self, leader_epoch: i32) {
+        if let Err(e) = self.log.assign_epoch_start_offset(leader_epoch) {
+            tracing::error!(partition = %self.topic_partition, leader_epoch, error = %e, "cannot record where the leader epoch starts");
+        }
     }
 
     fn reset_followers(&self, lag_clock_ms: i64) {
@@ -162,10 +199,13 @@ impl Partition {
     /// As follower: appends batches fetched from the leader. Blocking
     /// (disk I/O).
     pub fn append_as_follower(&self, records: &[u8], now_ms: i64) -> Result<i64, ReplicaError> {
-        if self.is_leader() {
-            return Err(ReplicaError::NotLeaderOrFollower);
-        }
-        let end = self.log.append_as_follower(records, now_ms)?;
+        let end = {
+            let s = self.state.read();
+            if s.leader == self.node_id {
+                return Err(ReplicaError::NotLeaderOrFollower);
+            }
+            self.log.append_as_follower(records, now_ms)?
+        };
         self.log_end_offset.send_if_modified(|old| {
             let moved = end != *old;
             *old = end;
@@ -177,10 +217,15 @@ impl Partition {
     /// As follower: the leader's high watermark, as far as this replica's
     /// log reaches.
     pub fn follow_high_watermark(&self, leader_high_watermark: i64) {
-        let end = self.log.offsets().log_end_offset;
-        let hw = self
-            .log
-            .update_high_watermark(leader_high_watermark.min(end));
+        let hw = {
+            let s = self.state.read();
+            if s.leader == self.node_id {
+                return;
+            }
+            let end = self.log.offsets().log_end_offset;
+            self.log
+                .update_high_watermark(leader_high_watermark.min(end))
+        };
         self.high_watermark.send_if_modified(|old| {
             let moved = hw != *old;
             *old = hw;
@@ -191,7 +236,13 @@ impl Partition {
     /// As follower: drops records from `offset` on (a divergent tail).
     /// Blocking (disk I/O).
     pub fn truncate_to(&self, offset: i64, now_ms: i64) -> Result<i64, ReplicaError> {
-        let end = self.log.truncate_to(offset, now_ms)?;
+        let end = {
+            let s = self.state.read();
+            if s.leader == self.node_id {
+                return Err(ReplicaError::NotLeaderOrFollower);
+            }
+            self.log.truncate_to(offset, now_ms)?
+        };
         self.log_end_offset.send_replace(end);
         self.high_watermark
             .send_replace(self.log.offsets().high_watermark);
@@ -205,7 +256,13 @@ impl Partition {
         offset: i64,
         now_ms: i64,
     ) -> Result<(), ReplicaError> {
-        self.log.truncate_fully_and_start_at(offset, now_ms)?;
+        {
+            let s = self.state.read();
+            if s.leader == self.node_id {
+                return Err(ReplicaError::NotLeaderOrFollower);
+            }
+            self.log.truncate_fully_and_start_at(offset, now_ms)?;
+        }
         self.log_end_offset.send_replace(offset);
         self.high_watermark.send_replace(offset);
         Ok(())
@@ -331,33 +388,42 @@ impl Partition {
         Ok(())
     }
 
-    /// Validates and appends a producer's batch. Blocking (disk I/O).
+    /// Validates and appends a producer's batch, returning what was
+    /// written and the leader epoch it was written in. Blocking (disk I/O).
+    ///
+    /// The state stays read-locked for the append: leadership cannot move
+    /// (and a fetcher cannot start truncating or appending as follower)
+    /// halfway through, as Kafka's `leaderIsrUpdateLock`.
     pub fn append_as_leader(
         &self,
         records: &Bytes,
         required_acks: i16,
         produce_version: i16,
         now_ms: i64,
-    ) -> Result<LogAppendInfo, ReplicaError> {
-        let (leader_epoch, isr) = {
+    ) -> Result<LeaderAppend, ReplicaError> {
+        let info = {
             let s = self.state.read();
             if s.leader != self.node_id {
                 return Err(ReplicaError::NotLeaderOrFollower);
             }
-            (s.leader_epoch, s.isr.len())
+            let config = self.log.config();
+            let isr = s.isr.len();
+            if required_acks == -1 && (isr as i64) < i64::from(config.min_insync_replicas) {
+                return Err(ReplicaError::NotEnoughReplicas {
+                    isr,
+                    min_isr: config.min_insync_replicas,
+                });
+            }
+            let batch = validate_client_records(records, &config, produce_version, now_ms)?;
+            let info = self.log.append_as_leader(batch, s.leader_epoch, now_ms)?;
+            LeaderAppend {
+                info,
+                leader_epoch: s.leader_epoch,
+            }
         };
-        let config = self.log.config();
-        if required_acks == -1 && (isr as i64) < i64::from(config.min_insync_replicas) {
-            return Err(ReplicaError::NotEnoughReplicas {
-                isr,
-                min_isr: config.min_insync_replicas,
-            });
-        }
-        let batch = validate_client_records(records, &config, produce_version, now_ms)?;
-        let info = self.log.append_as_leader(batch, leader_epoch, now_ms)?;
         self.appended_bytes
-            .fetch_add(info.bytes as u64, std::sync::atomic::Ordering::Relaxed);
-        let end = info.last_offset.saturating_add(1);
+            .fetch_add(info.info.bytes as u64, std::sync::atomic::Ordering::Relaxed);
+        let end = info.info.last_offset.saturating_add(1);
         self.log_end_offset.send_if_modified(|old| {
             let forward = end > *old;
             if forward {
@@ -365,15 +431,53 @@ impl Partition {
             }
             forward
         });
-        if info.duplicate {
+        if info.info.duplicate {
             tracing::debug!(
                 partition = %self.topic_partition,
-                base_offset = info.base_offset,
+                base_offset = info.info.base_offset,
                 "duplicate batch of an idempotent producer: answered with its original offsets"
             );
         }
         self.maybe_increment_high_watermark();
         Ok(info)
+    }
+
+    /// acks=all: waits until the high watermark reaches `offset` while this
+    /// broker still leads in `leader_epoch` (Kafka's delayed produce).
+    /// NOT_LEADER_OR_FOLLOWER as soon as leadership moves (the records may
+    /// be truncated by the new leader, and a later high watermark at that
+    /// offset would cover other records); REQUEST_TIMED_OUT at `deadline`;
+    /// NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR shrank below
+    /// `min.insync.replicas` meanwhile.
+    pub async fn wait_for_replication(
+        &self,
+        offset: i64,
+        leader_epoch: i32,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), ReplicaError> {
+        let mut hw = self.high_watermark.subscribe();
+        loop {
+            let reached = *hw.borrow_and_update() >= offset;
+            {
+                let s = self.state.read();
+                if s.leader != self.node_id || s.leader_epoch != leader_epoch {
+                    return Err(ReplicaError::NotLeaderOrFollower);
+                }
+                if reached {
+                    let min_isr = i64::from(self.log.config().min_insync_replicas);
+                    return if (s.isr.len() as i64) < min_isr {
+                        Err(ReplicaError::NotEnoughReplicasAfterAppend)
+                    } else {
+                        Ok(())
+                    };
+                }
+            }
+            match tokio::time::timeout_at(deadline, hw.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(ReplicaError::NotLeaderOrFollower),
+                Err(_) => return Err(ReplicaError::RequestTimedOut),
+            }
+        }
     }
 
     /// As leader, moves the high watermark up to what every in-sync
@@ -493,6 +597,7 @@ pub(crate) mod test_support {
 mod tests {
     use super::test_support::{append, leader_partition};
     use super::*;
+    use strom_protocol::batch_builder::BatchBuilder;
 
     fn leader_of(isr: Vec<i32>) -> (tempfile::TempDir, Partition) {
         leader_partition(vec![1, 2, 3], isr)
@@ -537,6 +642,73 @@ mod tests {
             p.follower_progress(2).unwrap().log_end_offset,
             crate::follower_progress::UNKNOWN_OFFSET
         );
+    }
+
+    #[tokio::test]
+    async fn acks_all_gives_up_when_leadership_moves() {
+        let (_dir, p) = leader_of(vec![1, 2]);
+        let p = Arc::new(p);
+        let batch = Bytes::from(BatchBuilder::of_values(0, &[b"a"]).build());
+        let appended = p.append_as_leader(&batch, -1, 9, 0).unwrap();
+        assert_eq!(appended.leader_epoch, 3);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        let waiter = {
+            let p = Arc::clone(&p);
+            tokio::spawn(async move {
+                p.wait_for_replication(1, appended.leader_epoch, deadline)
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        // Broker 2 leads now; as its follower, this replica's high
+        // watermark passes the offset, but the record may not be the one
+        // the producer sent: the produce must fail.
+        let mut state = p.state();
+        state.leader = 2;
+        state.leader_epoch = 4;
+        p.update_state(state);
+        p.follow_high_watermark(1);
+        let answer = waiter.await.unwrap();
+        assert!(
+            matches!(answer, Err(ReplicaError::NotLeaderOrFollower)),
+            "{answer:?}"
+        );
+        // Within the same leadership it completes once replicated, and
+        // times out otherwise.
+        let (_dir, p) = leader_of(vec![1, 2]);
+        let appended = p.append_as_leader(&batch, -1, 9, 0).unwrap();
+        let soon = tokio::time::Instant::now() + std::time::Duration::from_millis(20);
+        assert!(matches!(
+            p.wait_for_replication(1, appended.leader_epoch, soon).await,
+            Err(ReplicaError::RequestTimedOut)
+        ));
+        p.record_follower_fetch(2, 1, 1_000).unwrap();
+        p.wait_for_replication(1, appended.leader_epoch, soon)
+            .await
+            .unwrap();
+    }
+
+    #[test]
+    fn a_new_leader_records_where_its_epoch_starts() {
+        let (_dir, p) = leader_of(vec![1, 2, 3]);
+        append(&p, &[b"a", b"b"]);
+        assert_eq!(p.log().leader_epochs(), vec![(3, 0)]);
+        let mut state = p.state();
+        state.leader = 2;
+        state.leader_epoch = 4;
+        p.update_state(state.clone());
+        assert_eq!(
+            p.log().leader_epochs(),
+            vec![(3, 0)],
+            "followers record nothing"
+        );
+        state.leader = 1;
+        state.leader_epoch = 5;
+        p.update_state(state);
+        // Before any append: a follower of epoch 3 or 4 learns here that
+        // epoch 3 ended at 2.
+        assert_eq!(p.log().leader_epochs(), vec![(3, 0), (5, 2)]);
+        assert_eq!(p.log().end_offset_for_epoch(4), (3, 2));
     }
 
     #[test]

@@ -8,8 +8,10 @@
 //! - a diverging epoch (the follower's log went on past where the leader's
 //!   epoch ended) truncates to the smaller of the leader's end offset for
 //!   that epoch and this log's, before fetching again;
-//! - OFFSET_OUT_OF_RANGE: a log behind the leader's log start restarts
-//!   empty there; one ahead of the leader truncates to the leader's high
+//! - OFFSET_OUT_OF_RANGE (the leader sends its log start offset and high
+//!   watermark with it to followers): a log behind the leader's log start
+//!   restarts empty there; one ahead of the leader's log (only possible
+//!   without a diverging epoch to go by) truncates to the leader's high
 //!   watermark;
 //! - NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH, UNKNOWN_TOPIC_OR_PARTITION
 //!   and the like wait for the metadata to catch up: the fetch is asked
@@ -34,8 +36,8 @@ use strom_protocol::ErrorCode;
 use tokio::sync::watch;
 
 use crate::broker_client::BrokerClient;
-use crate::partition::Partition;
 use crate::clock::now_ms;
+use crate::partition::Partition;
 
 /// How soon a fetch is retried after the leader refused a partition.
 const PARTITION_ERROR_RETRY: Duration = Duration::from_millis(50);
@@ -210,6 +212,10 @@ pub fn apply_fetched(p: &Partition, data: PartitionData) -> bool {
     match data.error_code {
         0 => {}
         code if code == ErrorCode::OffsetOutOfRange.code() => {
+            if data.log_start_offset < 0 || data.high_watermark < 0 {
+                tracing::warn!(partition = %tp, "OFFSET_OUT_OF_RANGE without the leader's offsets; asking again");
+                return false;
+            }
             let end = p.log().offsets().log_end_offset;
             let result = if data.log_start_offset > end {
                 p.truncate_fully_and_start_at(data.log_start_offset, now)
@@ -259,4 +265,39 @@ pub fn apply_fetched(p: &Partition, data: PartitionData) -> bool {
     }
     p.follow_high_watermark(data.high_watermark);
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::partition::test_support::{append, leader_partition};
+
+    fn out_of_range(log_start_offset: i64, high_watermark: i64) -> PartitionData {
+        PartitionData::default()
+            .with_error_code(ErrorCode::OffsetOutOfRange.code())
+            .with_log_start_offset(log_start_offset)
+            .with_high_watermark(high_watermark)
+    }
+
+    #[test]
+    fn out_of_range_truncates_only_by_the_leaders_offsets() {
+        let (_dir, p) = leader_partition(vec![1, 2], vec![1, 2]);
+        for _ in 0..3 {
+            append(&p, &[b"a"]);
+        }
+        let mut state = p.state();
+        state.leader = 2;
+        state.leader_epoch += 1;
+        p.update_state(state);
+        // Without the leader's offsets nothing is known: the log stays.
+        assert!(!apply_fetched(&p, out_of_range(-1, -1)));
+        assert_eq!(p.log().offsets().log_end_offset, 3);
+        // Ahead of the leader: back to its high watermark.
+        assert!(apply_fetched(&p, out_of_range(0, 2)));
+        assert_eq!(p.log().offsets().log_end_offset, 2);
+        // Behind the leader's log start: start afresh there.
+        assert!(apply_fetched(&p, out_of_range(10, 12)));
+        let offsets = p.log().offsets();
+        assert_eq!((offsets.log_start_offset, offsets.log_end_offset), (10, 10));
+    }
 }

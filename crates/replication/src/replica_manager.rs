@@ -22,6 +22,7 @@ use futures::future::select_all;
 use parking_lot::{Mutex, RwLock};
 use strom_config::{LogDefaults, TopicConfig};
 use strom_metadata::MetadataImage;
+use strom_protocol::ErrorCode;
 use strom_storage::log::{LogAppendInfo, ReadBound};
 
 use crate::replica_fetcher::{run_replica_fetcher, FetcherConfig};
@@ -493,20 +494,15 @@ impl ReplicaManager {
         let mut out = Vec::with_capacity(appended.len());
         for r in appended {
             out.push(match r {
-                Ok((p, info)) if acks == -1 => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    wait_for_high_watermark(&p, info.last_offset + 1, left)
-                        .await
-                        .and_then(|()| {
-                            let isr = p.state().isr.len() as i64;
-                            if isr < i64::from(p.log().config().min_insync_replicas) {
-                                Err(ReplicaError::NotEnoughReplicasAfterAppend)
-                            } else {
-                                Ok(info)
-                            }
-                        })
-                }
-                Ok((_, info)) => Ok(info),
+                Ok((p, append)) if acks == -1 => p
+                    .wait_for_replication(
+                        append.info.last_offset + 1,
+                        append.leader_epoch,
+                        deadline,
+                    )
+                    .await
+                    .map(|()| append.info),
+                Ok((_, append)) => Ok(append.info),
                 Err(e) => Err(e),
             });
         }
@@ -694,7 +690,7 @@ fn read_pass(
                 match follower_fetch_check(p, replica, fp, now) {
                     Ok(None) => {}
                     Ok(Some(diverging)) => return Some(diverging),
-                    Err(e) => return Some(FetchPartitionResult::error(e)),
+                    Err(e) => return Some(fetch_error(p, e, true)),
                 }
             }
             let limit = fp.partition_max_bytes.min(left);
@@ -714,11 +710,25 @@ fn read_pass(
                             diverging_epoch: None,
                         }
                     }
-                    Err(e) => FetchPartitionResult::error(e),
+                    Err(e) => fetch_error(p, e, params.replica_id.is_some()),
                 },
             )
         })
         .collect()
+}
+
+/// A partition's failed read. A follower out of range learns where this
+/// log starts and what is committed, to restart or truncate by (consumers
+/// get −1, as from Kafka).
+fn fetch_error(p: &Partition, e: ReplicaError, follower: bool) -> FetchPartitionResult {
+    let out_of_range = e.error_code() == ErrorCode::OffsetOutOfRange;
+    let mut r = FetchPartitionResult::error(e);
+    if out_of_range && follower {
+        let o = p.log().offsets();
+        r.log_start_offset = o.log_start_offset;
+        r.high_watermark = o.high_watermark;
+    }
+    r
 }
 
 /// A follower's fetch of `fp`: when its last fetched epoch shows its log
@@ -733,6 +743,17 @@ fn follower_fetch_check(
 ) -> Result<Option<FetchPartitionResult>, ReplicaError> {
     if fp.last_fetched_epoch >= 0 {
         let (epoch, end_offset) = p.log().end_offset_for_epoch(fp.last_fetched_epoch);
+        if epoch < 0 || end_offset < 0 {
+            // An epoch newer than any here: nothing to go by (Kafka answers
+            // the same); the follower falls back to the high watermark.
+            let offsets = p.log().offsets();
+            return Err(StorageError::OffsetOutOfRange {
+                offset: fp.fetch_offset,
+                log_start_offset: offsets.log_start_offset,
+                log_end_offset: offsets.log_end_offset,
+            }
+            .into());
+        }
         if epoch < fp.last_fetched_epoch || end_offset < fp.fetch_offset {
             let offsets = p.log().offsets();
             return Ok(Some(FetchPartitionResult {
@@ -747,22 +768,6 @@ fn follower_fetch_check(
     }
     p.record_follower_fetch(replica, fp.fetch_offset, lag_clock_ms)?;
     Ok(None)
-}
-
-async fn wait_for_high_watermark(
-    p: &Partition,
-    offset: i64,
-    timeout: Duration,
-) -> Result<(), ReplicaError> {
-    let mut rx = p.subscribe_high_watermark();
-    let reached = tokio::time::timeout(timeout, rx.wait_for(|hw| *hw >= offset))
-        .await
-        .is_ok_and(|r| r.is_ok());
-    if reached || p.high_watermark() >= offset {
-        Ok(())
-    } else {
-        Err(ReplicaError::RequestTimedOut)
-    }
 }
 
 /// How often the periodic log work runs.
@@ -894,6 +899,28 @@ mod tests {
                 .map(ReplicaError::error_code),
             Some(strom_protocol::ErrorCode::NotLeaderOrFollower)
         );
+    }
+
+    #[test]
+    fn a_follower_in_an_epoch_unknown_here_is_out_of_range_with_the_leaders_offsets() {
+        let (_dir, p) = leader();
+        let live = vec![Some(Arc::clone(&p))];
+        read_pass(&live, &[fetch_at(4, 3)], params(Some(2)));
+        assert_eq!(p.high_watermark(), 4);
+        // Epoch 7 is newer than anything this log knows: nothing tells
+        // where it ended (Kafka answers OFFSET_OUT_OF_RANGE too). The
+        // follower gets this log's start and high watermark to truncate to.
+        let r = read_pass(&live, &[fetch_at(9, 7)], params(Some(2)));
+        let r = r[0].as_ref().unwrap();
+        assert_eq!(
+            r.error.as_ref().map(ReplicaError::error_code),
+            Some(ErrorCode::OffsetOutOfRange)
+        );
+        assert_eq!((r.log_start_offset, r.high_watermark), (0, 4));
+        // A consumer out of range gets −1, as from Kafka.
+        let r = read_pass(&live, &[fetch_at(9, -1)], params(None));
+        let r = r[0].as_ref().unwrap();
+        assert_eq!((r.log_start_offset, r.high_watermark), (-1, -1));
     }
 
     #[test]

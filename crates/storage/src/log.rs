@@ -1084,14 +1084,24 @@ impl Log {
     /// `offset` goes, so the log may end below it; the high watermark and
     /// recovery point follow, and the producer state is rebuilt as of the
     /// new end. Truncating at or below the log start leaves an empty log
-    /// starting at `offset`. Returns the new log end offset.
+    /// starting at `offset`; at or above the log end, only leader epochs
+    /// starting at the log end go. Returns the new log end offset.
     pub fn truncate_to(&self, offset: i64, now_ms: i64) -> Result<i64> {
         let config = self.config();
         let (removed, end) = {
             let mut s = self.state.lock();
             s.check_writable(&self.topic_partition)?;
             if offset >= s.log_end_offset {
-                return Ok(s.log_end_offset);
+                // No record goes, but an epoch this replica started as
+                // leader without appending to it (it starts at the log
+                // end) does: the new leader's log says otherwise, and a
+                // follower fetching with it would be told to truncate to
+                // where it already is, forever. Kafka does the same.
+                let end = s.log_end_offset;
+                if let Err(e) = s.epochs.truncate_from_end(end) {
+                    return Err(self.take_offline(&mut s, e));
+                }
+                return Ok(end);
             }
             match self.truncate_locked(&mut s, &config, offset.max(0), now_ms) {
                 Ok(removed) => (removed, s.log_end_offset),
@@ -1237,6 +1247,21 @@ impl Log {
     pub fn end_offset_for_epoch(&self, requested: i32) -> (i32, i64) {
         let s = self.state.lock();
         s.epochs.end_offset_for(requested, s.log_end_offset)
+    }
+
+    /// As a new leader in `leader_epoch`: records that the epoch starts at
+    /// the log end offset (Kafka's `maybeAssignEpochStartOffset`), unless
+    /// the log already knows this epoch or a newer one.
+    pub fn assign_epoch_start_offset(&self, leader_epoch: i32) -> Result<()> {
+        let mut s = self.state.lock();
+        if s.epochs.latest_epoch().is_some_and(|e| e >= leader_epoch) {
+            return Ok(());
+        }
+        let end = s.log_end_offset;
+        if let Err(e) = s.epochs.assign(leader_epoch, end) {
+            return Err(self.take_offline(&mut s, e));
+        }
+        Ok(())
     }
 
     /// The newest leader epoch in the log, if any.
@@ -1526,6 +1551,34 @@ mod tests {
         assert_eq!(log.leader_epochs(), vec![(2, 3), (6, 4)]);
         log.truncate_fully_and_start_at(10, 0).unwrap();
         assert!(log.leader_epochs().is_empty());
+    }
+
+    #[test]
+    fn a_new_leaders_epoch_starts_at_the_log_end_until_truncated_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::create(
+            dir.path().join("t-0"),
+            TopicPartition::new("t", 0),
+            Uuid::new_v4(),
+            Arc::new(TopicConfig::kafka_defaults()),
+            0,
+        )
+        .unwrap();
+        log.append_as_leader(batch(), 3, 0).unwrap();
+        log.append_as_leader(batch(), 3, 0).unwrap();
+        // Leader in epoch 5, nothing appended yet: epoch 3 ended at 2.
+        log.assign_epoch_start_offset(5).unwrap();
+        assert_eq!(log.leader_epochs(), vec![(3, 0), (5, 2)]);
+        assert_eq!(log.end_offset_for_epoch(4), (3, 2));
+        // An older or the same epoch changes nothing.
+        log.assign_epoch_start_offset(4).unwrap();
+        log.assign_epoch_start_offset(5).unwrap();
+        assert_eq!(log.leader_epochs(), vec![(3, 0), (5, 2)]);
+        // Deposed before appending, told to truncate at its log end: no
+        // record goes, the empty epoch does.
+        assert_eq!(log.truncate_to(2, 0).unwrap(), 2);
+        assert_eq!(log.leader_epochs(), vec![(3, 0)]);
+        assert_eq!(log.latest_epoch(), Some(3));
     }
 
     #[test]
