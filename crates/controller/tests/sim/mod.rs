@@ -1,0 +1,711 @@
+//! The simulated cluster both deterministic simulations run on
+//! (`simulation.rs`: the metadata quorum; `replication_simulation.rs`:
+//! partition replication on top of it), in one process on virtual time
+//! (tokio's paused clock).
+//!
+//! Three nodes run the real quorum — openraft over the durable Raft log
+//! and image state machine in temporary directories — connected by an
+//! in-memory network that delays messages, loses some requests and
+//! answers, and is cut between pairs of nodes. Nodes crash and restart
+//! from their directories. A broker on each node registers once per node
+//! incarnation and heartbeats (the controller fences it when its session
+//! runs out). Clients sit outside the cut links (node [`CLIENT`]): they
+//! reach every running node, subject to delay and loss. Every fault, delay
+//! and loss comes from a seeded generator, so a seed replays the same
+//! fault schedule. openraft draws its election timeouts from its own
+//! random source and the logs fsync on blocking threads, so the
+//! interleavings within a schedule can differ between runs of one seed; a
+//! failure message names the seed and what broke.
+#![allow(dead_code)] // Each test binary uses its part.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{RaftLogReader, ServerState};
+use parking_lot::Mutex;
+use strom_controller::forwarding::ControllerChannel;
+use strom_controller::ops::{BrokerHeartbeat, ControllerOp, ControllerOpResult};
+use strom_controller::quorum::{MetadataQuorum, QuorumConfig};
+use strom_controller::quorum_description::PeerContacts;
+use strom_controller::raft_types::{ControllerNode, MetadataRaft};
+use strom_controller::{Controller, ControllerConfig};
+use strom_metadata::{BrokerRegistration, MetadataImage};
+use strom_protocol::ErrorCode;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+pub const CLUSTER_ID: &str = "c2ltdWxhdGlvbi1jbHVzdA";
+pub const NODES: [u64; 3] = [1, 2, 3];
+/// Where clients send from: never cut off, never down.
+pub const CLIENT: u64 = 0;
+/// How long a simulated client waits for an answer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// A broker's heartbeat interval.
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(200);
+
+/// splitmix64: small, seedable, good enough to schedule faults.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    pub fn chance(&mut self, per_mille: u64) -> bool {
+        self.below(1000) < per_mille
+    }
+}
+
+/// The simulated network and the nodes on it.
+pub struct Net {
+    pub rng: Mutex<Rng>,
+    /// Running nodes.
+    pub up: Mutex<BTreeMap<u64, Arc<Controller>>>,
+    /// Directed links that drop everything.
+    pub cut: Mutex<BTreeSet<(u64, u64)>>,
+    /// Requests or answers lost, per mille.
+    loss_per_mille: u64,
+}
+
+impl Net {
+    /// Whether a message from `from` gets to `to` now (the client is always
+    /// up, and never cut off).
+    fn link_up(&self, from: u64, to: u64) -> bool {
+        let up = |id: u64| id == CLIENT || self.up.lock().contains_key(&id);
+        (from == to || !self.cut.lock().contains(&(from, to))) && up(from) && up(to)
+    }
+
+    fn reachable(&self, from: u64, to: u64) -> Option<Arc<Controller>> {
+        if !self.link_up(from, to) {
+            return None;
+        }
+        self.up.lock().get(&to).cloned()
+    }
+
+    /// Carries a message from `from` to `to`: a short delay, then the
+    /// receiving node if the link is up and the message not lost.
+    pub async fn deliver(&self, from: u64, to: u64) -> Option<Arc<Controller>> {
+        let (delay, lost) = {
+            let mut rng = self.rng.lock();
+            (1 + rng.below(10), rng.chance(self.loss_per_mille))
+        };
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        if lost {
+            return None;
+        }
+        self.reachable(from, to)
+    }
+
+    /// Whether an answer from `to` makes it back to `from`.
+    pub async fn answer_arrives(&self, from: u64, to: u64) -> bool {
+        let (delay, lost) = {
+            let mut rng = self.rng.lock();
+            (1 + rng.below(10), rng.chance(self.loss_per_mille))
+        };
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        !lost && self.link_up(to, from)
+    }
+}
+
+struct SimNetwork {
+    from: u64,
+    net: Arc<Net>,
+}
+
+struct SimPeer {
+    from: u64,
+    to: u64,
+    net: Arc<Net>,
+}
+
+impl RaftNetworkFactory<MetadataRaft> for SimNetwork {
+    type Network = SimPeer;
+
+    async fn new_client(&mut self, target: u64, _node: &ControllerNode) -> SimPeer {
+        SimPeer {
+            from: self.from,
+            to: target,
+            net: Arc::clone(&self.net),
+        }
+    }
+}
+
+fn unreachable<E: std::error::Error>() -> RPCError<u64, ControllerNode, E> {
+    RPCError::Unreachable(Unreachable::new(&std::io::Error::other("link down")))
+}
+
+fn lost<E: std::error::Error>() -> RPCError<u64, ControllerNode, E> {
+    RPCError::Network(NetworkError::new(&std::io::Error::other("answer lost")))
+}
+
+impl RaftNetwork<MetadataRaft> for SimPeer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<MetadataRaft>,
+        _option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, ControllerNode, RaftError<u64>>> {
+        let node = self
+            .net
+            .deliver(self.from, self.to)
+            .await
+            .ok_or_else(unreachable)?;
+        let r = node.quorum().raft().append_entries(rpc).await;
+        drop(node);
+        if !self.net.answer_arrives(self.from, self.to).await {
+            return Err(lost());
+        }
+        r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.to, e)))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<MetadataRaft>,
+        _option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, ControllerNode, RaftError<u64, InstallSnapshotError>>,
+    > {
+        let node = self
+            .net
+            .deliver(self.from, self.to)
+            .await
+            .ok_or_else(unreachable)?;
+        let r = node.quorum().raft().install_snapshot(rpc).await;
+        drop(node);
+        if !self.net.answer_arrives(self.from, self.to).await {
+            return Err(lost());
+        }
+        r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.to, e)))
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        _option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, ControllerNode, RaftError<u64>>> {
+        let node = self
+            .net
+            .deliver(self.from, self.to)
+            .await
+            .ok_or_else(unreachable)?;
+        let r = node.quorum().raft().vote(rpc).await;
+        drop(node);
+        if !self.net.answer_arrives(self.from, self.to).await {
+            return Err(lost());
+        }
+        r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.to, e)))
+    }
+}
+
+/// What the quorum monitors saw.
+#[derive(Default)]
+pub struct Observed {
+    /// Term → nodes seen leading it.
+    pub leaders: BTreeMap<u64, BTreeSet<u64>>,
+    /// Images that named a fenced broker as a leader.
+    pub fenced_leaders: Vec<String>,
+}
+
+/// Three nodes on the simulated network.
+pub struct Cluster {
+    pub net: Arc<Net>,
+    /// Each node's directory: its metadata log and, with a data plane, its
+    /// partition logs (as a combined node's first log directory).
+    pub dirs: BTreeMap<u64, PathBuf>,
+    stops: Mutex<BTreeMap<u64, watch::Sender<bool>>>,
+    pub observed: Arc<Mutex<Observed>>,
+    pub crashes: AtomicU64,
+    /// Each node's incarnation: how often it was started.
+    incarnations: Mutex<BTreeMap<u64, u64>>,
+    /// Each broker's registration: its node's incarnation and the broker
+    /// epoch.
+    registrations: Mutex<BTreeMap<u64, (u64, i64)>>,
+    _temp: tempfile::TempDir,
+}
+
+fn voters() -> BTreeMap<u64, ControllerNode> {
+    NODES
+        .iter()
+        .map(|id| {
+            (
+                *id,
+                ControllerNode {
+                    host: "sim".into(),
+                    port: *id as u16,
+                },
+            )
+        })
+        .collect()
+}
+
+impl Cluster {
+    pub fn new(seed: u64) -> Self {
+        let temp = tempfile::tempdir().unwrap();
+        let dirs = NODES
+            .iter()
+            .map(|id| {
+                let dir = temp.path().join(format!("node-{id}"));
+                std::fs::create_dir_all(&dir).unwrap();
+                (*id, dir)
+            })
+            .collect();
+        Self {
+            net: Arc::new(Net {
+                rng: Mutex::new(Rng(seed)),
+                up: Mutex::new(BTreeMap::new()),
+                cut: Mutex::new(BTreeSet::new()),
+                loss_per_mille: 20,
+            }),
+            dirs,
+            stops: Mutex::new(BTreeMap::new()),
+            observed: Arc::new(Mutex::new(Observed::default())),
+            crashes: AtomicU64::new(0),
+            incarnations: Mutex::new(BTreeMap::new()),
+            registrations: Mutex::new(BTreeMap::new()),
+            _temp: temp,
+        }
+    }
+
+    /// The running node `id`.
+    pub fn node(&self, id: u64) -> Option<Arc<Controller>> {
+        self.net.up.lock().get(&id).cloned()
+    }
+
+    /// How often node `id` was started.
+    pub fn incarnation(&self, id: u64) -> u64 {
+        self.incarnations.lock().get(&id).copied().unwrap_or(0)
+    }
+
+    /// The broker epoch of node `id`'s broker, when it registered since
+    /// the node last started.
+    pub fn broker_epoch(&self, id: u64) -> Option<i64> {
+        let current = self.incarnation(id);
+        self.registrations
+            .lock()
+            .get(&id)
+            .filter(|(incarnation, _)| *incarnation == current)
+            .map(|(_, epoch)| *epoch)
+    }
+
+    pub async fn start_node(&self, id: u64) {
+        let config = QuorumConfig {
+            node_id: id,
+            voters: voters(),
+            heartbeat_interval: Duration::from_millis(50),
+            election_timeout: (Duration::from_millis(300), Duration::from_millis(600)),
+            local_address: None,
+        };
+        let net = Arc::clone(&self.net);
+        let quorum = MetadataQuorum::start_with_network(
+            &self.dirs[&id],
+            false,
+            CLUSTER_ID,
+            config,
+            |_contacts: PeerContacts| SimNetwork { from: id, net },
+        )
+        .await
+        .expect("the quorum starts");
+        let channel = ControllerChannel::new(CLUSTER_ID.into(), id, voters(), None);
+        let controller = Arc::new(Controller::from_parts(
+            CLUSTER_ID.into(),
+            ControllerConfig {
+                node_id: id as i32,
+                num_partitions: 1,
+                default_replication_factor: 1,
+                delete_topic_enable: true,
+                unclean_leader_election_enable: false,
+                broker_session_timeout: Duration::from_millis(1_500),
+                leader_imbalance_check_interval: Some(Duration::from_secs(5)),
+            },
+            quorum,
+            channel,
+        ));
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(controller.quorum().clone().run_leader_lease());
+        tokio::spawn(Arc::clone(&controller).run_broker_sessions(stopped.clone()));
+        tokio::spawn(Arc::clone(&controller).run_leader_rebalance(stopped));
+        self.watch_node(id, &controller);
+        self.stops.lock().insert(id, stop);
+        *self.incarnations.lock().entry(id).or_default() += 1;
+        self.net.up.lock().insert(id, controller);
+    }
+
+    /// Starts every node, 17 ms apart. openraft checks its election
+    /// timeout on a tick (1.5 heartbeat intervals: 75 ms); nodes started at
+    /// the same virtual instant tick in phase, and two that drew timeouts
+    /// in the same tick split every vote forever, a livelock only virtual
+    /// time can produce. Apart by more than the network's delay, one
+    /// always asks first.
+    pub async fn start_all(&self) {
+        for id in NODES {
+            self.start_node(id).await;
+            tokio::time::sleep(Duration::from_millis(17)).await;
+        }
+    }
+
+    /// Records every term this node leads and checks every image it
+    /// publishes.
+    fn watch_node(&self, id: u64, controller: &Arc<Controller>) {
+        let mut metrics = controller.quorum().raft().metrics();
+        let observed = Arc::clone(&self.observed);
+        tokio::spawn(async move {
+            loop {
+                {
+                    let m = metrics.borrow_and_update();
+                    if m.state == ServerState::Leader {
+                        observed
+                            .lock()
+                            .leaders
+                            .entry(m.current_term)
+                            .or_default()
+                            .insert(id);
+                    }
+                }
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut images = controller.subscribe();
+        let observed = Arc::clone(&self.observed);
+        tokio::spawn(async move {
+            loop {
+                let image = images.borrow_and_update().clone();
+                if let Some(bad) = fenced_leader(&image) {
+                    observed
+                        .lock()
+                        .fenced_leaders
+                        .push(format!("node {id} at offset {}: {bad}", image.offset));
+                }
+                if images.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    pub async fn crash_node(&self, id: u64) {
+        let Some(controller) = self.net.up.lock().remove(&id) else {
+            return;
+        };
+        self.crashes.fetch_add(1, Ordering::Relaxed);
+        if let Some(stop) = self.stops.lock().remove(&id) {
+            let _ = stop.send(true);
+        }
+        let _ = controller.shutdown().await;
+    }
+
+    /// Sends `op` from node `from` to whichever node leads, as a broker or
+    /// client on `from` would (through the network).
+    pub async fn route(&self, from: u64, op: ControllerOp) -> Option<ControllerOpResult> {
+        let leader = self
+            .net
+            .up
+            .lock()
+            .iter()
+            .find(|(_, c)| c.quorum().is_leader())
+            .map(|(id, _)| *id)?;
+        let node = self.net.deliver(from, leader).await?;
+        // Like a real client, give up after a while (a leader cut off from
+        // the others never commits); the write may still commit later,
+        // unacknowledged.
+        let answer = tokio::time::timeout(REQUEST_TIMEOUT, node.execute_here(op)).await;
+        drop(node);
+        let answer = answer.ok()?;
+        self.net
+            .answer_arrives(from, leader)
+            .await
+            .then_some(answer)
+    }
+
+    /// Ends every cut and restarts every node that is down.
+    pub async fn heal(&self) {
+        self.net.cut.lock().clear();
+        for id in NODES {
+            if self.node(id).is_none() {
+                self.start_node(id).await;
+            }
+        }
+    }
+
+    /// Waits up to `within` until the quorum has a leader, every broker is
+    /// unfenced, every node's image is the same, and `also` holds.
+    pub async fn converge(&self, within: Duration, also: impl Fn() -> bool) -> bool {
+        tokio::time::timeout(within, async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let nodes: Vec<Arc<Controller>> = self.net.up.lock().values().cloned().collect();
+                let images: Vec<Arc<MetadataImage>> = nodes.iter().map(|c| c.image()).collect();
+                let leader = nodes.iter().any(|c| c.quorum().is_leader());
+                let all_unfenced = images[0].unfenced_brokers().count() == NODES.len();
+                if leader && all_unfenced && images.iter().all(|i| **i == *images[0]) && also() {
+                    return;
+                }
+            }
+        })
+        .await
+        .is_ok()
+    }
+
+    /// The running nodes.
+    pub fn nodes(&self) -> Vec<(u64, Arc<Controller>)> {
+        self.net
+            .up
+            .lock()
+            .iter()
+            .map(|(id, c)| (*id, Arc::clone(c)))
+            .collect()
+    }
+
+    /// Checks what the monitors saw: at most one leader per term, no image
+    /// naming a fenced broker as a leader, leadership moved at least once;
+    /// then that every node's log agrees entry by entry up to the commit
+    /// point, which it returns (index, payload as JSON).
+    pub async fn check_quorum(&self, seed: u64) -> Vec<(u64, String)> {
+        let observed = std::mem::take(&mut *self.observed.lock());
+        for (term, leaders) in &observed.leaders {
+            assert!(
+                leaders.len() <= 1,
+                "seed {seed}: term {term} had leaders {leaders:?}"
+            );
+        }
+        assert!(
+            observed.fenced_leaders.is_empty(),
+            "seed {seed}: {} images had fenced leaders, first: {:?}",
+            observed.fenced_leaders.len(),
+            observed.fenced_leaders.iter().take(5).collect::<Vec<_>>()
+        );
+        assert!(
+            observed.leaders.len() >= 2,
+            "seed {seed}: the faults never moved leadership"
+        );
+        let nodes = self.nodes();
+        // What every node has applied: the controllers still run (a leader
+        // rebalance may commit more while this reads).
+        let applied = nodes.iter().map(|(_, c)| c.image().offset).min().unwrap();
+        let mut logs = Vec::new();
+        for (_, c) in &nodes {
+            let mut store = c.quorum().log_store().clone();
+            let entries = store.try_get_log_entries(0..=applied as u64).await.unwrap();
+            let payloads: Vec<(u64, String)> = entries
+                .iter()
+                .map(|e| (e.log_id.index, serde_json::to_string(&e.payload).unwrap()))
+                .collect();
+            logs.push(payloads);
+        }
+        for (i, log) in logs.iter().enumerate().skip(1) {
+            assert_eq!(
+                log, &logs[0],
+                "seed {seed}: node {} and node {} logs differ",
+                nodes[i].0, nodes[0].0
+            );
+        }
+        eprintln!(
+            "seed {seed}: {} terms with a leader, {} crashes, {} log entries",
+            observed.leaders.len(),
+            self.crashes.load(Ordering::Relaxed),
+            logs[0].len()
+        );
+        logs.swap_remove(0)
+    }
+
+    pub async fn shutdown(&self) {
+        for (_, c) in self.nodes() {
+            let _ = c.shutdown().await;
+        }
+    }
+}
+
+/// A partition led by a broker that is fenced or unknown, if any.
+fn fenced_leader(image: &MetadataImage) -> Option<String> {
+    for topic in image.topics() {
+        for (index, p) in &topic.partitions {
+            if p.leader >= 0 && image.broker(p.leader).is_none_or(|b| b.fenced) {
+                return Some(format!("{}-{index} led by {}", topic.name, p.leader));
+            }
+        }
+    }
+    None
+}
+
+/// The broker on node `id`: registers once per node incarnation (again
+/// when its registration is refused or expired), heartbeats while its node
+/// runs.
+pub async fn run_broker(cluster: Arc<Cluster>, id: u64, mut stop: watch::Receiver<bool>) {
+    // One incarnation id per start of the node, as a broker process has.
+    let mut incarnation_id = (0, Uuid::nil());
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(HEARTBEAT_EVERY) => {}
+            _ = stop.changed() => return,
+        }
+        let Some(node) = cluster.node(id) else {
+            continue;
+        };
+        let applied = node.image().offset;
+        drop(node);
+        let incarnation = cluster.incarnation(id);
+        if incarnation_id.0 != incarnation {
+            incarnation_id = (incarnation, Uuid::new_v4());
+        }
+        match cluster.broker_epoch(id) {
+            None => {
+                let registration = BrokerRegistration {
+                    broker_id: id as i32,
+                    incarnation_id: incarnation_id.1,
+                    broker_epoch: 0,
+                    endpoints: Vec::new(),
+                    rack: None,
+                    fenced: true,
+                };
+                if let Some(ControllerOpResult::RegisterBroker(Ok(epoch))) = cluster
+                    .route(id, ControllerOp::RegisterBroker(registration))
+                    .await
+                {
+                    cluster
+                        .registrations
+                        .lock()
+                        .insert(id, (incarnation, epoch));
+                }
+            }
+            Some(broker_epoch) => {
+                let heartbeat = BrokerHeartbeat {
+                    broker_id: id as i32,
+                    broker_epoch,
+                    applied_offset: applied,
+                    want_shutdown: false,
+                };
+                if let Some(ControllerOpResult::BrokerHeartbeat(Err(e))) = cluster
+                    .route(id, ControllerOp::BrokerHeartbeat(heartbeat))
+                    .await
+                {
+                    if e.code == ErrorCode::StaleBrokerEpoch
+                        || e.code == ErrorCode::BrokerIdNotRegistered
+                    {
+                        cluster.registrations.lock().remove(&id);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One random fault (or repair).
+pub async fn inject_fault(cluster: &Cluster) {
+    let (action, a, b) = {
+        let mut rng = cluster.net.rng.lock();
+        (rng.below(10), 1 + rng.below(3), 1 + rng.below(3))
+    };
+    let down: Vec<u64> = NODES
+        .iter()
+        .copied()
+        .filter(|id| cluster.node(*id).is_none())
+        .collect();
+    match action {
+        // Crash a node (at most one down at a time keeps a majority most
+        // of the run; cuts can still take it away).
+        0 | 1 if down.is_empty() => cluster.crash_node(a).await,
+        0..=2 => {
+            for id in down {
+                cluster.start_node(id).await;
+            }
+        }
+        // Cut one link, both ways.
+        3 | 4 if a != b => {
+            let mut cut = cluster.net.cut.lock();
+            cut.insert((a, b));
+            cut.insert((b, a));
+        }
+        // Isolate a node.
+        5 => {
+            let mut cut = cluster.net.cut.lock();
+            for other in NODES {
+                if other != a {
+                    cut.insert((a, other));
+                    cut.insert((other, a));
+                }
+            }
+        }
+        // Heal everything.
+        6 | 7 => cluster.net.cut.lock().clear(),
+        _ => {}
+    }
+}
+
+/// Injects faults at random intervals for `phase` of virtual time.
+pub async fn run_faults(cluster: &Cluster, phase: Duration) {
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < phase {
+        let pause = 300 + cluster.net.rng.lock().below(1_500);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        inject_fault(cluster).await;
+    }
+}
+
+/// The seeds to run: `STROM_SIM_SEEDS=7,8` or `default`.
+pub fn seeds(default: std::ops::RangeInclusive<u64>) -> Vec<u64> {
+    match std::env::var("STROM_SIM_SEEDS") {
+        Ok(list) => list
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect(),
+        Err(_) => default.collect(),
+    }
+}
+
+/// Log lines stamped with virtual time.
+struct VirtualTime(tokio::time::Instant);
+
+impl tracing_subscriber::fmt::time::FormatTime for VirtualTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        let t = tokio::time::Instant::now().saturating_duration_since(self.0);
+        write!(w, "{:>9.3}s", t.as_secs_f64())
+    }
+}
+
+/// Runs `run(seed)` for each seed on its own paused runtime, failing a run
+/// that does not end within `within` of virtual time. `STROM_SIM_LOG`
+/// (an env filter such as `info`) prints the nodes' logs on virtual time.
+pub fn run_seeds<F: Future<Output = ()>>(
+    seeds: Vec<u64>,
+    within: Duration,
+    run: impl Fn(u64) -> F,
+) {
+    for seed in seeds {
+        let _log = std::env::var("STROM_SIM_LOG").ok().map(|filter| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_timer(VirtualTime(tokio::time::Instant::now()))
+                .with_writer(std::io::stderr)
+                .finish();
+            tracing::subscriber::set_default(subscriber)
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        // A run that hangs ends in virtual time, not CI time.
+        let finished = runtime.block_on(async { tokio::time::timeout(within, run(seed)).await });
+        assert!(finished.is_ok(), "seed {seed}: the run hung");
+        eprintln!("seed {seed}: invariants held");
+    }
+}
