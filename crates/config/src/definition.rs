@@ -67,6 +67,8 @@ pub enum Validator {
     ListOf(&'static [&'static str]),
     /// A non-empty list.
     NonEmptyList,
+    /// `*` or `partition:broker` items (see [`crate::throttle`]).
+    ThrottledReplicas,
 }
 
 /// Smallest i64 accepted, for ranges open below.
@@ -199,6 +201,9 @@ impl ConfigDef {
                     Ok(())
                 }
             }
+            (Validator::ThrottledReplicas, ConfigValue::List(items)) => {
+                crate::throttle::ThrottledReplicas::parse(items).map(|_| ())
+            }
             _ => Ok(()),
         }
     }
@@ -212,6 +217,7 @@ impl ConfigDef {
             Validator::OneOf(a) | Validator::OneOfIgnoreCase(a) => a.join(", "),
             Validator::ListOf(a) => format!("list of {}", a.join(", ")),
             Validator::NonEmptyList => "non-empty list".into(),
+            Validator::ThrottledReplicas => "* or a list of [partitionId]:[brokerId]".into(),
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod error;
 pub mod listener;
 pub mod properties;
 pub mod source;
+pub mod throttle;
 pub mod topic;
 
 pub use broker::{

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use crate::definition::{ConfigDef, ConfigType, ConfigValue, Validator, NO_MAX};
 use crate::error::ConfigError;
 use crate::source::{ConfigSource, ConfigSynonym, DescribedConfig};
+use crate::throttle::ThrottledReplicas;
 
 /// A broker key that provides a topic key's default, with the factor that
 /// converts its unit to the topic key's unit (e.g. hours → ms).
@@ -131,6 +132,14 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "Force an fsync when data is older than this many milliseconds."
     ),
     topic_key!(
+        "follower.replication.throttled.replicas",
+        List,
+        Some(""),
+        Validator::ThrottledReplicas,
+        [],
+        "Replicas (partition:broker, or *) whose replication the follower throttles to follower.replication.throttled.rate."
+    ),
+    topic_key!(
         "index.interval.bytes",
         Int,
         Some("4096"),
@@ -211,6 +220,14 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         },
         [syn("log.cleaner.min.compaction.lag.ms")],
         "Shortest time a message stays uncompacted."
+    ),
+    topic_key!(
+        "leader.replication.throttled.replicas",
+        List,
+        Some(""),
+        Validator::ThrottledReplicas,
+        [],
+        "Replicas (partition:broker, or *) whose replication the leader throttles to leader.replication.throttled.rate."
     ),
     topic_key!(
         "min.insync.replicas",
@@ -512,6 +529,10 @@ pub struct TopicConfig {
     pub segment_ms: i64,
     /// `unclean.leader.election.enable`.
     pub unclean_leader_election_enable: bool,
+    /// `leader.replication.throttled.replicas`.
+    pub leader_replication_throttled_replicas: ThrottledReplicas,
+    /// `follower.replication.throttled.replicas`.
+    pub follower_replication_throttled_replicas: ThrottledReplicas,
 }
 
 impl TopicConfig {
@@ -547,6 +568,18 @@ impl TopicConfig {
             ConfigValue::List(items) => items,
             _ => Vec::new(),
         };
+        let throttled = |name: &'static str| -> Result<ThrottledReplicas, ConfigError> {
+            match value(name)? {
+                ConfigValue::List(items) => {
+                    ThrottledReplicas::parse(&items).map_err(|message| ConfigError::Invalid {
+                        key: name.to_string(),
+                        value: items.join(","),
+                        message,
+                    })
+                }
+                _ => Ok(ThrottledReplicas::None),
+            }
+        };
         let narrow = |name: &'static str| -> Result<i32, ConfigError> {
             i32::try_from(int(name)?).map_err(|_| ConfigError::Invalid {
                 key: name.to_string(),
@@ -579,6 +612,12 @@ impl TopicConfig {
             segment_jitter_ms: int("segment.jitter.ms")?,
             segment_ms: int("segment.ms")?,
             unclean_leader_election_enable: boolean("unclean.leader.election.enable")?,
+            leader_replication_throttled_replicas: throttled(
+                "leader.replication.throttled.replicas",
+            )?,
+            follower_replication_throttled_replicas: throttled(
+                "follower.replication.throttled.replicas",
+            )?,
         })
     }
 
@@ -607,6 +646,8 @@ impl TopicConfig {
                 segment_jitter_ms: 0,
                 segment_ms: 604_800_000,
                 unclean_leader_election_enable: false,
+                leader_replication_throttled_replicas: ThrottledReplicas::None,
+                follower_replication_throttled_replicas: ThrottledReplicas::None,
             }
         })
     }

@@ -22,6 +22,7 @@ use strom_protocol::ErrorCode;
 use tokio::sync::{watch, Mutex};
 use uuid::Uuid;
 
+use crate::config_change::{config_change_records, ConfigChange};
 use crate::election::{self, elect_leaders, preferred_leaders, ElectionResult, ElectionType};
 use crate::error::{ApiError, ControllerError};
 use crate::forwarding::ControllerChannel;
@@ -345,6 +346,13 @@ impl Controller {
                     .reassign_partitions_here(&partitions, allow_replication_factor_change)
                     .await;
                 ControllerOpResult::AlterPartitionReassignments(r, o)
+            }
+            ControllerOp::IncrementalAlterConfigs {
+                changes,
+                validate_only,
+            } => {
+                let (r, o) = self.alter_configs_here(&changes, validate_only).await;
+                ControllerOpResult::IncrementalAlterConfigs(r, o)
             }
             ControllerOp::AddObserver { node_id, endpoint } => ControllerOpResult::AddObserver(
                 self.quorum
@@ -1290,6 +1298,57 @@ impl Controller {
         (results, offset)
     }
 
+    /// IncrementalAlterConfigs: each resource's outcome (see
+    /// [`crate::config_change`]).
+    pub async fn incremental_alter_configs(
+        &self,
+        changes: Vec<ConfigChange>,
+        validate_only: bool,
+        timeout: Duration,
+    ) -> (Vec<Result<(), ApiError>>, Option<CommitOffset>) {
+        let n = changes.len();
+        let op = ControllerOp::IncrementalAlterConfigs {
+            changes,
+            validate_only,
+        };
+        match self.route(op, timeout).await {
+            Ok(ControllerOpResult::IncrementalAlterConfigs(r, o)) => (r, o),
+            Ok(other) => every_request_failed(n, &unexpected(other)),
+            Err(e) => every_request_failed(n, &e),
+        }
+    }
+
+    async fn alter_configs_here(
+        &self,
+        changes: &[ConfigChange],
+        validate_only: bool,
+    ) -> (Vec<Result<(), ApiError>>, Option<CommitOffset>) {
+        let _guard = self.write_lock.lock().await;
+        let image = match self.current_image().await {
+            Ok(image) => image,
+            Err(e) => return every_request_failed(changes.len(), &e.to_api_error()),
+        };
+        let mut results = Vec::new();
+        let mut records = Vec::new();
+        for change in changes {
+            match config_change_records(&image, change) {
+                Ok(these) => {
+                    results.push(Ok(()));
+                    records.extend(these);
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        if validate_only || records.is_empty() {
+            return (results, None);
+        }
+        let (results, offset) = self.commit_for(results, records).await;
+        if offset.is_some() {
+            tracing::info!(resources = changes.len(), "altered configs");
+        }
+        (results, offset)
+    }
+
     /// Moves leadership back to preferred replicas every
     /// `leader.imbalance.check.interval.seconds` while this node is the
     /// active controller (`auto.leader.rebalance.enable`); runs until
@@ -1350,7 +1409,8 @@ fn lost_leadership(answer: &ControllerOpResult) -> bool {
         ControllerOpResult::ElectLeaders(r, None) => {
             !r.is_empty() && r.iter().all(|(_, x)| x.as_ref().is_err_and(lost))
         }
-        ControllerOpResult::AlterPartitionReassignments(r, None) => {
+        ControllerOpResult::AlterPartitionReassignments(r, None)
+        | ControllerOpResult::IncrementalAlterConfigs(r, None) => {
             !r.is_empty() && r.iter().all(|x| x.as_ref().is_err_and(lost))
         }
         ControllerOpResult::RegisterBroker(Err(e))

@@ -15,6 +15,7 @@
     allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+pub mod config_change;
 pub mod controller;
 pub mod election;
 pub mod error;

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use strom_metadata::BrokerRegistration;
 use uuid::Uuid;
 
+use crate::config_change::ConfigChange;
 use crate::controller::{CommitOffset, CreatePartitions, CreateTopic, CreatedTopic, TopicRef};
 use crate::election::{ElectionResult, ElectionType};
 use crate::error::ApiError;
@@ -96,6 +97,13 @@ pub enum ControllerOp {
         /// Whether the replication factor may change (v1).
         allow_replication_factor_change: bool,
     },
+    /// IncrementalAlterConfigs.
+    IncrementalAlterConfigs {
+        /// Each resource's changes.
+        changes: Vec<ConfigChange>,
+        /// Validate only.
+        validate_only: bool,
+    },
     /// A broker-only node asks to follow the metadata log as an observer,
     /// replicated to at `endpoint`.
     AddObserver {
@@ -125,6 +133,8 @@ pub enum ControllerOpResult {
     ElectLeaders(Vec<ElectionResult>, Option<CommitOffset>),
     /// To AlterPartitionReassignments: each partition's outcome.
     AlterPartitionReassignments(Vec<Result<(), ApiError>>, Option<CommitOffset>),
+    /// To IncrementalAlterConfigs: each resource's outcome.
+    IncrementalAlterConfigs(Vec<Result<(), ApiError>>, Option<CommitOffset>),
     /// To DescribeQuorum.
     DescribeQuorum(QuorumDescription),
     /// To AddObserver.

@@ -28,6 +28,7 @@ pub mod follower_progress;
 pub mod partition;
 pub mod replica_fetcher;
 pub mod replica_manager;
+pub mod replication_quota;
 
 pub use clock::lag_clock_ms;
 pub use error::ReplicaError;

@@ -18,6 +18,10 @@
 //!   again after a short pause (a failed connection waits the full
 //!   `replica.fetch.backoff.ms`).
 //!
+//! Replicas the topic lists in `follower.replication.throttled.replicas`
+//! and out of the ISR count against the follower quota and are left out
+//! of fetches while it is spent (see [`crate::replication_quota`]).
+//!
 //! The set of partitions comes through a watch channel from
 //! [`crate::ReplicaManager::sync_fetchers`], which starts and stops these
 //! tasks as leadership moves.
@@ -38,9 +42,13 @@ use tokio::sync::watch;
 use crate::broker_client::BrokerClient;
 use crate::clock::now_ms;
 use crate::partition::Partition;
+use crate::replication_quota::ReplicationQuota;
 
 /// How soon a fetch is retried after the leader refused a partition.
 const PARTITION_ERROR_RETRY: Duration = Duration::from_millis(50);
+
+/// How soon a fetcher whose every partition is throttled looks again.
+const THROTTLED_RETRY: Duration = Duration::from_millis(100);
 
 /// The Fetch version followers send (topic names, diverging epochs).
 const FOLLOWER_FETCH_VERSION: i16 = 12;
@@ -62,6 +70,7 @@ pub async fn run_replica_fetcher(
     leader: i32,
     address: String,
     config: FetcherConfig,
+    quota: Arc<ReplicationQuota>,
     mut partitions: watch::Receiver<Vec<Arc<Partition>>>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -78,7 +87,15 @@ pub async fn run_replica_fetcher(
         if *stop.borrow() {
             return;
         }
-        let followed = partitions.borrow_and_update().clone();
+        let mut followed = partitions.borrow_and_update().clone();
+        // Throttled replicas wait while the quota is spent.
+        if quota.is_exceeded() {
+            followed.retain(|p| !follower_throttles(p, config.node_id));
+            if followed.is_empty() {
+                pause(THROTTLED_RETRY.min(backoff), &mut stop).await;
+                continue;
+            }
+        }
         if followed.is_empty() {
             tokio::select! {
                 changed = partitions.changed() => if changed.is_err() { return },
@@ -140,11 +157,18 @@ pub async fn run_replica_fetcher(
                 }
             }
         }
+        let node_id = config.node_id;
+        let quota = Arc::clone(&quota);
         let applied = tokio::task::spawn_blocking(move || {
             // Every answer is applied, whatever the others did.
             let applied: Vec<bool> = answers
                 .into_iter()
-                .map(|(p, data)| apply_fetched(&p, data))
+                .map(|(p, data)| {
+                    if follower_throttles(&p, node_id) {
+                        quota.record(data.records.as_ref().map_or(0, |r| r.len()));
+                    }
+                    apply_fetched(&p, data)
+                })
                 .collect();
             applied.iter().all(|ok| *ok)
         })
@@ -158,6 +182,17 @@ pub async fn run_replica_fetcher(
             pause(PARTITION_ERROR_RETRY.min(backoff), &mut stop).await;
         }
     }
+}
+
+/// Whether this follower throttles its fetches of `p`: the topic lists
+/// this replica (`follower.replication.throttled.replicas`) and it is out
+/// of the ISR.
+pub fn follower_throttles(p: &Partition, node_id: i32) -> bool {
+    !p.state().isr.contains(&node_id)
+        && p.log()
+            .config()
+            .follower_replication_throttled_replicas
+            .contains(p.topic_partition().partition, node_id)
 }
 
 async fn pause(backoff: Duration, stop: &mut watch::Receiver<bool>) {

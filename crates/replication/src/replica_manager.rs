@@ -35,6 +35,9 @@ use uuid::Uuid;
 use crate::clock::{lag_clock_ms, now_ms};
 use crate::error::ReplicaError;
 use crate::partition::{Partition, PartitionState};
+use crate::replication_quota::ReplicationQuota;
+use strom_config::throttle::{throttled_rate, FOLLOWER_THROTTLED_RATE, LEADER_THROTTLED_RATE};
+use strom_metadata::ConfigResourceType;
 
 /// Runs `f`, turning a panic (a bug, already logged by the panic hook) into
 /// an error for this partition only.
@@ -175,6 +178,10 @@ pub struct ReplicaManager {
     applied_offset: watch::Sender<i64>,
     /// One fetcher task per leader this broker follows partitions of.
     fetchers: Mutex<HashMap<i32, FetcherHandle>>,
+    /// What this broker sends, as leader, to throttled replicas.
+    leader_quota: Arc<ReplicationQuota>,
+    /// What this broker fetches, as follower, for throttled replicas.
+    follower_quota: Arc<ReplicationQuota>,
 }
 
 /// A running fetcher: where it fetches from, its partitions, its stop.
@@ -197,6 +204,8 @@ impl ReplicaManager {
             configs: Mutex::new(HashMap::new()),
             applied_offset,
             fetchers: Mutex::new(HashMap::new()),
+            leader_quota: Arc::new(ReplicationQuota::default()),
+            follower_quota: Arc::new(ReplicationQuota::default()),
         }
     }
 
@@ -258,6 +267,7 @@ impl ReplicaManager {
                         leader,
                         address.clone(),
                         config.clone(),
+                        Arc::clone(&self.follower_quota),
                         partitions_rx,
                         stopped,
                     ));
@@ -407,7 +417,31 @@ impl ReplicaManager {
                 },
             }
         }
+        let own = image.configs(ConfigResourceType::Broker, &self.node_id.to_string());
+        let cluster_default = image.configs(ConfigResourceType::Broker, "");
+        self.leader_quota.set_rate(throttled_rate(
+            &own,
+            &cluster_default,
+            LEADER_THROTTLED_RATE,
+        ));
+        self.follower_quota.set_rate(throttled_rate(
+            &own,
+            &cluster_default,
+            FOLLOWER_THROTTLED_RATE,
+        ));
         self.applied_offset.send_replace(image.offset);
+    }
+
+    /// The quota of what this broker sends, as leader, to throttled
+    /// replicas.
+    pub fn leader_quota(&self) -> &Arc<ReplicationQuota> {
+        &self.leader_quota
+    }
+
+    /// The quota of what this broker fetches, as follower, for throttled
+    /// replicas.
+    pub fn follower_quota(&self) -> &Arc<ReplicationQuota> {
+        &self.follower_quota
     }
 
     /// The metadata offset the hosted partitions reflect.
@@ -548,9 +582,11 @@ impl ReplicaManager {
             // the wait would run to its deadline).
             let baseline = appended(&live);
             let (live2, parts2) = (Arc::clone(&live), Arc::clone(&partitions));
-            let results = tokio::task::spawn_blocking(move || read_pass(&live2, &parts2, params))
-                .await
-                .unwrap_or_default();
+            let quota = Arc::clone(&self.leader_quota);
+            let results =
+                tokio::task::spawn_blocking(move || read_pass(&live2, &parts2, params, &quota))
+                    .await
+                    .unwrap_or_default();
             let total: usize = results.iter().flatten().map(|r| r.records.len()).sum();
             let any_error = errors.iter().any(Option::is_some)
                 || results.iter().flatten().any(|r| r.error.is_some());
@@ -670,10 +706,15 @@ impl ReplicaManager {
 /// One read of every live partition under Kafka's limits: each partition
 /// gets `min(partition_max_bytes, bytes left)`; until some partition returns
 /// data, a partition may return one whole batch over its limit (KIP-74).
+///
+/// For a follower out of the ISR whose replica this leader throttles
+/// (`leader.replication.throttled.replicas`), the read counts against
+/// `leader_quota`, and while that is exceeded the partition answers empty.
 fn read_pass(
     live: &[Option<Arc<Partition>>],
     partitions: &[FetchPartition],
     params: FetchParams,
+    leader_quota: &ReplicationQuota,
 ) -> Vec<Option<FetchPartitionResult>> {
     let mut left = params.max_bytes;
     let mut min_one = true;
@@ -693,10 +734,27 @@ fn read_pass(
                     Err(e) => return Some(fetch_error(p, e, true)),
                 }
             }
+            let throttled = params
+                .replica_id
+                .is_some_and(|replica| leader_throttles(p, replica));
+            if throttled && leader_quota.is_exceeded() {
+                let offsets = p.log().offsets();
+                return Some(FetchPartitionResult {
+                    error: None,
+                    records: Bytes::new(),
+                    high_watermark: offsets.high_watermark,
+                    last_stable_offset: offsets.high_watermark,
+                    log_start_offset: offsets.log_start_offset,
+                    diverging_epoch: None,
+                });
+            }
             let limit = fp.partition_max_bytes.min(left);
             Some(
                 match isolate(|| p.read(fp.fetch_offset, limit, bound, min_one)) {
                     Ok(r) => {
+                        if throttled {
+                            leader_quota.record(r.records.len());
+                        }
                         if !r.records.is_empty() {
                             min_one = false;
                         }
@@ -715,6 +773,18 @@ fn read_pass(
             )
         })
         .collect()
+}
+
+/// Whether this leader throttles what it sends `replica` of `p`: the
+/// topic lists this leader's replica of the partition and `replica` is out
+/// of the ISR.
+fn leader_throttles(p: &Partition, replica: i32) -> bool {
+    let state = p.state();
+    !state.isr.contains(&replica)
+        && p.log()
+            .config()
+            .leader_replication_throttled_replicas
+            .contains(p.topic_partition().partition, state.leader)
 }
 
 /// A partition's failed read. A follower out of range learns where this
@@ -874,11 +944,21 @@ mod tests {
         let (_dir, p) = leader();
         let live = vec![Some(Arc::clone(&p))];
         // A consumer sees nothing: the follower has not confirmed anything.
-        let r = read_pass(&live, &[fetch_at(0, -1)], params(None));
+        let r = read_pass(
+            &live,
+            &[fetch_at(0, -1)],
+            params(None),
+            &ReplicationQuota::default(),
+        );
         assert!(r[0].as_ref().unwrap().records.is_empty());
         assert_eq!(p.high_watermark(), 0);
         // The follower reads everything.
-        let r = read_pass(&live, &[fetch_at(0, -1)], params(Some(2)));
+        let r = read_pass(
+            &live,
+            &[fetch_at(0, -1)],
+            params(Some(2)),
+            &ReplicationQuota::default(),
+        );
         let r = r[0].as_ref().unwrap();
         assert!(r.error.is_none() && r.diverging_epoch.is_none());
         assert_eq!(
@@ -887,10 +967,20 @@ mod tests {
             "all three batches"
         );
         // Its next fetch says it has them: the high watermark follows.
-        read_pass(&live, &[fetch_at(6, 3)], params(Some(2)));
+        read_pass(
+            &live,
+            &[fetch_at(6, 3)],
+            params(Some(2)),
+            &ReplicationQuota::default(),
+        );
         assert_eq!(p.high_watermark(), 6);
         // A broker that is not a replica is refused.
-        let r = read_pass(&live, &[fetch_at(0, -1)], params(Some(9)));
+        let r = read_pass(
+            &live,
+            &[fetch_at(0, -1)],
+            params(Some(9)),
+            &ReplicationQuota::default(),
+        );
         assert_eq!(
             r[0].as_ref()
                 .unwrap()
@@ -905,12 +995,22 @@ mod tests {
     fn a_follower_in_an_epoch_unknown_here_is_out_of_range_with_the_leaders_offsets() {
         let (_dir, p) = leader();
         let live = vec![Some(Arc::clone(&p))];
-        read_pass(&live, &[fetch_at(4, 3)], params(Some(2)));
+        read_pass(
+            &live,
+            &[fetch_at(4, 3)],
+            params(Some(2)),
+            &ReplicationQuota::default(),
+        );
         assert_eq!(p.high_watermark(), 4);
         // Epoch 7 is newer than anything this log knows: nothing tells
         // where it ended (Kafka answers OFFSET_OUT_OF_RANGE too). The
         // follower gets this log's start and high watermark to truncate to.
-        let r = read_pass(&live, &[fetch_at(9, 7)], params(Some(2)));
+        let r = read_pass(
+            &live,
+            &[fetch_at(9, 7)],
+            params(Some(2)),
+            &ReplicationQuota::default(),
+        );
         let r = r[0].as_ref().unwrap();
         assert_eq!(
             r.error.as_ref().map(ReplicaError::error_code),
@@ -918,9 +1018,41 @@ mod tests {
         );
         assert_eq!((r.log_start_offset, r.high_watermark), (0, 4));
         // A consumer out of range gets −1, as from Kafka.
-        let r = read_pass(&live, &[fetch_at(9, -1)], params(None));
+        let r = read_pass(
+            &live,
+            &[fetch_at(9, -1)],
+            params(None),
+            &ReplicationQuota::default(),
+        );
         let r = r[0].as_ref().unwrap();
         assert_eq!((r.log_start_offset, r.high_watermark), (-1, -1));
+    }
+
+    #[test]
+    fn a_throttled_out_of_sync_follower_waits_for_the_leader_quota() {
+        let (_dir, p) = leader_partition(vec![1, 2, 3], vec![1, 2]);
+        for _ in 0..3 {
+            append(&p, &[b"a", b"b"]);
+        }
+        let overrides = [(
+            "leader.replication.throttled.replicas".to_string(),
+            "*".to_string(),
+        )]
+        .into();
+        let config = TopicConfig::resolve(&LogDefaults::kafka_defaults(), &overrides).unwrap();
+        p.log().set_config(Arc::new(config));
+        let live = vec![Some(Arc::new(p))];
+        let quota = ReplicationQuota::default();
+        quota.set_rate(1);
+        // 3 is out of the ISR: its first read is counted, then it waits.
+        let r = read_pass(&live, &[fetch_at(0, -1)], params(Some(3)), &quota);
+        assert!(!r[0].as_ref().unwrap().records.is_empty());
+        let r = read_pass(&live, &[fetch_at(0, -1)], params(Some(3)), &quota);
+        let r = r[0].as_ref().unwrap();
+        assert!(r.records.is_empty() && r.error.is_none());
+        // 2 is in the ISR: never throttled.
+        let r = read_pass(&live, &[fetch_at(0, -1)], params(Some(2)), &quota);
+        assert!(!r[0].as_ref().unwrap().records.is_empty());
     }
 
     #[test]
@@ -929,14 +1061,24 @@ mod tests {
         let live = vec![Some(Arc::clone(&p))];
         // It claims records of epoch 2 up to offset 5; this leader's log
         // starts epoch 3 at 0, so epoch 2 ended at 0.
-        let r = read_pass(&live, &[fetch_at(5, 2)], params(Some(2)));
+        let r = read_pass(
+            &live,
+            &[fetch_at(5, 2)],
+            params(Some(2)),
+            &ReplicationQuota::default(),
+        );
         let r = r[0].as_ref().unwrap();
         assert_eq!(r.diverging_epoch, Some((2, 0)));
         assert!(r.records.is_empty());
         // Not counted as progress.
         assert_eq!(p.follower_progress(2).unwrap().log_end_offset, -1);
         // Asking within the current epoch is fine.
-        let r = read_pass(&live, &[fetch_at(2, 3)], params(Some(2)));
+        let r = read_pass(
+            &live,
+            &[fetch_at(2, 3)],
+            params(Some(2)),
+            &ReplicationQuota::default(),
+        );
         assert_eq!(r[0].as_ref().unwrap().diverging_epoch, None);
         assert_eq!(p.follower_progress(2).unwrap().log_end_offset, 2);
     }

@@ -521,3 +521,140 @@ fn a_reassignment_moves_a_partition_and_can_be_cancelled() {
         topic
     )));
 }
+
+const TOPIC_RESOURCE: i8 = 2;
+const BROKER_RESOURCE: i8 = 4;
+const SET: i8 = 0;
+const DELETE: i8 = 1;
+
+/// IncrementalAlterConfigs of one resource: its error code.
+fn alter_configs(
+    node: &BrokerProcess,
+    resource_type: i8,
+    resource: &str,
+    ops: &[(&str, i8, Option<&str>)],
+) -> i16 {
+    let mut c = connect(node);
+    let configs = ops
+        .iter()
+        .map(|(k, op, v)| {
+            incremental_alter_configs_request::AlterableConfig::default()
+                .with_name(StrBytes::from_string(k.to_string()))
+                .with_config_operation(*op)
+                .with_value(v.map(|v| StrBytes::from_string(v.to_string())))
+        })
+        .collect();
+    let r: IncrementalAlterConfigsResponse = c
+        .send(
+            ApiKey::IncrementalAlterConfigs,
+            1,
+            &IncrementalAlterConfigsRequest::default().with_resources(vec![
+                incremental_alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(resource_type)
+                    .with_resource_name(StrBytes::from_string(resource.to_string()))
+                    .with_configs(configs),
+            ]),
+        )
+        .unwrap();
+    r.responses[0].error_code
+}
+
+#[test]
+fn a_throttled_reassignment_moves_no_faster_than_its_rate() {
+    let mut cluster = Cluster::start_with_roles(
+        BIN,
+        &["controller", "broker", "broker", "broker"],
+        &["replica.lag.time.max.ms=1500"],
+    )
+    .expect("start the cluster");
+    let topic = "throttled";
+    create_with(cluster.node(2), topic, 1, &[]);
+    let (leader, _) = leader_and_isr(cluster.node(2), topic);
+    let spare = [2, 3, 4].into_iter().find(|b| *b != leader).unwrap();
+    // 2 MB in 40 batches.
+    let value = vec![b'x'; 50_000];
+    let mut lc = connect(cluster.node(leader));
+    for i in 0..40 {
+        assert_eq!(produce(&mut lc, topic, 0, &[&value]), (0, i));
+    }
+    // Bad changes get Kafka's errors and change nothing.
+    let spare_id = spare.to_string();
+    assert_eq!(
+        alter_configs(
+            cluster.node(2),
+            BROKER_RESOURCE,
+            &spare_id,
+            &[("log.retention.ms", SET, Some("1"))]
+        ),
+        ErrorCode::InvalidRequest.code()
+    );
+    assert_eq!(
+        alter_configs(
+            cluster.node(2),
+            TOPIC_RESOURCE,
+            topic,
+            &[("follower.replication.throttled.replicas", SET, Some("zero"))]
+        ),
+        ErrorCode::InvalidConfig.code()
+    );
+    // The spare broker fetches the topic's replicas at 100 kB/s.
+    assert_eq!(
+        alter_configs(
+            cluster.node(2),
+            TOPIC_RESOURCE,
+            topic,
+            &[("follower.replication.throttled.replicas", SET, Some("*"))]
+        ),
+        0
+    );
+    assert_eq!(
+        alter_configs(
+            cluster.node(2),
+            BROKER_RESOURCE,
+            &spare_id,
+            &[("follower.replication.throttled.rate", SET, Some("100000"))]
+        ),
+        0
+    );
+    assert_eq!(reassign(cluster.node(2), topic, Some(vec![spare])), (0, 0));
+    // Unthrottled, 2 MB move in well under a second on loopback; at
+    // 100 kB/s the first 1 MB fetch is followed by a 10 s wait.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        moving(cluster.node(2)).len(),
+        1,
+        "the throttled move is still under way"
+    );
+    // Lifting the throttle lets it finish.
+    assert_eq!(
+        alter_configs(
+            cluster.node(2),
+            BROKER_RESOURCE,
+            &spare_id,
+            &[("follower.replication.throttled.rate", DELETE, None)]
+        ),
+        0
+    );
+    assert!(
+        wait_until(DEADLINE, || moving(cluster.node(2)).is_empty()
+            && replicas_of(cluster.node(2), topic) == vec![spare]),
+        "{:?}",
+        moving(cluster.node(2))
+    );
+    // Every record made it: the last batch is there, below the high
+    // watermark.
+    let mut c = connect(cluster.node(spare));
+    let last = fetch(&mut c, topic, 0, 39, 1 << 20);
+    assert_eq!(last.high_watermark, 40);
+    assert_eq!(
+        batch_offsets_of(&last.records.unwrap_or_default()),
+        vec![39]
+    );
+}
+
+fn batch_offsets_of(records: &[u8]) -> Vec<i64> {
+    strom_protocol::batch::BatchIter::new(records)
+        .filter_map(Result::ok)
+        .map(|(_, h)| h.base_offset)
+        .collect()
+}

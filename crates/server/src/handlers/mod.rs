@@ -21,6 +21,7 @@ pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
+pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
@@ -55,6 +56,7 @@ pub fn register_all(registry: &mut HandlerRegistry) {
         .register::<describe_quorum::DescribeQuorumHandler>()
         .register::<describe_topic_partitions::DescribeTopicPartitionsHandler>()
         .register::<elect_leaders::ElectLeadersHandler>()
+        .register::<incremental_alter_configs::IncrementalAlterConfigsHandler>()
         .register::<alter_partition_reassignments::AlterPartitionReassignmentsHandler>()
         .register::<list_partition_reassignments::ListPartitionReassignmentsHandler>()
         .register::<init_producer_id::InitProducerIdHandler>()
