@@ -99,11 +99,7 @@ fn create_with(
 fn batch_offsets(node: &BrokerProcess, topic: &str) -> Vec<i64> {
     let mut c = connect(node);
     let data = fetch(&mut c, topic, 0, 0, 1 << 20);
-    let records = data.records.unwrap_or_default();
-    strom_protocol::batch::BatchIter::new(&records)
-        .filter_map(Result::ok)
-        .map(|(_, h)| h.base_offset)
-        .collect()
+    batch_offsets_of(&data.records.unwrap_or_default())
 }
 
 #[test]
@@ -652,6 +648,7 @@ fn a_throttled_reassignment_moves_no_faster_than_its_rate() {
     );
 }
 
+/// Base offsets of the batches in `records`.
 fn batch_offsets_of(records: &[u8]) -> Vec<i64> {
     strom_protocol::batch::BatchIter::new(records)
         .filter_map(Result::ok)
