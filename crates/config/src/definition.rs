@@ -142,13 +142,7 @@ impl ConfigDef {
                     .ok_or_else(|| err("expected a number".into()))?,
             ),
             ConfigType::String | ConfigType::Password => ConfigValue::Text(raw.to_string()),
-            ConfigType::List => ConfigValue::List(
-                raw.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect(),
-            ),
+            ConfigType::List => ConfigValue::List(list_items(raw)),
         };
         self.validate(&value).map_err(err)?;
         Ok(value)
@@ -220,6 +214,16 @@ impl ConfigDef {
             Validator::ThrottledReplicas => "* or a list of [partitionId]:[brokerId]".into(),
         }
     }
+}
+
+/// The items of a list value: split at commas, trimmed, empty ones
+/// dropped.
+pub fn list_items(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 fn range_text(min: i64, max: i64) -> String {

@@ -109,14 +109,7 @@ pub fn throttled_rate(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn items(list: &str) -> Vec<String> {
-        list.split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect()
-    }
+    use crate::definition::list_items as items;
 
     #[test]
     fn throttled_replicas_are_none_all_or_listed() {

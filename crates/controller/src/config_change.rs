@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
+use strom_config::definition::{list_items, ConfigType};
 use strom_config::throttle::{validate_dynamic_broker_config, DYNAMIC_BROKER_KEYS};
 use strom_config::topic::topic_config_def;
 use strom_config::validate_topic_overrides;
@@ -166,7 +167,7 @@ fn apply_op(
         ConfigResourceType::Topic => {
             let def = topic_config_def(&op.key)
                 .ok_or_else(|| invalid_config(format!("Unknown topic config name: {}", op.key)))?;
-            def.def.kind == strom_config::definition::ConfigType::List
+            def.def.kind == ConfigType::List
         }
         ConfigResourceType::Broker => {
             if !DYNAMIC_BROKER_KEYS.contains(&op.key.as_str()) {
@@ -197,15 +198,8 @@ fn apply_op(
                     op.key
                 )));
             }
-            let items = |text: &str| -> Vec<String> {
-                text.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect()
-            };
-            let mut list = next.get(&op.key).map(|v| items(v)).unwrap_or_default();
-            let change = items(&value()?);
+            let mut list = next.get(&op.key).map(|v| list_items(v)).unwrap_or_default();
+            let change = list_items(&value()?);
             if op.kind == ConfigOpKind::Append {
                 for item in change {
                     if !list.contains(&item) {

@@ -580,13 +580,8 @@ async fn run(seed: u64) {
         seen: Mutex::new(Seen::default()),
     });
     let (stop, stopped) = watch::channel(false);
-    let mut tasks = Vec::new();
+    let mut tasks = sim::spawn_brokers(&cluster, &stopped);
     for id in NODES {
-        tasks.push(tokio::spawn(sim::run_broker(
-            Arc::clone(&cluster),
-            id,
-            stopped.clone(),
-        )));
         tasks.push(tokio::spawn(
             run_data_broker(Arc::clone(&dp), id, stopped.clone())
                 .instrument(tracing::info_span!("broker", id)),

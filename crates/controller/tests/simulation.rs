@@ -76,14 +76,7 @@ async fn run(seed: u64) {
     let cluster = Arc::new(Cluster::new(seed));
     cluster.start_all().await;
     let (stop, stopped) = watch::channel(false);
-    let mut tasks = Vec::new();
-    for id in NODES {
-        tasks.push(tokio::spawn(sim::run_broker(
-            Arc::clone(&cluster),
-            id,
-            stopped.clone(),
-        )));
-    }
+    let tasks = sim::spawn_brokers(&cluster, &stopped);
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     let (stop_client, client_stopped) = watch::channel(false);
     let client = tokio::spawn(run_client(

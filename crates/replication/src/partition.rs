@@ -80,6 +80,7 @@ impl Partition {
         let hw = log.offsets().high_watermark;
         let (high_watermark, _) = watch::channel(hw);
         let (log_end_offset, _) = watch::channel(log.offsets().log_end_offset);
+        let led_epoch = (state.leader == node_id).then_some(state.leader_epoch);
         let p = Self {
             topic_partition: log.topic_partition().clone(),
             topic_id,
@@ -92,8 +93,8 @@ impl Partition {
             followers: parking_lot::Mutex::new(Followers::default()),
             pending_isr_change: parking_lot::Mutex::new(None),
         };
-        if p.state.read().leader == node_id {
-            p.assign_leader_epoch(p.state.read().leader_epoch);
+        if let Some(epoch) = led_epoch {
+            p.assign_leader_epoch(epoch);
         }
         p.reset_followers(lag_clock_ms());
         p.maybe_increment_high_watermark();
@@ -128,27 +129,25 @@ impl Partition {
     /// follower that fetched in an older epoch learns where that epoch
     /// ended here even before this leader writes anything.
     pub fn update_state(&self, state: PartitionState) {
-        let previous = {
+        let leads = state.leader == self.node_id;
+        let (previous, leadership_moved) = {
             let mut current = self.state.write();
             let previous = std::mem::replace(&mut *current, state.clone());
-            if state.leader == self.node_id
-                && (previous.leader != self.node_id || previous.leader_epoch != state.leader_epoch)
-            {
+            let moved =
+                previous.leader != state.leader || previous.leader_epoch != state.leader_epoch;
+            if leads && moved {
                 self.assign_leader_epoch(state.leader_epoch);
             }
-            previous
+            (previous, moved)
         };
         if previous.partition_epoch != state.partition_epoch || previous.leader != state.leader {
             *self.pending_isr_change.lock() = None;
         }
-        let leads = state.leader == self.node_id;
-        let new_leadership = leads
-            && (previous.leader != self.node_id || previous.leader_epoch != state.leader_epoch);
-        if previous.leader != state.leader || previous.leader_epoch != state.leader_epoch {
+        if leadership_moved {
             // Produce requests waiting on the old leadership give up.
             self.high_watermark.send_modify(|_| {});
         }
-        if new_leadership {
+        if leads && leadership_moved {
             self.reset_followers(lag_clock_ms());
         } else if leads && previous.replicas != state.replicas {
             self.followers
@@ -196,16 +195,23 @@ impl Partition {
         Ok(())
     }
 
+    /// Runs `f` as follower: refused while this broker leads, and with the
+    /// state read-locked, so leadership cannot move while it runs.
+    fn as_follower<T>(
+        &self,
+        f: impl FnOnce() -> Result<T, ReplicaError>,
+    ) -> Result<T, ReplicaError> {
+        let s = self.state.read();
+        if s.leader == self.node_id {
+            return Err(ReplicaError::NotLeaderOrFollower);
+        }
+        f()
+    }
+
     /// As follower: appends batches fetched from the leader. Blocking
     /// (disk I/O).
     pub fn append_as_follower(&self, records: &[u8], now_ms: i64) -> Result<i64, ReplicaError> {
-        let end = {
-            let s = self.state.read();
-            if s.leader == self.node_id {
-                return Err(ReplicaError::NotLeaderOrFollower);
-            }
-            self.log.append_as_follower(records, now_ms)?
-        };
+        let end = self.as_follower(|| Ok(self.log.append_as_follower(records, now_ms)?))?;
         self.log_end_offset.send_if_modified(|old| {
             let moved = end != *old;
             *old = end;
@@ -217,14 +223,13 @@ impl Partition {
     /// As follower: the leader's high watermark, as far as this replica's
     /// log reaches.
     pub fn follow_high_watermark(&self, leader_high_watermark: i64) {
-        let hw = {
-            let s = self.state.read();
-            if s.leader == self.node_id {
-                return;
-            }
+        let Ok(hw) = self.as_follower(|| {
             let end = self.log.offsets().log_end_offset;
-            self.log
-                .update_high_watermark(leader_high_watermark.min(end))
+            Ok(self
+                .log
+                .update_high_watermark(leader_high_watermark.min(end)))
+        }) else {
+            return;
         };
         self.high_watermark.send_if_modified(|old| {
             let moved = hw != *old;
@@ -236,13 +241,7 @@ impl Partition {
     /// As follower: drops records from `offset` on (a divergent tail).
     /// Blocking (disk I/O).
     pub fn truncate_to(&self, offset: i64, now_ms: i64) -> Result<i64, ReplicaError> {
-        let end = {
-            let s = self.state.read();
-            if s.leader == self.node_id {
-                return Err(ReplicaError::NotLeaderOrFollower);
-            }
-            self.log.truncate_to(offset, now_ms)?
-        };
+        let end = self.as_follower(|| Ok(self.log.truncate_to(offset, now_ms)?))?;
         self.log_end_offset.send_replace(end);
         self.high_watermark
             .send_replace(self.log.offsets().high_watermark);
@@ -256,13 +255,7 @@ impl Partition {
         offset: i64,
         now_ms: i64,
     ) -> Result<(), ReplicaError> {
-        {
-            let s = self.state.read();
-            if s.leader == self.node_id {
-                return Err(ReplicaError::NotLeaderOrFollower);
-            }
-            self.log.truncate_fully_and_start_at(offset, now_ms)?;
-        }
+        self.as_follower(|| Ok(self.log.truncate_fully_and_start_at(offset, now_ms)?))?;
         self.log_end_offset.send_replace(offset);
         self.high_watermark.send_replace(offset);
         Ok(())
@@ -355,6 +348,16 @@ impl Partition {
             .find(|(e, _)| *e == s.leader_epoch)
             .map_or(0, |(_, start)| *start);
         self.followers.lock().caught_up(&s.isr, hw, epoch_start)
+    }
+
+    /// This broker's id.
+    pub fn node_id(&self) -> i32 {
+        self.node_id
+    }
+
+    /// Whether `replica` is in the ISR.
+    pub fn is_in_sync(&self, replica: i32) -> bool {
+        self.state.read().isr.contains(&replica)
     }
 
     /// Whether this broker leads the partition.

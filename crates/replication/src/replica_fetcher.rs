@@ -88,20 +88,20 @@ pub async fn run_replica_fetcher(
             return;
         }
         let mut followed = partitions.borrow_and_update().clone();
-        // Throttled replicas wait while the quota is spent.
-        if quota.is_exceeded() {
-            followed.retain(|p| !follower_throttles(p, config.node_id));
-            if followed.is_empty() {
-                pause(THROTTLED_RETRY.min(backoff), &mut stop).await;
-                continue;
-            }
-        }
         if followed.is_empty() {
             tokio::select! {
                 changed = partitions.changed() => if changed.is_err() { return },
                 _ = stop.changed() => {}
             }
             continue;
+        }
+        // Throttled replicas wait while the quota is spent.
+        if quota.is_exceeded() {
+            followed.retain(|p| !follower_throttles(p));
+            if followed.is_empty() {
+                pause(THROTTLED_RETRY.min(backoff), &mut stop).await;
+                continue;
+            }
         }
         if client.is_none() {
             let client_id = format!("strom-replica-fetcher-{}-{leader}", config.node_id);
@@ -157,14 +157,13 @@ pub async fn run_replica_fetcher(
                 }
             }
         }
-        let node_id = config.node_id;
         let quota = Arc::clone(&quota);
         let applied = tokio::task::spawn_blocking(move || {
             // Every answer is applied, whatever the others did.
             let applied: Vec<bool> = answers
                 .into_iter()
                 .map(|(p, data)| {
-                    if follower_throttles(&p, node_id) {
+                    if follower_throttles(&p) {
                         quota.record(data.records.as_ref().map_or(0, |r| r.len()));
                     }
                     apply_fetched(&p, data)
@@ -187,12 +186,12 @@ pub async fn run_replica_fetcher(
 /// Whether this follower throttles its fetches of `p`: the topic lists
 /// this replica (`follower.replication.throttled.replicas`) and it is out
 /// of the ISR.
-pub fn follower_throttles(p: &Partition, node_id: i32) -> bool {
-    !p.state().isr.contains(&node_id)
-        && p.log()
-            .config()
-            .follower_replication_throttled_replicas
-            .contains(p.topic_partition().partition, node_id)
+fn follower_throttles(p: &Partition) -> bool {
+    p.log()
+        .config()
+        .follower_replication_throttled_replicas
+        .contains(p.topic_partition().partition, p.node_id())
+        && !p.is_in_sync(p.node_id())
 }
 
 async fn pause(backoff: Duration, stop: &mut watch::Receiver<bool>) {

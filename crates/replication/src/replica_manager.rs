@@ -20,12 +20,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::select_all;
 use parking_lot::{Mutex, RwLock};
+use strom_config::throttle::{throttled_rate, FOLLOWER_THROTTLED_RATE, LEADER_THROTTLED_RATE};
 use strom_config::{LogDefaults, TopicConfig};
-use strom_metadata::MetadataImage;
+use strom_metadata::{ConfigResourceType, MetadataImage};
 use strom_protocol::ErrorCode;
 use strom_storage::log::{LogAppendInfo, ReadBound};
-
-use crate::replica_fetcher::{run_replica_fetcher, FetcherConfig};
 use strom_storage::log_manager::LoadSummary;
 use strom_storage::{LogManager, StorageError, TopicPartition};
 use tokio::sync::watch;
@@ -35,9 +34,8 @@ use uuid::Uuid;
 use crate::clock::{lag_clock_ms, now_ms};
 use crate::error::ReplicaError;
 use crate::partition::{Partition, PartitionState};
+use crate::replica_fetcher::{run_replica_fetcher, FetcherConfig};
 use crate::replication_quota::ReplicationQuota;
-use strom_config::throttle::{throttled_rate, FOLLOWER_THROTTLED_RATE, LEADER_THROTTLED_RATE};
-use strom_metadata::ConfigResourceType;
 
 /// Runs `f`, turning a panic (a bug, already logged by the panic hook) into
 /// an error for this partition only.
@@ -118,6 +116,19 @@ pub struct FetchPartitionResult {
 }
 
 impl FetchPartitionResult {
+    /// An answer without records at `p`'s current offsets.
+    fn no_records(p: &Partition, diverging_epoch: Option<(i32, i64)>) -> Self {
+        let offsets = p.log().offsets();
+        Self {
+            error: None,
+            records: Bytes::new(),
+            high_watermark: offsets.high_watermark,
+            last_stable_offset: offsets.high_watermark,
+            log_start_offset: offsets.log_start_offset,
+            diverging_epoch,
+        }
+    }
+
     fn error(e: ReplicaError) -> Self {
         Self {
             error: Some(e),
@@ -432,18 +443,6 @@ impl ReplicaManager {
         self.applied_offset.send_replace(image.offset);
     }
 
-    /// The quota of what this broker sends, as leader, to throttled
-    /// replicas.
-    pub fn leader_quota(&self) -> &Arc<ReplicationQuota> {
-        &self.leader_quota
-    }
-
-    /// The quota of what this broker fetches, as follower, for throttled
-    /// replicas.
-    pub fn follower_quota(&self) -> &Arc<ReplicationQuota> {
-        &self.follower_quota
-    }
-
     /// The metadata offset the hosted partitions reflect.
     pub fn applied_offset(&self) -> i64 {
         *self.applied_offset.borrow()
@@ -738,15 +737,7 @@ fn read_pass(
                 .replica_id
                 .is_some_and(|replica| leader_throttles(p, replica));
             if throttled && leader_quota.is_exceeded() {
-                let offsets = p.log().offsets();
-                return Some(FetchPartitionResult {
-                    error: None,
-                    records: Bytes::new(),
-                    high_watermark: offsets.high_watermark,
-                    last_stable_offset: offsets.high_watermark,
-                    log_start_offset: offsets.log_start_offset,
-                    diverging_epoch: None,
-                });
+                return Some(FetchPartitionResult::no_records(p, None));
             }
             let limit = fp.partition_max_bytes.min(left);
             Some(
@@ -779,12 +770,11 @@ fn read_pass(
 /// topic lists this leader's replica of the partition and `replica` is out
 /// of the ISR.
 fn leader_throttles(p: &Partition, replica: i32) -> bool {
-    let state = p.state();
-    !state.isr.contains(&replica)
-        && p.log()
-            .config()
-            .leader_replication_throttled_replicas
-            .contains(p.topic_partition().partition, state.leader)
+    p.log()
+        .config()
+        .leader_replication_throttled_replicas
+        .contains(p.topic_partition().partition, p.node_id())
+        && !p.is_in_sync(replica)
 }
 
 /// A partition's failed read. A follower out of range learns where this
@@ -825,15 +815,10 @@ fn follower_fetch_check(
             .into());
         }
         if epoch < fp.last_fetched_epoch || end_offset < fp.fetch_offset {
-            let offsets = p.log().offsets();
-            return Ok(Some(FetchPartitionResult {
-                error: None,
-                records: Bytes::new(),
-                high_watermark: offsets.high_watermark,
-                last_stable_offset: offsets.high_watermark,
-                log_start_offset: offsets.log_start_offset,
-                diverging_epoch: Some((epoch, end_offset)),
-            }));
+            return Ok(Some(FetchPartitionResult::no_records(
+                p,
+                Some((epoch, end_offset)),
+            )));
         }
     }
     p.record_follower_fetch(replica, fp.fetch_offset, lag_clock_ms)?;

@@ -608,6 +608,17 @@ pub async fn run_broker(cluster: Arc<Cluster>, id: u64, mut stop: watch::Receive
     }
 }
 
+/// Starts every node's broker ([`run_broker`]) until `stop`.
+pub fn spawn_brokers(
+    cluster: &Arc<Cluster>,
+    stop: &watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    NODES
+        .iter()
+        .map(|id| tokio::spawn(run_broker(Arc::clone(cluster), *id, stop.clone())))
+        .collect()
+}
+
 /// One random fault (or repair).
 pub async fn inject_fault(cluster: &Cluster) {
     let (action, a, b) = {
