@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use sim::{Cluster, NODES};
+use sim::Cluster;
 use strom_controller::ops::{ControllerOp, ControllerOpResult};
 use strom_controller::CreateTopic;
 use tokio::sync::watch;
