@@ -252,6 +252,12 @@ impl MetadataQuorum {
         self.raft.metrics().borrow().current_term
     }
 
+    /// The last metadata log index this node has applied (committed
+    /// entries are applied as soon as they are known committed).
+    pub fn applied_index(&self) -> Option<u64> {
+        self.raft.metrics().borrow().last_applied.map(|l| l.index)
+    }
+
     /// The leader this node knows of.
     pub fn leader(&self) -> Option<u64> {
         self.raft.metrics().borrow().current_leader

@@ -12,6 +12,7 @@
 //! write the clean-shutdown markers.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,8 +35,10 @@ use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::handlers;
+use crate::http::{serve_http, HttpEndpoint};
 use crate::lifecycle::BrokerLifecycle;
 use crate::listener::run_listener;
+use crate::metrics::BrokerMetrics;
 use crate::state::BrokerState;
 
 /// Why the broker could not start.
@@ -67,6 +70,9 @@ pub enum StartError {
     /// The controller did not unfence this broker in time.
     #[error("the controller did not unfence this broker within {0:?}")]
     NotUnfenced(Duration),
+    /// The metrics could not be set up (a bug: their names are fixed).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
 }
 
 /// A running broker.
@@ -89,6 +95,27 @@ async fn blocking<T: Send + 'static>(
 impl Broker {
     /// Starts a broker with `config`.
     pub async fn start(config: BrokerConfig) -> Result<Self, StartError> {
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let (serving, serving_rx) = watch::channel(None);
+        let metrics = Arc::new(BrokerMetrics::new()?);
+        // Probes are answered from the start (not ready until it is done).
+        if let Some(address) = &config.http_listener {
+            let tcp = TcpListener::bind(address)
+                .await
+                .map_err(|source| StartError::Bind {
+                    address: address.clone(),
+                    source,
+                })?;
+            if let Ok(local) = tcp.local_addr() {
+                tracing::info!(address = %local, "listening for HTTP (/metrics, /livez, /readyz)");
+            }
+            let endpoint = HttpEndpoint {
+                metrics: Arc::clone(&metrics),
+                serving: serving_rx.clone(),
+            };
+            tasks.spawn(serve_http(tcp, endpoint, shutdown_rx.clone()));
+        }
         let dirs = config.log_dirs.clone();
         let node_id = config.node_id;
         let discovered = blocking({
@@ -191,10 +218,7 @@ impl Broker {
             )
             .await?,
         );
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let mut tasks = JoinSet::new();
         let mut listeners = Vec::new();
-        let (serving, serving_rx) = watch::channel(None);
         let slots = Arc::new(Semaphore::new(
             config.max_connections.min(Semaphore::MAX_PERMITS),
         ));
@@ -352,6 +376,8 @@ impl Broker {
             groups,
             registry,
             image: image_tx,
+            metrics,
+            stopping: AtomicBool::new(false),
         });
         state.replica_manager.sync_fetchers(
             &image,
@@ -451,6 +477,7 @@ impl Broker {
     /// are written.
     pub async fn shutdown(mut self) -> Result<(), StartError> {
         tracing::info!("shutting down");
+        self.state.stopping.store(true, Ordering::Release);
         if self.state.config.is_broker() {
             let applied = self.state.image().offset;
             self.state

@@ -52,6 +52,7 @@ pub async fn serve_connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    let _open = state.metrics.connection_opened(&listener_name);
     let (mut reader, mut writer) = stream.into_split();
     let max_frame_bytes = state.config.socket_request_max_bytes;
     let idle = Duration::from_millis(state.config.connections_max_idle_ms.max(1));
@@ -217,10 +218,11 @@ async fn handle_frame(
                 Outcome::Close
             }
         };
-        tracing::debug!(
-            elapsed_us = started.elapsed().as_micros() as u64,
-            "request handled"
-        );
+        let elapsed = started.elapsed();
+        state
+            .metrics
+            .observe_request(api, version, elapsed.as_secs_f64());
+        tracing::debug!(elapsed_us = elapsed.as_micros() as u64, "request handled");
         outcome
     }
     .instrument(span)

@@ -52,9 +52,11 @@ pub async fn run_isr_updates(state: Arc<BrokerState>, mut shutdown: watch::Recei
                 isr: isr.clone(),
             };
             let controller = Arc::clone(&state.controller);
+            let metrics = Arc::clone(&state.metrics);
             tokio::spawn(async move {
                 match controller.alter_partition(change, ISR_CHANGE_TIMEOUT).await {
                     Ok((_, Some(_))) => {
+                        metrics.count_isr_change(current.isr.len(), isr.len());
                         tracing::info!(partition = %tp, from = ?current.isr, to = ?isr, "ISR change committed");
                     }
                     Ok((_, None)) => partition.isr_change_failed(),

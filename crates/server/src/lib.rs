@@ -7,7 +7,8 @@
 //! to its handler in [`handlers`] (one file per API). Handlers translate
 //! between Kafka's messages and the layers below (controller for metadata
 //! changes, replica manager for partitions) and hold no business logic of
-//! their own. [`broker`] starts and stops everything in order.
+//! their own. [`broker`] starts and stops everything in order. The [`http`]
+//! endpoint serves the [`metrics`] and the health checks ([`readiness`]).
 
 #![cfg_attr(
     test,
@@ -19,10 +20,13 @@ pub mod broker;
 pub mod connection;
 pub mod context;
 pub mod handlers;
+pub mod http;
 pub mod isr_updates;
 pub mod legacy;
 pub mod lifecycle;
 pub mod listener;
+pub mod metrics;
+pub mod readiness;
 pub mod registry;
 pub mod state;
 

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
@@ -41,6 +42,10 @@ pub trait Handler: Send + Sync + 'static {
     /// `VERSIONS.min` only where Kafka 4 does the same for old clients'
     /// feature detection; a request at such a version closes the connection.
     const ADVERTISED_MIN_VERSION: i16 = Self::VERSIONS.min;
+
+    /// Calls `count` with each error code in `response` (top-level and per
+    /// partition, group or topic), for `strom_request_errors_total`.
+    fn error_codes(_response: &Self::Response, _count: &mut dyn FnMut(i16)) {}
 
     /// Handles one request.
     fn handle(
@@ -132,8 +137,12 @@ impl<H: Handler> ErasedHandler for Adapter<H> {
                     version,
                     reason: e.to_string(),
                 })?;
+            let metrics = Arc::clone(&ctx.broker.metrics);
             Ok(match H::handle(ctx, request).await {
-                Reply::Respond(r) => Reply::Respond(Box::new(r) as Box<dyn AnyResponse>),
+                Reply::Respond(r) => {
+                    H::error_codes(&r, &mut |code| metrics.count_error(H::API_KEY, code));
+                    Reply::Respond(Box::new(r) as Box<dyn AnyResponse>)
+                }
                 Reply::Silent => Reply::Silent,
                 Reply::Close(reason) => Reply::Close(reason),
             })

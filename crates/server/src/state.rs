@@ -2,6 +2,7 @@
 //! replica manager, the coordinators, the applied metadata image and the
 //! handler registry.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use strom_config::BrokerConfig;
@@ -11,6 +12,7 @@ use strom_metadata::MetadataImage;
 use strom_replication::ReplicaManager;
 use tokio::sync::watch;
 
+use crate::metrics::BrokerMetrics;
 use crate::registry::HandlerRegistry;
 
 /// Shared broker state.
@@ -35,6 +37,10 @@ pub struct BrokerState {
     /// The image the hosted partitions reflect, published after each
     /// reconciliation.
     pub(crate) image: watch::Sender<Arc<MetadataImage>>,
+    /// The node's metrics.
+    pub metrics: Arc<BrokerMetrics>,
+    /// Set when shutdown begins: the node is no longer ready.
+    pub stopping: AtomicBool,
 }
 
 impl BrokerState {

@@ -104,6 +104,8 @@ pub struct BrokerProcess {
     pub host: String,
     /// Port of the PLAINTEXT listener.
     pub port: u16,
+    /// Port of the HTTP endpoint (metrics, health), on `host`.
+    pub http_port: u16,
     /// Data directory (log.dirs).
     pub data_dir: PathBuf,
     /// Extra `--override` settings.
@@ -150,6 +152,7 @@ impl BrokerProcess {
             child: None,
             host: "127.0.0.1".into(),
             port,
+            http_port: free_port(),
             data_dir: temp.path().join("data"),
             overrides: overrides.iter().map(|s| s.to_string()).collect(),
             log_filter: log_filter.into(),
@@ -195,7 +198,7 @@ impl BrokerProcess {
         cmd.arg("--override")
             .arg(format!("log.dirs={}", self.data_dir.display()))
             .arg("--override")
-            .arg("http.listener=");
+            .arg(format!("http.listener={}:{}", self.host, self.http_port));
         for o in &self.overrides {
             cmd.arg("--override").arg(o);
         }
@@ -241,6 +244,16 @@ impl BrokerProcess {
         }
     }
 
+    /// `GET path` on the HTTP endpoint: the status code and the body.
+    pub fn http_get(&self, path: &str) -> Result<(u16, String)> {
+        http_get(&format!("{}:{}", self.host, self.http_port), path)
+    }
+
+    /// Whether `/readyz` answers 200.
+    pub fn is_ready(&self) -> bool {
+        matches!(self.http_get("/readyz"), Ok((200, _)))
+    }
+
     /// The broker's log output so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
@@ -280,6 +293,36 @@ impl BrokerProcess {
             .as_mut()
             .is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
+}
+
+/// `GET path` from `address` over HTTP/1.0: the status code and the body.
+pub fn http_get(address: &str, path: &str) -> Result<(u16, String)> {
+    let mut stream = TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow!("no end of headers in {response:?}"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow!("no status in {head:?}"))?;
+    Ok((status, body.to_string()))
+}
+
+/// The value of the sample `series` (name and labels, as printed) in a
+/// Prometheus text exposition.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 #[allow(unsafe_code)]

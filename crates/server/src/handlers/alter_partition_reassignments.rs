@@ -36,6 +36,15 @@ impl Handler for AlterPartitionReassignmentsHandler {
     const API_KEY: ApiKey = ApiKey::AlterPartitionReassignments;
     const VERSIONS: VersionRange = VersionRange { min: 0, max: 1 };
 
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        count(r.error_code);
+        for t in &r.responses {
+            for p in &t.partitions {
+                count(p.error_code);
+            }
+        }
+    }
+
     async fn handle(
         ctx: RequestContext,
         request: AlterPartitionReassignmentsRequest,

@@ -36,6 +36,10 @@ impl Handler for ApiVersionsHandler {
     const API_KEY: ApiKey = ApiKey::ApiVersions;
     const VERSIONS: VersionRange = VersionRange { min: 0, max: 4 };
 
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        count(r.error_code);
+    }
+
     async fn handle(
         ctx: RequestContext,
         request: ApiVersionsRequest,

@@ -20,6 +20,10 @@ impl Handler for CreatePartitionsHandler {
     const API_KEY: ApiKey = ApiKey::CreatePartitions;
     const VERSIONS: VersionRange = VersionRange { min: 0, max: 3 };
 
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        r.results.iter().for_each(|t| count(t.error_code));
+    }
+
     async fn handle(
         ctx: RequestContext,
         request: CreatePartitionsRequest,

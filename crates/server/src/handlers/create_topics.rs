@@ -76,6 +76,10 @@ impl Handler for CreateTopicsHandler {
     const API_KEY: ApiKey = ApiKey::CreateTopics;
     const VERSIONS: VersionRange = VersionRange { min: 2, max: 7 };
 
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        r.topics.iter().for_each(|t| count(t.error_code));
+    }
+
     async fn handle(
         ctx: RequestContext,
         request: CreateTopicsRequest,

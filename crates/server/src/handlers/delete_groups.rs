@@ -19,6 +19,10 @@ impl Handler for DeleteGroupsHandler {
     const API_KEY: ApiKey = ApiKey::DeleteGroups;
     const VERSIONS: VersionRange = VersionRange { min: 0, max: 2 };
 
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        r.results.iter().for_each(|g| count(g.error_code));
+    }
+
     async fn handle(
         ctx: RequestContext,
         request: DeleteGroupsRequest,

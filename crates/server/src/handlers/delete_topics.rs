@@ -41,6 +41,10 @@ impl Handler for DeleteTopicsHandler {
     const API_KEY: ApiKey = ApiKey::DeleteTopics;
     const VERSIONS: VersionRange = VersionRange { min: 1, max: 6 };
 
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        r.responses.iter().for_each(|t| count(t.error_code));
+    }
+
     async fn handle(
         ctx: RequestContext,
         request: DeleteTopicsRequest,

@@ -25,6 +25,10 @@ impl Handler for DescribeClusterHandler {
     const API_KEY: ApiKey = ApiKey::DescribeCluster;
     const VERSIONS: VersionRange = VersionRange { min: 0, max: 2 };
 
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        count(r.error_code);
+    }
+
     async fn handle(
         ctx: RequestContext,
         request: DescribeClusterRequest,

@@ -152,6 +152,10 @@ impl Handler for DescribeConfigsHandler {
     const API_KEY: ApiKey = ApiKey::DescribeConfigs;
     const VERSIONS: VersionRange = VersionRange { min: 1, max: 4 };
 
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        r.results.iter().for_each(|c| count(c.error_code));
+    }
+
     async fn handle(
         ctx: RequestContext,
         request: DescribeConfigsRequest,

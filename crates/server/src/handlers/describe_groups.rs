@@ -21,6 +21,10 @@ impl Handler for DescribeGroupsHandler {
     const API_KEY: ApiKey = ApiKey::DescribeGroups;
     const VERSIONS: VersionRange = VersionRange { min: 0, max: 6 };
 
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        r.groups.iter().for_each(|g| count(g.error_code));
+    }
+
     async fn handle(
         ctx: RequestContext,
         request: DescribeGroupsRequest,

@@ -71,6 +71,15 @@ impl Handler for DescribeQuorumHandler {
     const API_KEY: ApiKey = ApiKey::DescribeQuorum;
     const VERSIONS: VersionRange = VersionRange { min: 0, max: 2 };
 
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        count(r.error_code);
+        for t in &r.topics {
+            for p in &t.partitions {
+                count(p.error_code);
+            }
+        }
+    }
+
     async fn handle(
         ctx: RequestContext,
         request: DescribeQuorumRequest,

@@ -103,6 +103,10 @@ impl Handler for DescribeTopicPartitionsHandler {
     const API_KEY: ApiKey = ApiKey::DescribeTopicPartitions;
     const VERSIONS: VersionRange = VersionRange { min: 0, max: 0 };
 
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        r.topics.iter().for_each(|t| count(t.error_code));
+    }
+
     async fn handle(
         ctx: RequestContext,
         request: DescribeTopicPartitionsRequest,

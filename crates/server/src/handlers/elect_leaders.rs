@@ -26,6 +26,15 @@ impl Handler for ElectLeadersHandler {
     const API_KEY: ApiKey = ApiKey::ElectLeaders;
     const VERSIONS: VersionRange = VersionRange { min: 0, max: 2 };
 
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        count(r.error_code);
+        for t in &r.replica_election_results {
+            for p in &t.partition_result {
+                count(p.error_code);
+            }
+        }
+    }
+
     async fn handle(
         ctx: RequestContext,
         request: ElectLeadersRequest,

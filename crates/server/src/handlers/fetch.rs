@@ -27,11 +27,13 @@ use kafka_protocol::messages::fetch_response::{
 };
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse};
 use kafka_protocol::protocol::VersionRange;
+use strom_protocol::batch::BatchIter;
 use strom_protocol::ErrorCode;
 use strom_replication::{FetchParams, FetchPartition, FetchPartitionResult, IsolationLevel};
 use strom_storage::TopicPartition;
 
 use crate::context::RequestContext;
+use crate::metrics::Purgatory;
 use crate::registry::{Handler, Reply};
 
 /// Fetch.
@@ -68,6 +70,15 @@ impl Handler for FetchHandler {
     const VERSIONS: VersionRange = VersionRange { min: 4, max: 18 };
     const ADVERTISED_MIN_VERSION: i16 = 0;
 
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        count(r.error_code);
+        for t in &r.responses {
+            for p in &t.partitions {
+                count(p.error_code);
+            }
+        }
+    }
+
     async fn handle(ctx: RequestContext, request: FetchRequest) -> Reply<FetchResponse> {
         let version = ctx.api_version;
         if version >= 7
@@ -88,7 +99,7 @@ impl Handler for FetchHandler {
         let image = ctx.image();
         let isolation = IsolationLevel::from_wire(request.isolation_level);
         // Resolve topics; remember where each partition's answer goes.
-        let mut layout: Vec<(FetchableTopicResponse, Vec<Slot>)> = Vec::new();
+        let mut layout: Vec<(FetchableTopicResponse, Option<String>, Vec<Slot>)> = Vec::new();
         let mut wanted: Vec<FetchPartition> = Vec::new();
         for topic in request.topics {
             let name = if version >= 13 {
@@ -130,6 +141,7 @@ impl Handler for FetchHandler {
                 FetchableTopicResponse::default()
                     .with_topic(topic.topic)
                     .with_topic_id(topic.topic_id),
+                name,
                 parts,
             ));
         }
@@ -144,6 +156,10 @@ impl Handler for FetchHandler {
             // its fetch offsets are its progress.
             replica_id: (replica_id >= 0).then_some(replica_id),
         };
+        // A fetch that may wait for data is in the fetch purgatory while
+        // it is served.
+        let _waiting =
+            (params.max_wait_ms > 0).then(|| ctx.broker.metrics.waiting(Purgatory::Fetch));
         let mut results: Vec<Option<FetchPartitionResult>> = ctx
             .broker
             .replica_manager
@@ -155,7 +171,7 @@ impl Handler for FetchHandler {
         let aborted = (isolation == IsolationLevel::ReadCommitted).then(Vec::new);
         let responses = layout
             .into_iter()
-            .map(|(mut topic, parts)| {
+            .map(|(mut topic, name, parts)| {
                 topic.partitions = parts
                     .into_iter()
                     .map(
@@ -169,6 +185,7 @@ impl Handler for FetchHandler {
                                 (Some(r), None) => match r.error {
                                     Some(e) => error_partition(index, e.error_code()),
                                     None => {
+                                        count_sent(&ctx, name.as_deref(), &r.records, replica_id);
                                         let mut data = PartitionData::default()
                                             .with_partition_index(index)
                                             .with_high_watermark(r.high_watermark)
@@ -200,4 +217,24 @@ impl Handler for FetchHandler {
                 .with_responses(responses),
         )
     }
+}
+
+/// Counts what a fetch sends: records and bytes by topic to consumers,
+/// bytes to followers. Only whole v2 batches' records are counted.
+fn count_sent(ctx: &RequestContext, topic: Option<&str>, records: &[u8], replica_id: i32) {
+    let metrics = &ctx.broker.metrics;
+    if replica_id >= 0 {
+        metrics.count_replication_out(records.len() as u64);
+        return;
+    }
+    let Some(topic) = topic else { return };
+    if records.is_empty() {
+        return;
+    }
+    let count: u64 = BatchIter::new(records)
+        .map_while(Result::ok)
+        .filter(|(_, h)| !h.is_control())
+        .map(|(_, h)| u64::try_from(h.records_count).unwrap_or(0))
+        .sum();
+    metrics.count_out(topic, records.len() as u64, count);
 }

@@ -116,6 +116,11 @@ impl Handler for FindCoordinatorHandler {
     const API_KEY: ApiKey = ApiKey::FindCoordinator;
     const VERSIONS: VersionRange = VersionRange { min: 0, max: 6 };
 
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        count(r.error_code);
+        r.coordinators.iter().for_each(|c| count(c.error_code));
+    }
+
     async fn handle(
         ctx: RequestContext,
         request: FindCoordinatorRequest,

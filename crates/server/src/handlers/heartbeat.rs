@@ -18,6 +18,10 @@ impl Handler for HeartbeatHandler {
     const API_KEY: ApiKey = ApiKey::Heartbeat;
     const VERSIONS: VersionRange = VersionRange { min: 0, max: 4 };
 
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        count(r.error_code);
+    }
+
     async fn handle(ctx: RequestContext, request: HeartbeatRequest) -> Reply<HeartbeatResponse> {
         let error = ctx
             .broker

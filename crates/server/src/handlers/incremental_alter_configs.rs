@@ -36,6 +36,10 @@ impl Handler for IncrementalAlterConfigsHandler {
     const API_KEY: ApiKey = ApiKey::IncrementalAlterConfigs;
     const VERSIONS: VersionRange = VersionRange { min: 0, max: 1 };
 
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        r.responses.iter().for_each(|c| count(c.error_code));
+    }
+
     async fn handle(
         ctx: RequestContext,
         request: IncrementalAlterConfigsRequest,

@@ -18,6 +18,10 @@ impl Handler for InitProducerIdHandler {
     const API_KEY: ApiKey = ApiKey::InitProducerId;
     const VERSIONS: VersionRange = VersionRange { min: 0, max: 5 };
 
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        count(r.error_code);
+    }
+
     async fn handle(
         ctx: RequestContext,
         request: InitProducerIdRequest,

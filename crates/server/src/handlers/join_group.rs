@@ -25,6 +25,10 @@ impl Handler for JoinGroupHandler {
     const API_KEY: ApiKey = ApiKey::JoinGroup;
     const VERSIONS: VersionRange = VersionRange { min: 0, max: 9 };
 
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        count(r.error_code);
+    }
+
     async fn handle(ctx: RequestContext, request: JoinGroupRequest) -> Reply<JoinGroupResponse> {
         let version = ctx.api_version;
         let params = JoinParams {

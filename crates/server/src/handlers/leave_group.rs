@@ -22,6 +22,11 @@ impl Handler for LeaveGroupHandler {
     const API_KEY: ApiKey = ApiKey::LeaveGroup;
     const VERSIONS: VersionRange = VersionRange { min: 0, max: 5 };
 
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        count(r.error_code);
+        r.members.iter().for_each(|m| count(m.error_code));
+    }
+
     async fn handle(ctx: RequestContext, request: LeaveGroupRequest) -> Reply<LeaveGroupResponse> {
         let version = ctx.api_version;
         let leaving: Vec<LeavingMember> = if version < 3 {

@@ -28,6 +28,10 @@ impl Handler for ListGroupsHandler {
     const API_KEY: ApiKey = ApiKey::ListGroups;
     const VERSIONS: VersionRange = VersionRange { min: 0, max: 5 };
 
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        count(r.error_code);
+    }
+
     async fn handle(ctx: RequestContext, request: ListGroupsRequest) -> Reply<ListGroupsResponse> {
         let version = ctx.api_version;
         let (listings, error) = ctx.broker.groups.list_groups().await;

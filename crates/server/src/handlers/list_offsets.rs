@@ -49,6 +49,14 @@ impl Handler for ListOffsetsHandler {
     const API_KEY: ApiKey = ApiKey::ListOffsets;
     const VERSIONS: VersionRange = VersionRange { min: 1, max: 10 };
 
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        for t in &r.topics {
+            for p in &t.partitions {
+                count(p.error_code);
+            }
+        }
+    }
+
     async fn handle(
         ctx: RequestContext,
         request: ListOffsetsRequest,

@@ -49,6 +49,10 @@ impl Handler for ListPartitionReassignmentsHandler {
     const API_KEY: ApiKey = ApiKey::ListPartitionReassignments;
     const VERSIONS: VersionRange = VersionRange { min: 0, max: 0 };
 
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        count(r.error_code);
+    }
+
     async fn handle(
         ctx: RequestContext,
         request: ListPartitionReassignmentsRequest,

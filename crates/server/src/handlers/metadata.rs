@@ -168,6 +168,13 @@ impl Handler for MetadataHandler {
     const API_KEY: ApiKey = ApiKey::Metadata;
     const VERSIONS: VersionRange = VersionRange { min: 0, max: 13 };
 
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        for t in &r.topics {
+            count(t.error_code);
+            t.partitions.iter().for_each(|p| count(p.error_code));
+        }
+    }
+
     async fn handle(ctx: RequestContext, request: MetadataRequest) -> Reply<MetadataResponse> {
         let version = ctx.api_version;
         let include_ops = version >= 8 && request.include_topic_authorized_operations;

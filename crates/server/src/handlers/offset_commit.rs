@@ -32,6 +32,14 @@ impl Handler for OffsetCommitHandler {
     const API_KEY: ApiKey = ApiKey::OffsetCommit;
     const VERSIONS: VersionRange = VersionRange { min: 2, max: 9 };
 
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        for t in &r.topics {
+            for p in &t.partitions {
+                count(p.error_code);
+            }
+        }
+    }
+
     async fn handle(
         ctx: RequestContext,
         request: OffsetCommitRequest,

@@ -60,6 +60,19 @@ impl Handler for OffsetFetchHandler {
     const API_KEY: ApiKey = ApiKey::OffsetFetch;
     const VERSIONS: VersionRange = VersionRange { min: 1, max: 9 };
 
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        count(r.error_code);
+        for t in &r.topics {
+            t.partitions.iter().for_each(|p| count(p.error_code));
+        }
+        for g in &r.groups {
+            count(g.error_code);
+            for t in &g.topics {
+                t.partitions.iter().for_each(|p| count(p.error_code));
+            }
+        }
+    }
+
     async fn handle(
         ctx: RequestContext,
         request: OffsetFetchRequest,

@@ -28,6 +28,14 @@ impl Handler for OffsetForLeaderEpochHandler {
     const API_KEY: ApiKey = ApiKey::OffsetForLeaderEpoch;
     const VERSIONS: VersionRange = VersionRange { min: 2, max: 4 };
 
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        for t in &r.topics {
+            for p in &t.partitions {
+                count(p.error_code);
+            }
+        }
+    }
+
     async fn handle(
         ctx: RequestContext,
         request: OffsetForLeaderEpochRequest,

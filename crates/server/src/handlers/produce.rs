@@ -25,6 +25,7 @@ use strom_storage::TopicPartition;
 
 use super::str_bytes;
 use crate::context::RequestContext;
+use crate::metrics::Purgatory;
 use crate::registry::{Handler, Reply};
 
 /// Produce.
@@ -62,6 +63,14 @@ impl Handler for ProduceHandler {
     const VERSIONS: VersionRange = VersionRange { min: 3, max: 13 };
     const ADVERTISED_MIN_VERSION: i16 = 0;
 
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        for t in &r.responses {
+            for p in &t.partition_responses {
+                count(p.error_code);
+            }
+        }
+    }
+
     async fn handle(ctx: RequestContext, request: ProduceRequest) -> Reply<ProduceResponse> {
         let version = ctx.api_version;
         let acks = request.acks;
@@ -70,7 +79,8 @@ impl Handler for ProduceHandler {
         let fenced = ctx.broker.lifecycle.is_fenced();
         // Resolve every partition first; `slots` keeps the response order.
         let mut slots: Vec<Slot> = Vec::new();
-        let mut topics: Vec<(TopicName, uuid::Uuid)> = Vec::new();
+        // Each topic as asked for (name or id) and as resolved.
+        let mut topics: Vec<(TopicName, uuid::Uuid, Option<String>)> = Vec::new();
         let mut entries: Vec<(TopicPartition, Bytes)> = Vec::new();
         for topic in request.topic_data {
             let name = if version >= 13 {
@@ -79,7 +89,7 @@ impl Handler for ProduceHandler {
                 Some(topic.name.0.to_string())
             };
             let topic_index = topics.len();
-            topics.push((topic.name.clone(), topic.topic_id));
+            topics.push((topic.name.clone(), topic.topic_id, name.clone()));
             for p in topic.partition_data {
                 let outcome = match &name {
                     None => Err((ErrorCode::UnknownTopicId, None)),
@@ -109,15 +119,18 @@ impl Handler for ProduceHandler {
             }
         }
         let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
+        // acks=all requests wait in the produce purgatory for the ISR.
+        let waiting = (acks == -1).then(|| ctx.broker.metrics.waiting(Purgatory::Produce));
         let results = ctx
             .broker
             .replica_manager
             .append_records(&image, entries, acks, timeout, version)
             .await;
+        drop(waiting);
         let mut any_error = false;
         let mut responses: Vec<TopicProduceResponse> = topics
             .iter()
-            .map(|(name, id)| {
+            .map(|(name, id, _)| {
                 TopicProduceResponse::default()
                     .with_name(name.clone())
                     .with_topic_id(*id)
@@ -135,11 +148,20 @@ impl Handler for ProduceHandler {
                     partition_error(index, code, message)
                 }
                 Ok(i) => match results.get(i) {
-                    Some(Ok(info)) => PartitionProduceResponse::default()
-                        .with_index(index)
-                        .with_base_offset(info.base_offset)
-                        .with_log_append_time_ms(info.log_append_time_ms)
-                        .with_log_start_offset(info.log_start_offset),
+                    Some(Ok(info)) => {
+                        if let Some((_, _, Some(topic))) = topics.get(topic_index) {
+                            ctx.broker.metrics.count_in(
+                                topic,
+                                info.bytes as u64,
+                                u64::try_from(info.records).unwrap_or(0),
+                            );
+                        }
+                        PartitionProduceResponse::default()
+                            .with_index(index)
+                            .with_base_offset(info.base_offset)
+                            .with_log_append_time_ms(info.log_append_time_ms)
+                            .with_log_start_offset(info.log_start_offset)
+                    }
                     Some(Err(e)) => {
                         any_error = true;
                         log_failure(&ctx, index, e);

@@ -20,6 +20,10 @@ impl Handler for SyncGroupHandler {
     const API_KEY: ApiKey = ApiKey::SyncGroup;
     const VERSIONS: VersionRange = VersionRange { min: 0, max: 5 };
 
+    fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
+        count(r.error_code);
+    }
+
     async fn handle(ctx: RequestContext, request: SyncGroupRequest) -> Reply<SyncGroupResponse> {
         let version = ctx.api_version;
         let params = SyncParams {
