@@ -52,6 +52,7 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     key!("process.roles", List, Some("broker,controller"), Validator::ListOf(&["broker", "controller"]), "Roles of this process: broker, controller, or both."),
     key!("listeners", List, Some("PLAINTEXT://127.0.0.1:9092"), ANY, "Addresses to listen on, NAME://host:port."),
     key!("advertised.listeners", List, None, ANY, "Addresses clients are told to use; defaults to listeners."),
+    key!("config.providers", List, Some(""), ANY, "Names of config providers whose variables values may use; the environment provider (`org.apache.kafka.common.config.provider.EnvVarConfigProvider`, set as config.providers.NAME.class) resolves ${NAME:VARIABLE}."),
     key!("listener.security.protocol.map", List, Some("PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"), ANY, "Security protocol of each listener name."),
     key!("controller.listener.names", List, Some("CONTROLLER"), ANY, "Listener names used by the controller quorum."),
     key!("controller.quorum.voters", List, Some(""), ANY, "Quorum voters as id@host:port; empty makes this node a one-voter quorum."),
@@ -196,6 +197,9 @@ pub struct ConfigInputs {
     pub env: BTreeMap<String, String>,
     /// `--override KEY=VALUE` arguments.
     pub overrides: BTreeMap<String, String>,
+    /// The process environment, for `${env:NAME}` variables in values
+    /// (see [`crate::providers`]).
+    pub environment: BTreeMap<String, String>,
 }
 
 impl ConfigInputs {
@@ -446,10 +450,11 @@ fn local_hostname() -> String {
 impl BrokerConfig {
     /// Loads and validates a configuration.
     pub fn load(inputs: &ConfigInputs) -> Result<LoadedConfig, ConfigError> {
-        let set = inputs.merged();
+        let mut set = inputs.merged();
+        crate::providers::resolve_variables(&mut set, &inputs.environment)?;
         let mut warnings = Vec::new();
         for key in set.keys() {
-            if find(BROKER_CONFIGS, key).is_none() {
+            if find(BROKER_CONFIGS, key).is_none() && !crate::providers::is_provider_key(key) {
                 warnings.push(format!("unknown configuration {key} is ignored"));
             }
         }
@@ -905,6 +910,7 @@ mod tests {
             file: [("num.partitions".to_string(), "3".to_string())].into(),
             env,
             overrides: [("num.partitions".to_string(), "4".to_string())].into(),
+            ..Default::default()
         };
         let c = BrokerConfig::load(&i).unwrap().config;
         assert_eq!(c.num_partitions, 4);

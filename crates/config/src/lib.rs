@@ -19,6 +19,7 @@ pub mod definition;
 pub mod error;
 pub mod listener;
 pub mod properties;
+pub mod providers;
 pub mod source;
 pub mod throttle;
 pub mod topic;

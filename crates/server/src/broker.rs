@@ -12,7 +12,6 @@
 //! write the clean-shutdown markers.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -377,7 +376,6 @@ impl Broker {
             registry,
             image: image_tx,
             metrics,
-            stopping: AtomicBool::new(false),
         });
         state.replica_manager.sync_fetchers(
             &image,
@@ -467,6 +465,18 @@ impl Broker {
         &self.state
     }
 
+    /// Applies `topics` in the background (see [`crate::provisioning`]).
+    pub fn provision_topics(&mut self, topics: Vec<crate::provisioning::TopicSpec>) {
+        if topics.is_empty() {
+            return;
+        }
+        self.tasks.spawn(crate::provisioning::provision_topics(
+            Arc::clone(&self.state),
+            topics,
+            self.shutdown.subscribe(),
+        ));
+    }
+
     /// Bound listener addresses, by listener name.
     pub fn listeners(&self) -> &[(String, SocketAddr)] {
         &self.listeners
@@ -477,14 +487,7 @@ impl Broker {
     /// are written.
     pub async fn shutdown(mut self) -> Result<(), StartError> {
         tracing::info!("shutting down");
-        self.state.stopping.store(true, Ordering::Release);
-        if self.state.config.is_broker() {
-            let applied = self.state.image().offset;
-            self.state
-                .lifecycle
-                .controlled_shutdown(&self.state.controller, applied)
-                .await;
-        }
+        self.state.controlled_shutdown().await;
         let _ = self.shutdown.send(true);
         self.state.replica_manager.stop_fetchers();
         // Members waiting in JoinGroup or SyncGroup get NOT_COORDINATOR now

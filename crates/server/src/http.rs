@@ -8,6 +8,11 @@
 //!   probe never restarts a healthy pod because a peer is down.
 //! - `GET /readyz`: 200 when the node is ready for traffic, else 503; the
 //!   body lists each check ([`crate::readiness`]).
+//! - `POST /controlled-shutdown`: moves this broker's leadership to other
+//!   in-sync replicas and keeps it fenced, answering 200 once the
+//!   controller confirms (503 if it did not within a session timeout). The
+//!   process keeps running until SIGTERM. `strom controlled-shutdown`
+//!   calls it, from the Helm chart's preStop hook.
 //!
 //! It comes up first when the node starts, so probes are answered (not
 //! ready) while the logs are recovered and the quorum forms, and goes down
@@ -36,6 +41,9 @@ use crate::metrics::BrokerMetrics;
 const HTTP_CONNECTIONS_MAX: usize = 64;
 /// The longest one HTTP connection may stay open.
 const HTTP_CONNECTION_MAX_DURATION: Duration = Duration::from_secs(60);
+
+/// Where a controlled shutdown is asked for.
+pub const CONTROLLED_SHUTDOWN_PATH: &str = "/controlled-shutdown";
 
 /// What the endpoint serves from.
 #[derive(Debug, Clone)]
@@ -79,7 +87,7 @@ pub async fn serve_http(
         connections.spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let endpoint = endpoint.clone();
-                async move { Ok::<_, Infallible>(respond(&endpoint, &request)) }
+                async move { Ok::<_, Infallible>(respond(&endpoint, &request).await) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service);
@@ -95,15 +103,39 @@ pub async fn serve_http(
 }
 
 /// Answers one request.
-fn respond(endpoint: &HttpEndpoint, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn respond(endpoint: &HttpEndpoint, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let state = endpoint.serving.borrow().clone();
+    let path = request.uri().path();
+    if path == CONTROLLED_SHUTDOWN_PATH {
+        if request.method() != Method::POST {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "POST it\n".into());
+        }
+        let Some(state) = state else {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the node is still starting\n".into(),
+            );
+        };
+        tracing::info!("controlled shutdown asked for over HTTP");
+        return if state.controlled_shutdown().await {
+            text(
+                StatusCode::OK,
+                "leadership moved away; stop the process with SIGTERM\n".into(),
+            )
+        } else {
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the controller did not confirm the controlled shutdown\n".into(),
+            )
+        };
+    }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(
             StatusCode::METHOD_NOT_ALLOWED,
             "only GET is served\n".into(),
         );
     }
-    let state = endpoint.serving.borrow().clone();
-    match request.uri().path() {
+    match path {
         "/metrics" => {
             let mut response = text(StatusCode::OK, endpoint.metrics.render(state.as_deref()));
             response.headers_mut().insert(

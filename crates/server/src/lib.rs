@@ -26,6 +26,7 @@ pub mod legacy;
 pub mod lifecycle;
 pub mod listener;
 pub mod metrics;
+pub mod provisioning;
 pub mod readiness;
 pub mod registry;
 pub mod state;

@@ -3,6 +3,11 @@
 //! has applied the metadata up to its registration), keep heartbeating,
 //! and on shutdown ask the controller to move its leadership away first.
 //!
+//! Once shutting down, every heartbeat says so: the controller keeps the
+//! broker fenced instead of unfencing it again between its controlled
+//! shutdown (which may come early, from a Kubernetes preStop hook) and its
+//! exit.
+//!
 //! A broker that cannot heartbeat for `broker.session.timeout.ms` fences
 //! itself: the controller will have fenced it and handed its partitions to
 //! others, so it must stop acting as their leader (produce requests get
@@ -25,6 +30,8 @@ pub struct BrokerLifecycle {
     broker_epoch: AtomicI64,
     /// Fenced: by the controller, or by itself after losing its session.
     fenced: AtomicBool,
+    /// Shutdown has begun: no longer ready, heartbeats ask to shut down.
+    shutting_down: AtomicBool,
     heartbeat_interval: Duration,
     session_timeout: Duration,
 }
@@ -36,6 +43,7 @@ impl BrokerLifecycle {
             broker_id,
             broker_epoch: AtomicI64::new(-1),
             fenced: AtomicBool::new(true),
+            shutting_down: AtomicBool::new(false),
             heartbeat_interval,
             session_timeout,
         }
@@ -49,6 +57,16 @@ impl BrokerLifecycle {
     /// Whether this broker must not act as a leader now.
     pub fn is_fenced(&self) -> bool {
         self.fenced.load(Ordering::Acquire)
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Marks shutdown as begun (readiness turns false).
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
     }
 
     /// Records the registration's epoch.
@@ -85,18 +103,16 @@ impl BrokerLifecycle {
             let applied = images.borrow().offset;
             let attempt = tokio::time::timeout(
                 self.session_timeout,
-                self.heartbeat(&controller, applied, false),
+                self.heartbeat(&controller, applied, self.is_shutting_down()),
             )
             .await;
             match attempt {
                 Ok(Ok(reply)) => {
                     last_ok = Instant::now();
-                    let was = self.fenced.swap(reply.fenced, Ordering::AcqRel);
-                    if was != reply.fenced {
-                        tracing::info!(
-                            fenced = reply.fenced,
-                            "the controller changed this broker's fencing"
-                        );
+                    let fenced = reply.fenced || self.is_shutting_down();
+                    let was = self.fenced.swap(fenced, Ordering::AcqRel);
+                    if was != fenced {
+                        tracing::info!(fenced, "the controller changed this broker's fencing");
                     }
                 }
                 Ok(Err(e)) => tracing::warn!(error = %e, "broker heartbeat refused"),
@@ -123,8 +139,9 @@ impl BrokerLifecycle {
 
     /// Asks the controller to move this broker's leadership away, waiting
     /// until it says the broker may stop, at most one session timeout (after
-    /// which the controller fences the broker anyway).
-    pub async fn controlled_shutdown(&self, controller: &Controller, applied_offset: i64) {
+    /// which the controller fences the broker anyway). True when it did.
+    pub async fn controlled_shutdown(&self, controller: &Controller, applied_offset: i64) -> bool {
+        self.begin_shutdown();
         let deadline = Instant::now() + self.session_timeout;
         while Instant::now() < deadline {
             match tokio::time::timeout(
@@ -138,7 +155,7 @@ impl BrokerLifecycle {
                     tracing::info!(
                         "controlled shutdown: the controller moved this broker's leadership away"
                     );
-                    return;
+                    return true;
                 }
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => tracing::warn!(error = %e, "controlled shutdown refused"),
@@ -147,5 +164,6 @@ impl BrokerLifecycle {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         tracing::warn!("controlled shutdown did not complete; stopping anyway");
+        false
     }
 }

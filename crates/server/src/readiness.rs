@@ -13,7 +13,6 @@
 //! quorum has a leader.
 
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
 
 use crate::state::BrokerState;
 
@@ -76,8 +75,8 @@ pub fn assess(state: Option<&BrokerState>) -> Readiness {
     r.check(
         "not-stopping",
         state
-            .stopping
-            .load(Ordering::Acquire)
+            .lifecycle
+            .is_shutting_down()
             .then(|| "the node is shutting down".into()),
     );
     let quorum = state.controller.quorum();

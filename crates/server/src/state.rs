@@ -2,7 +2,6 @@
 //! replica manager, the coordinators, the applied metadata image and the
 //! handler registry.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use strom_config::BrokerConfig;
@@ -39,8 +38,6 @@ pub struct BrokerState {
     pub(crate) image: watch::Sender<Arc<MetadataImage>>,
     /// The node's metrics.
     pub metrics: Arc<BrokerMetrics>,
-    /// Set when shutdown begins: the node is no longer ready.
-    pub stopping: AtomicBool,
 }
 
 impl BrokerState {
@@ -52,6 +49,20 @@ impl BrokerState {
     /// The metadata image this broker has applied.
     pub fn image(&self) -> Arc<MetadataImage> {
         self.image.borrow().clone()
+    }
+
+    /// Controlled shutdown (a broker): moves this broker's leadership
+    /// away and keeps it fenced; the process keeps running until told to
+    /// stop. True when the controller confirmed it.
+    pub async fn controlled_shutdown(&self) -> bool {
+        if !self.config.is_broker() {
+            self.lifecycle.begin_shutdown();
+            return true;
+        }
+        let applied = self.image().offset;
+        self.lifecycle
+            .controlled_shutdown(&self.controller, applied)
+            .await
     }
 
     /// Waits until this broker has applied metadata up to `offset` (after a

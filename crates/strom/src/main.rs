@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use strom_config::{BrokerConfig, ConfigInputs};
 use strom_server::allocator::BrokerAllocator;
+use strom_server::provisioning::{read_topics, TopicSpec};
 use strom_server::Broker;
 
 /// Large reservations made from request contents must never abort the
@@ -35,6 +36,25 @@ enum Command {
     Format(FormatArgs),
     /// Print a new random cluster id, like `kafka-storage random-uuid`.
     RandomUuid,
+    /// Ask a running broker, over its HTTP endpoint, to move its partition
+    /// leadership away (controlled shutdown) before it is stopped; exits 0
+    /// once the controller confirmed. For Kubernetes' preStop hook.
+    ControlledShutdown(ControlledShutdownArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+struct ControlledShutdownArgs {
+    /// The broker's HTTP endpoint (`http.listener`).
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        env = "STROM_HTTP_ADDRESS",
+        default_value = "127.0.0.1:9644"
+    )]
+    http: String,
+    /// Give up after this long.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    timeout_seconds: u64,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -66,6 +86,10 @@ struct ServeArgs {
     /// Log format.
     #[arg(long, value_name = "FORMAT", env = "STROM_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// Topics to create (or bring up to date) at start-up: a JSON list of
+    /// {"name", "partitions", "replicationFactor", "config"}.
+    #[arg(long, value_name = "FILE", env = "STROM_PROVISION_TOPICS")]
+    provision_topics: Option<PathBuf>,
 }
 
 fn init_logging(args: &ServeArgs) {
@@ -109,6 +133,7 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<strom_config::LoadedConfig> {
     let mut inputs = ConfigInputs {
         env: ConfigInputs::from_env_vars(std::env::vars()),
         overrides: ConfigInputs::parse_overrides(&args.overrides)?,
+        environment: std::env::vars().collect(),
         ..Default::default()
     };
     if let Some(path) = &args.config {
@@ -117,8 +142,9 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<strom_config::LoadedConfig> {
     Ok(BrokerConfig::load(&inputs)?)
 }
 
-async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
-    let broker = Broker::start(config).await?;
+async fn serve(config: BrokerConfig, topics: Vec<TopicSpec>) -> anyhow::Result<()> {
+    let mut broker = Broker::start(config).await?;
+    broker.provision_topics(topics);
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT"),
@@ -127,6 +153,48 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
     broker.shutdown().await?;
     Ok(())
 }
+
+/// `strom controlled-shutdown`: `POST /controlled-shutdown` over HTTP/1.0.
+fn controlled_shutdown(args: &ControlledShutdownArgs) -> ExitCode {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs(args.timeout_seconds.max(1));
+    let attempt = || -> std::io::Result<String> {
+        let mut stream = std::net::TcpStream::connect(&args.http)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        write!(
+            stream,
+            "POST {} HTTP/1.0\r\nHost: {}\r\nContent-Length: 0\r\n\r\n",
+            strom_server::http::CONTROLLED_SHUTDOWN_PATH,
+            args.http
+        )?;
+        let mut response = String::new();
+        stream
+            .take(CONTROLLED_SHUTDOWN_RESPONSE_MAX_BYTES)
+            .read_to_string(&mut response)?;
+        Ok(response)
+    };
+    match attempt() {
+        Ok(response) => {
+            let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+            let ok = head.split_whitespace().nth(1) == Some("200");
+            if ok {
+                print!("{body}");
+                ExitCode::SUCCESS
+            } else {
+                eprint!("strom: controlled shutdown refused: {body}");
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("strom: cannot reach the broker at {}: {e}", args.http);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The most of an HTTP answer `strom controlled-shutdown` reads.
+const CONTROLLED_SHUTDOWN_RESPONSE_MAX_BYTES: u64 = 64 * 1024;
 
 /// `strom format`.
 fn format(args: &FormatArgs) -> ExitCode {
@@ -177,6 +245,7 @@ fn main() -> ExitCode {
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
         Some(Command::Format(args)) => return format(&args),
+        Some(Command::ControlledShutdown(args)) => return controlled_shutdown(&args),
         Some(Command::RandomUuid) => {
             println!(
                 "{}",
@@ -203,6 +272,18 @@ fn main() -> ExitCode {
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
+    let topics = match args
+        .provision_topics
+        .as_deref()
+        .map(read_topics)
+        .transpose()
+    {
+        Ok(t) => t.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("strom: --provision-topics: {e}");
+            return ExitCode::from(2);
+        }
+    };
     raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -214,7 +295,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(loaded.config)) {
+    match runtime.block_on(serve(loaded.config, topics)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

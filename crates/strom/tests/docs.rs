@@ -97,3 +97,34 @@ fn the_sample_cluster_configs_agree() {
         assert!(README.contains(&format!("config/cluster/node-{}.properties", i + 1)));
     }
 }
+
+/// Every metric the broker registers (the `strom_*` names in
+/// `metrics.rs`) is listed in the README's metrics table, and the table
+/// names no metric that does not exist.
+#[test]
+fn metrics_table_names_every_metric() {
+    let source = include_str!("../../server/src/metrics.rs");
+    // The definitions, not the unit tests' expected output.
+    let source = source.split("#[cfg(test)]").next().unwrap();
+    let names = |text: &str, quoted: bool| -> std::collections::BTreeSet<String> {
+        let mut found = std::collections::BTreeSet::new();
+        let pattern = if quoted { "\"strom_" } else { "`strom_" };
+        for (i, _) in text.match_indices(pattern) {
+            let name: String = text[i + 1..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            found.insert(name);
+        }
+        found
+    };
+    let registered = names(source, true);
+    assert!(registered.len() > 20, "{registered:?}");
+    let table: String = README
+        .lines()
+        .filter(|l| l.starts_with("| `strom_"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let listed = names(&table, false);
+    assert_eq!(registered, listed, "README metrics table vs metrics.rs");
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Builds the container image (docker/Dockerfile): compiles a statically
+# linked `strom`, gives the Dockerfile a context with only that binary, then
+# builds, smoke-runs (`strom --version` in the image) and exports it with the
+# daemonless image tool (buildah, podman, skopeo; installed on first use).
+#
+#   docker/build.sh [TAG]         default localhost/strom:dev
+#
+# Env: IMAGE_TOOLS (directory of build-image.sh, default ../shared/tools
+# beside the project), OCI_ARCHIVE (where the image archive goes).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+tag="${1:-localhost/strom:dev}"
+target=x86_64-unknown-linux-gnu
+tools="${IMAGE_TOOLS:-$root/../shared/tools}"
+[ -x "$tools/build-image.sh" ] || { echo "docker/build.sh: no build-image.sh in $tools (set IMAGE_TOOLS)" >&2; exit 1; }
+
+# --target is required: without it crt-static also applies to build
+# scripts and proc macros, which cannot be static.
+RUSTFLAGS='-C target-feature=+crt-static' \
+    cargo build --release --locked --target "$target" -p strom
+
+context="$root/target/image-context"
+rm -rf "$context"
+mkdir -p "$context/var/lib/strom/data"
+# Without the debug line tables (backtraces keep the function names).
+strip --strip-debug -o "$context/strom" "target/$target/release/strom"
+"$tools/build-image.sh" docker/Dockerfile "$context" "$tag" -- --version
