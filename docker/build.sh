@@ -4,7 +4,8 @@
 # builds, smoke-runs (`strom --version` in the image) and exports it with the
 # daemonless image tool (buildah, podman, skopeo; installed on first use).
 #
-#   docker/build.sh [TAG]         default localhost/strom:dev
+#   docker/build.sh [TAG]         default localhost/strom:<version>, the tag the
+#                                 Helm chart's default values run
 #
 # Env: IMAGE_TOOLS (directory of build-image.sh, default ../shared/tools
 # beside the project), OCI_ARCHIVE (where the image archive goes).
@@ -12,7 +13,8 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-tag="${1:-localhost/strom:dev}"
+version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)"
+tag="${1:-localhost/strom:$version}"
 target=x86_64-unknown-linux-gnu
 tools="${IMAGE_TOOLS:-$root/../shared/tools}"
 [ -x "$tools/build-image.sh" ] || { echo "docker/build.sh: no build-image.sh in $tools (set IMAGE_TOOLS)" >&2; exit 1; }

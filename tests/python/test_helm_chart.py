@@ -17,6 +17,7 @@ to start. The schema rejects wrong values.
 Needs helm (tests/run installs it with ../shared/tools/get-helm.sh).
 """
 
+import http.client as http_client
 import json
 import os
 import re
@@ -264,6 +265,22 @@ def test_the_rendered_chart_forms_a_cluster_kcat_can_use(pods):
     consumed = kcat("-b", bootstrap(), "-C", "-t", "orders", "-p", "0", "-o", "beginning", "-e", "-q")
     assert consumed.splitlines() == lines
     assert sum(metric(p.ip, "strom_controller_active") for p in pods) == 1
+    with open(os.path.join(pods[0].config_dir, f"{pods[0].name}.properties")) as f:
+        assert "log.segment.bytes=1073741824\n" in f.read()
+
+    # A controlled shutdown is asked for from the pod itself, not another.
+    other = http_client.HTTPConnection(pods[0].ip, 9644, timeout=10, source_address=(pods[1].ip, 0))
+    other.request("POST", "/controlled-shutdown")
+    assert other.getresponse().status == 403
+    other.close()
+    assert http(pods[0].ip, "/readyz")[0] == 200
+
+
+def isr_view(pod, topic):
+    """Each partition's ISR as `pod` itself answers Metadata."""
+    listing = json.loads(kcat("-b", f"{pod.ip}:9092", "-L", "-J", "-t", topic))
+    return {p["partition"]: sorted(r["id"] for r in p["isrs"]) for t in listing["topics"]
+            for p in t["partitions"]}
 
 
 def test_a_rolling_restart_loses_no_acknowledged_record(pods):
@@ -339,6 +356,10 @@ def test_a_rolling_restart_loses_no_acknowledged_record(pods):
         pod.stop_like_kubernetes()
         pod.start()
         wait_until(pod.ready, timeout=120, what=f"{pod.name} ready again")
+        # Ready means back in every ISR, at the moment it turned ready.
+        node_id = pods.index(pod)
+        isrs = isr_view(pod, topic)
+        assert len(isrs) == 3 and all(node_id in isr for isr in isrs.values()), isrs
         wait_until(lambda: sum(metric(p.ip, "strom_under_replicated_partitions") or 0 for p in pods) == 0,
                    timeout=60, what=f"no under-replicated partitions after restarting {pod.name}")
         wait_until(lambda: len(acked) > before + 100, timeout=60,

@@ -4,14 +4,39 @@
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/*
+At most 52 characters: the StatefulSet controller labels pods with
+"<name>-<10-character revision hash>", which must fit in 63.
+*/}}
 {{- define "strom.fullname" -}}
 {{- if .Values.fullnameOverride -}}
-{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" -}}
 {{- else if contains (include "strom.name" .) .Release.Name -}}
-{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- .Release.Name | trunc 52 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name (include "strom.name" .) | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name (include "strom.name" .) | trunc 52 | trimSuffix "-" -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+A value as server.properties wants it: YAML numbers reach templates as
+floats, which would print 1073741824 as 1.073741824e+09.
+*/}}
+{{- define "strom.propertyValue" -}}
+{{- if and (kindIs "float64" .) (eq . (float64 (int64 .))) -}}
+{{- int64 . -}}
+{{- else -}}
+{{- . -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+What every pod's configuration depends on, hashed into the pod template so
+that changing it rolls the pods (replicaCount alone does not).
+*/}}
+{{- define "strom.configChecksum" -}}
+{{- $shared := dict "config" .Values.config "clusterId" (include "strom.clusterId" .) "voters" (include "strom.quorumVoters" .) "externalAccess" .Values.externalAccess "provisioning" .Values.provisioning "clusterDomain" .Values.clusterDomain -}}
+{{- toJson $shared | sha256sum -}}
 {{- end -}}
 
 {{- define "strom.headless" -}}

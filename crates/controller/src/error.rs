@@ -72,6 +72,19 @@ pub enum ControllerError {
     /// The quorum cannot commit now (no leader, stopped).
     #[error("the metadata quorum is unavailable: {0}")]
     Unavailable(String),
+    /// `controller.quorum.voters` names other voters than the metadata log
+    /// this node holds: the voters of an existing quorum cannot change.
+    #[error(
+        "controller.quorum.voters names voters {configured:?}, but this node's metadata log \
+         belongs to a quorum of voters {stored:?}; the voters of an existing quorum cannot \
+         change (put controller.quorum.voters back, or start from empty log directories)"
+    )]
+    VotersChanged {
+        /// Voter ids in the configuration.
+        configured: Vec<u64>,
+        /// Voter ids in the metadata log.
+        stored: Vec<u64>,
+    },
 }
 
 impl ControllerError {
@@ -81,7 +94,9 @@ impl ControllerError {
     pub fn to_api_error(&self) -> ApiError {
         let code = match self {
             Self::NotLeader(_) | Self::Unavailable(_) => ErrorCode::NotController,
-            Self::Storage(_) | Self::Corrupt(_) => ErrorCode::KafkaStorageError,
+            Self::Storage(_) | Self::Corrupt(_) | Self::VotersChanged { .. } => {
+                ErrorCode::KafkaStorageError
+            }
         };
         ApiError::new(code, self.to_string())
     }

@@ -71,6 +71,9 @@ impl QuorumConfig {
     }
 }
 
+/// How long start-up waits for the stored membership to load.
+const MEMBERSHIP_LOAD_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The quorum as this node sees it.
 #[derive(Clone)]
 pub struct MetadataQuorum {
@@ -180,7 +183,11 @@ impl MetadataQuorum {
             }),
             contacts,
         };
-        if config.is_voter() && !quorum.raft.is_initialized().await.map_err(unavailable)? {
+        let initialized = quorum.raft.is_initialized().await.map_err(unavailable)?;
+        if initialized {
+            quorum.check_voters(&config).await?;
+        }
+        if config.is_voter() && !initialized {
             let voters = config.voter_set();
             tracing::info!(voters = ?voters.keys().collect::<Vec<_>>(), "initializing the metadata quorum");
             match quorum.raft.initialize(voters).await {
@@ -196,6 +203,31 @@ impl MetadataQuorum {
             let _ = quorum.raft.trigger().elect().await;
         }
         Ok(quorum)
+    }
+
+    /// Refuses a configuration whose voters differ from those of the
+    /// metadata log this node holds. Otherwise nodes added as voters would
+    /// start a quorum of their own with empty logs, and could elect a leader
+    /// among themselves that overwrites the log of the existing one.
+    async fn check_voters(&self, config: &QuorumConfig) -> Result<(), ControllerError> {
+        let loaded = self
+            .raft
+            .wait(Some(MEMBERSHIP_LOAD_TIMEOUT))
+            .metrics(
+                |m| m.membership_config.log_id().is_some(),
+                "the stored membership",
+            )
+            .await;
+        let Ok(metrics) = loaded else {
+            // No membership stored yet (initialized by a vote only).
+            return Ok(());
+        };
+        let stored: Vec<u64> = metrics.membership_config.membership().voter_ids().collect();
+        let configured: Vec<u64> = config.voter_set().keys().copied().collect();
+        if stored != configured {
+            return Err(ControllerError::VotersChanged { configured, stored });
+        }
+        Ok(())
     }
 
     /// Logs this node's view of the quorum whenever it changes (leader,

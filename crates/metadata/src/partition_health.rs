@@ -53,6 +53,27 @@ impl MetadataImage {
         partition.leader >= 0 && self.is_broker_online(partition.leader)
     }
 
+    /// The partitions waiting for `broker` to rejoin their ISR, as
+    /// `(topic, partition)`: it is one of their replicas but not in their
+    /// ISR, a reassignment is not still adding it, and another, live broker
+    /// leads them (with no live leader there is nothing to catch up from).
+    pub fn partitions_awaiting_replica(&self, broker: i32) -> Vec<(String, i32)> {
+        let mut waiting = Vec::new();
+        for topic in self.topics() {
+            for (index, p) in &topic.partitions {
+                if p.replicas.contains(&broker)
+                    && !p.isr.contains(&broker)
+                    && !p.adding_replicas.contains(&broker)
+                    && p.leader != broker
+                    && self.has_online_leader(p)
+                {
+                    waiting.push((topic.name.clone(), *index));
+                }
+            }
+        }
+        waiting
+    }
+
     /// The counts for `broker`, `min_insync_replicas` giving each topic's
     /// effective `min.insync.replicas`.
     pub fn partition_health(
@@ -177,5 +198,58 @@ mod tests {
         let b0 = &image.topic("b").unwrap().partitions[&0];
         assert_eq!(image.offline_replicas(b0), vec![3]);
         assert!(!image.has_online_leader(b0));
+    }
+
+    #[test]
+    fn a_replica_out_of_the_isr_is_awaited_only_where_a_live_leader_waits() {
+        let a = Uuid::new_v4();
+        let records = vec![
+            broker(1),
+            broker(2),
+            broker(3),
+            MetadataRecord::Topic {
+                name: "a".into(),
+                topic_id: a,
+            },
+            // Awaited: led by live 1, 3 out of the ISR.
+            partition(a, 0, 1, &[1, 2]),
+            // In the ISR.
+            partition(a, 1, 1, &[1, 2, 3]),
+            // Led by fenced 2 (fenced below): nothing to catch up from.
+            partition(a, 2, 2, &[2]),
+            // No leader.
+            partition(a, 3, -1, &[]),
+            // Led by 3 itself.
+            partition(a, 4, 3, &[3]),
+            MetadataRecord::BrokerFencing {
+                broker_id: 2,
+                fenced: true,
+            },
+            // Being added by a reassignment: not awaited yet.
+            MetadataRecord::PartitionChange {
+                topic_id: a,
+                partition_id: 1,
+                leader: None,
+                isr: Some(vec![1]),
+                replicas: Some(vec![1, 2, 3]),
+                adding_replicas: Some(vec![3]),
+                removing_replicas: Some(vec![]),
+            },
+        ];
+        let image = MetadataImage::empty()
+            .apply(records.iter().enumerate().map(|(i, r)| (i as i64, r)))
+            .unwrap()
+            .0;
+        assert_eq!(
+            image.partitions_awaiting_replica(3),
+            vec![("a".to_string(), 0)]
+        );
+        // 1 is out of a-4's ISR, which live 3 leads.
+        assert_eq!(
+            image.partitions_awaiting_replica(1),
+            vec![("a".to_string(), 4)]
+        );
+        // 4 is no replica of anything.
+        assert!(image.partitions_awaiting_replica(4).is_empty());
     }
 }

@@ -14,6 +14,7 @@
 //!   reads again.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -193,6 +194,27 @@ pub struct ReplicaManager {
     leader_quota: Arc<ReplicationQuota>,
     /// What this broker fetches, as follower, for throttled replicas.
     follower_quota: Arc<ReplicationQuota>,
+    /// acks=all produce requests waiting for the ISR (Kafka's produce
+    /// purgatory).
+    delayed_produces: AtomicUsize,
+    /// Fetch requests waiting for data (Kafka's fetch purgatory).
+    delayed_fetches: AtomicUsize,
+}
+
+/// Counts one request in a purgatory while it lives.
+struct Delayed<'a>(&'a AtomicUsize);
+
+impl<'a> Delayed<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Delayed<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A running fetcher: where it fetches from, its partitions, its stop.
@@ -217,7 +239,19 @@ impl ReplicaManager {
             fetchers: Mutex::new(HashMap::new()),
             leader_quota: Arc::new(ReplicationQuota::default()),
             follower_quota: Arc::new(ReplicationQuota::default()),
+            delayed_produces: AtomicUsize::new(0),
+            delayed_fetches: AtomicUsize::new(0),
         }
+    }
+
+    /// acks=all produce requests waiting for the in-sync replicas now.
+    pub fn delayed_produces(&self) -> usize {
+        self.delayed_produces.load(Ordering::Relaxed)
+    }
+
+    /// Fetch requests waiting for data now.
+    pub fn delayed_fetches(&self) -> usize {
+        self.delayed_fetches.load(Ordering::Relaxed)
     }
 
     /// Starts, updates and stops follower fetchers so that every partition
@@ -524,6 +558,8 @@ impl ReplicaManager {
         });
         // One deadline for the whole request, as Kafka's delayed produce.
         let deadline = Instant::now() + timeout;
+        let _delayed = (acks == -1 && appended.iter().any(Result::is_ok))
+            .then(|| Delayed::enter(&self.delayed_produces));
         let mut out = Vec::with_capacity(appended.len());
         for r in appended {
             out.push(match r {
@@ -612,6 +648,7 @@ impl ReplicaManager {
             // arrived for min_bytes (estimated from what was appended, as
             // Kafka's delayed fetch estimates from positions), or the
             // deadline; then read again (and answer if past the deadline).
+            let _delayed = Delayed::enter(&self.delayed_fetches);
             loop {
                 let changed = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
                 if tokio::time::timeout_at(deadline, changed).await.is_err() {

@@ -11,13 +11,18 @@
 //! - `POST /controlled-shutdown`: moves this broker's leadership to other
 //!   in-sync replicas and keeps it fenced, answering 200 once the
 //!   controller confirms (503 if it did not within a session timeout). The
-//!   process keeps running until SIGTERM. `strom controlled-shutdown`
-//!   calls it, from the Helm chart's preStop hook.
+//!   process keeps running until SIGTERM, and there is no way back: the
+//!   broker stays fenced until it restarts. Only clients on the broker's own
+//!   host may ask (the connection's two ends have one address: the same
+//!   pod, or a loopback address to itself); others get 403. `strom controlled-shutdown` calls it, from the Helm
+//!   chart's preStop hook.
 //!
 //! It comes up first when the node starts, so probes are answered (not
-//! ready) while the logs are recovered and the quorum forms, and goes down
-//! last. Connections are limited in number and lifetime: a stuck scraper
-//! cannot pile them up.
+//! ready) while the logs are recovered and the quorum forms, and stops with
+//! the other listeners once shutdown has moved leadership away.
+//! Connections are limited in number, header time and lifetime: stuck
+//! scrapers cannot pile them up, and when all slots are taken a new
+//! connection is closed at once instead of waiting in the backlog.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -28,7 +33,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use strom_replication::shutdown_signalled;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -37,10 +42,15 @@ use tokio::task::JoinSet;
 use crate::listener::ServingState;
 use crate::metrics::BrokerMetrics;
 
-/// HTTP connections served at once; more wait to be accepted.
+/// HTTP connections served at once; one more is closed as it arrives.
 const HTTP_CONNECTIONS_MAX: usize = 64;
 /// The longest one HTTP connection may stay open.
 const HTTP_CONNECTION_MAX_DURATION: Duration = Duration::from_secs(60);
+/// How long a client may take to send a request's headers.
+const HTTP_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause after a failed accept (out of file descriptors), so the loop
+/// does not spin.
+const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(10);
 
 /// Where a controlled shutdown is asked for.
 pub const CONTROLLED_SHUTDOWN_PATH: &str = "/controlled-shutdown";
@@ -63,33 +73,38 @@ pub async fn serve_http(
     let slots = Arc::new(Semaphore::new(HTTP_CONNECTIONS_MAX));
     let mut connections = JoinSet::new();
     loop {
-        let permit = tokio::select! {
-            _ = shutdown_signalled(&mut shutdown) => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-            permit = Arc::clone(&slots).acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let accepted = tokio::select! {
             _ = shutdown_signalled(&mut shutdown) => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(error = %e, "HTTP accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                tokio::time::sleep(ACCEPT_RETRY_PAUSE).await;
                 continue;
             }
         };
+        // Full: refuse at once rather than queue behind stuck clients, so
+        // a probe retried a moment later gets through.
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::debug!(%peer, "refusing an HTTP connection: {HTTP_CONNECTIONS_MAX} open");
+            continue;
+        };
+        // Only this host (or pod) may ask for a controlled shutdown: a
+        // connection from the host itself leaves from the address it
+        // reaches (the pod IP in Kubernetes).
+        let local = stream.local_addr().is_ok_and(|a| a.ip() == peer.ip());
         let endpoint = endpoint.clone();
         connections.spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let endpoint = endpoint.clone();
-                async move { Ok::<_, Infallible>(respond(&endpoint, &request).await) }
+                async move { Ok::<_, Infallible>(respond(&endpoint, &request, local).await) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HTTP_HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service);
             match tokio::time::timeout(HTTP_CONNECTION_MAX_DURATION, connection).await {
                 Ok(Ok(())) => {}
@@ -103,12 +118,22 @@ pub async fn serve_http(
 }
 
 /// Answers one request.
-async fn respond(endpoint: &HttpEndpoint, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn respond(
+    endpoint: &HttpEndpoint,
+    request: &Request<Incoming>,
+    from_this_host: bool,
+) -> Response<Full<Bytes>> {
     let state = endpoint.serving.borrow().clone();
     let path = request.uri().path();
     if path == CONTROLLED_SHUTDOWN_PATH {
         if request.method() != Method::POST {
             return text(StatusCode::METHOD_NOT_ALLOWED, "POST it\n".into());
+        }
+        if !from_this_host {
+            return text(
+                StatusCode::FORBIDDEN,
+                "a controlled shutdown is asked for from the broker's own host\n".into(),
+            );
         }
         let Some(state) = state else {
             return text(

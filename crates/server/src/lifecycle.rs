@@ -32,6 +32,8 @@ pub struct BrokerLifecycle {
     fenced: AtomicBool,
     /// Shutdown has begun: no longer ready, heartbeats ask to shut down.
     shutting_down: AtomicBool,
+    /// Was ready once since it started: back in the ISR of its partitions.
+    caught_up: AtomicBool,
     heartbeat_interval: Duration,
     session_timeout: Duration,
 }
@@ -44,6 +46,7 @@ impl BrokerLifecycle {
             broker_epoch: AtomicI64::new(-1),
             fenced: AtomicBool::new(true),
             shutting_down: AtomicBool::new(false),
+            caught_up: AtomicBool::new(false),
             heartbeat_interval,
             session_timeout,
         }
@@ -67,6 +70,16 @@ impl BrokerLifecycle {
     /// Marks shutdown as begun (readiness turns false).
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::Release);
+    }
+
+    /// Whether this broker was ready once since it started.
+    pub fn has_caught_up(&self) -> bool {
+        self.caught_up.load(Ordering::Acquire)
+    }
+
+    /// Records that this broker was ready (see [`crate::readiness`]).
+    pub fn caught_up(&self) {
+        self.caught_up.store(true, Ordering::Release);
     }
 
     /// Records the registration's epoch.

@@ -9,6 +9,8 @@
 //! `_bytes`) in the name. README.md lists them.
 
 use kafka_protocol::messages::ApiKey;
+use parking_lot::Mutex;
+use prometheus::core::Collector;
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -23,29 +25,13 @@ const REQUEST_SECONDS_BUCKETS: [f64; 15] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-/// Which requests a purgatory holds while they wait.
-#[derive(Debug, Clone, Copy)]
-pub enum Purgatory {
-    /// acks=all produce requests waiting for the in-sync replicas.
-    Produce,
-    /// Fetch requests waiting for data (long polls), consumers' and
-    /// followers'.
-    Fetch,
-}
-
-impl Purgatory {
-    fn label(self) -> &'static str {
-        match self {
-            Purgatory::Produce => "produce",
-            Purgatory::Fetch => "fetch",
-        }
-    }
-}
-
 /// Every metric of one broker process.
 #[derive(Debug)]
 pub struct BrokerMetrics {
     registry: Registry,
+    /// One scrape at a time: a refresh resets the per-partition gauges
+    /// before setting them again.
+    scrape: Mutex<()>,
     requests: IntCounterVec,
     request_seconds: HistogramVec,
     request_errors: IntCounterVec,
@@ -116,7 +102,7 @@ impl BrokerMetrics {
     /// Every metric, registered and at zero.
     pub fn new() -> prometheus::Result<Self> {
         let r = Registry::new();
-        Ok(Self {
+        let metrics = Self {
             requests: counter_vec(
                 &r,
                 "strom_requests_total",
@@ -186,7 +172,7 @@ impl BrokerMetrics {
                 &r,
                 "strom_purgatory_requests",
                 "Requests waiting: acks=all produce requests for the in-sync replicas \
-                 (produce), fetch requests for data (fetch).",
+                 (produce), fetch requests for data (fetch), at the moment of the scrape.",
                 &["purgatory"],
             )?,
             isr_shrinks: counter(
@@ -276,7 +262,11 @@ impl BrokerMetrics {
                 PARTITION,
             )?,
             registry: r,
-        })
+            scrape: Mutex::new(()),
+        };
+        // Fenced until the broker is up and the controller unfences it.
+        metrics.broker_fenced.set(1);
+        Ok(metrics)
     }
 
     /// Counts one handled request and how long it took.
@@ -334,14 +324,10 @@ impl BrokerMetrics {
         GaugeGuard::inc(self.connections.with_label_values(&[listener]))
     }
 
-    /// Counts a request as waiting in `purgatory` until the guard drops.
-    pub fn waiting(&self, purgatory: Purgatory) -> GaugeGuard {
-        GaugeGuard::inc(self.purgatory.with_label_values(&[purgatory.label()]))
-    }
-
     /// Reads the values that are a view of state from `state` (when the
     /// broker is up) and renders every metric in Prometheus' text format.
     pub fn render(&self, state: Option<&BrokerState>) -> String {
+        let _one_at_a_time = self.scrape.lock();
         if let Some(state) = state {
             self.refresh(state);
         }
@@ -364,8 +350,34 @@ impl BrokerMetrics {
         self.raft_commit_index
             .set(quorum.applied_index().map_or(-1, as_i64));
         self.metadata_applied_offset.set(image.offset);
-        self.broker_fenced
-            .set(i64::from(state.lifecycle.is_fenced()));
+        self.broker_fenced.set(i64::from(
+            state.config.is_broker() && state.lifecycle.is_fenced(),
+        ));
+        let rm = &state.replica_manager;
+        self.purgatory
+            .with_label_values(&["produce"])
+            .set(as_i64(rm.delayed_produces()));
+        self.purgatory
+            .with_label_values(&["fetch"])
+            .set(as_i64(rm.delayed_fetches()));
+        // A deleted topic's series go with it.
+        for vec in [
+            &self.bytes_in,
+            &self.records_in,
+            &self.bytes_out,
+            &self.records_out,
+        ] {
+            for family in vec.collect() {
+                for m in family.get_metric() {
+                    let topic = m.get_label().iter().find(|l| l.name() == "topic");
+                    if let Some(topic) = topic.map(|l| l.value()) {
+                        if image.topic(topic).is_none() {
+                            let _ = vec.remove_label_values(&[topic]);
+                        }
+                    }
+                }
+            }
+        }
         // Partitions come and go: start from none so that a deleted or
         // moved partition's series disappear.
         for vec in [
@@ -461,7 +473,6 @@ mod tests {
         m.count_error(ApiKey::Produce, 6);
         m.count_error(ApiKey::Produce, 0);
         m.count_in("orders", 120, 3);
-        let held = m.waiting(Purgatory::Produce);
         let conn = m.connection_opened("PLAINTEXT");
         let text = m.render(None);
         assert!(text.contains(r#"strom_requests_total{api="Produce",version="9"} 1"#));
@@ -474,11 +485,10 @@ mod tests {
         assert!(!text.contains(r#"error="NONE""#));
         assert!(text.contains(r#"strom_topic_bytes_in_total{topic="orders"} 120"#));
         assert!(text.contains(r#"strom_topic_records_in_total{topic="orders"} 3"#));
-        assert!(text.contains(r#"strom_purgatory_requests{purgatory="produce"} 1"#));
         assert!(text.contains(r#"strom_connections{listener="PLAINTEXT"} 1"#));
-        drop((held, conn));
+        drop(conn);
         let text = m.render(None);
-        assert!(text.contains(r#"strom_purgatory_requests{purgatory="produce"} 0"#));
+        assert!(text.contains("strom_broker_fenced 1"));
         assert!(text.contains(r#"strom_connections{listener="PLAINTEXT"} 0"#));
         assert!(text.contains(r#"strom_connections_accepted_total{listener="PLAINTEXT"} 1"#));
     }

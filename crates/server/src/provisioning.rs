@@ -40,6 +40,8 @@ pub const PROVISIONING_FILE_MAX_BYTES: u64 = 4 << 20;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause between attempts while some topic cannot be applied yet.
 const RETRY_INTERVAL: Duration = Duration::from_secs(2);
+/// Attempts between two log lines about a topic still waiting (30 s).
+const RETRIES_PER_LOG_LINE: u32 = 15;
 
 /// One declared topic.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -142,7 +144,7 @@ pub async fn provision_topics(
                     tracing::error!(topic = %topic.name, error = %why, "cannot provision topic")
                 }
                 Outcome::Retry(why) => {
-                    if attempt.is_multiple_of(15) {
+                    if attempt.is_multiple_of(RETRIES_PER_LOG_LINE) {
                         tracing::info!(topic = %topic.name, reason = %why, "topic not provisioned yet; retrying");
                     }
                     still.push(topic);
@@ -213,7 +215,10 @@ async fn apply(state: &BrokerState, topic: &TopicSpec) -> Outcome {
                 .await;
             match results.pop() {
                 Some(Ok(())) => {}
-                Some(Err(e)) if retriable(e.code) => return Outcome::Retry(e.to_string()),
+                // Another broker added them first: check again.
+                Some(Err(e)) if retriable(e.code) || e.code == ErrorCode::InvalidPartitions => {
+                    return Outcome::Retry(e.to_string())
+                }
                 Some(Err(e)) => return Outcome::Failed(e.to_string()),
                 None => return Outcome::Retry("no answer".into()),
             }

@@ -8,7 +8,8 @@
 //! has it back in the ISR, unless its leader is not live (then there is
 //! nothing to catch up from) or a reassignment is still adding it. During
 //! a rolling restart that last check is what keeps the next pod from
-//! stopping before this one serves its partitions again. A broker that is
+//! stopping before this one serves its partitions again; it applies from
+//! start-up until the broker is first ready, not to later lag. A broker that is
 //! shutting down is not ready. A controller-only node is ready once the
 //! quorum has a leader.
 
@@ -113,19 +114,19 @@ pub fn assess(state: Option<&BrokerState>) -> Readiness {
             )
         }),
     );
-    let mut out_of_sync = Vec::new();
-    for topic in image.topics() {
-        for (index, p) in &topic.partitions {
-            let waits_for_this_broker = p.replicas.contains(&node_id)
-                && !p.isr.contains(&node_id)
-                && !p.adding_replicas.contains(&node_id)
-                && p.leader != node_id
-                && image.has_online_leader(p);
-            if waits_for_this_broker {
-                out_of_sync.push(format!("{}-{index}", topic.name));
-            }
-        }
-    }
+    // Once this broker has been back in the ISR of its partitions after
+    // starting, later lag does not make it unready: readiness gates the
+    // restart, and a pod dropped from the client Service for a slow
+    // follower would only make things worse.
+    let out_of_sync: Vec<String> = if state.lifecycle.has_caught_up() {
+        Vec::new()
+    } else {
+        image
+            .partitions_awaiting_replica(node_id)
+            .into_iter()
+            .map(|(topic, partition)| format!("{topic}-{partition}"))
+            .collect()
+    };
     r.check(
         "replicas-in-sync",
         (!out_of_sync.is_empty()).then(|| {
@@ -146,6 +147,9 @@ pub fn assess(state: Option<&BrokerState>) -> Readiness {
             )
         }),
     );
+    if r.is_ready() {
+        state.lifecycle.caught_up();
+    }
     r
 }
 

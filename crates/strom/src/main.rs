@@ -143,9 +143,21 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<strom_config::LoadedConfig> {
 }
 
 async fn serve(config: BrokerConfig, topics: Vec<TopicSpec>) -> anyhow::Result<()> {
-    let mut broker = Broker::start(config).await?;
-    broker.provision_topics(topics);
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // A signal while starting (recovering logs, waiting for the quorum)
+    // stops at once; the next start recovers as after a crash.
+    let mut broker = tokio::select! {
+        started = Broker::start(config) => started?,
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("received SIGINT while starting");
+            return Ok(());
+        }
+        _ = terminate.recv() => {
+            tracing::info!("received SIGTERM while starting");
+            return Ok(());
+        }
+    };
+    broker.provision_topics(topics);
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT"),
         _ = terminate.recv() => tracing::info!("received SIGTERM"),
@@ -159,7 +171,7 @@ fn controlled_shutdown(args: &ControlledShutdownArgs) -> ExitCode {
     use std::io::{Read, Write};
     let timeout = std::time::Duration::from_secs(args.timeout_seconds.max(1));
     let attempt = || -> std::io::Result<String> {
-        let mut stream = std::net::TcpStream::connect(&args.http)?;
+        let mut stream = connect_from_the_same_address(&args.http, timeout)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
         write!(
@@ -191,6 +203,29 @@ fn controlled_shutdown(args: &ControlledShutdownArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Connects to `address` from that same IP address (the broker accepts a
+/// controlled shutdown only from its own host, and a connection to a pod IP
+/// or to 127.0.0.2 would otherwise leave from another local address).
+fn connect_from_the_same_address(
+    address: &str,
+    timeout: std::time::Duration,
+) -> std::io::Result<std::net::TcpStream> {
+    use std::net::ToSocketAddrs;
+    let target = address.to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "no address to connect to")
+    })?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(target),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    // Binding fails when the address is not this host's: the broker then
+    // answers 403.
+    let _ = socket.bind(&std::net::SocketAddr::new(target.ip(), 0).into());
+    socket.connect_timeout(&target.into(), timeout)?;
+    Ok(socket.into())
 }
 
 /// The most of an HTTP answer `strom controlled-shutdown` reads.

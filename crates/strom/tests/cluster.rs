@@ -344,3 +344,40 @@ fn the_sample_cluster_starts_from_its_config_files() {
         );
     }
 }
+
+/// A node whose metadata log belongs to a one-voter quorum refuses a
+/// configuration naming three voters (as a Helm release scaled from one
+/// replica to three would): the new voters could otherwise elect a leader
+/// among themselves and overwrite its log.
+#[test]
+fn a_node_refuses_voters_other_than_its_metadata_logs() {
+    let mut node = broker(&[]);
+    let mut c = connect(&node);
+    assert_eq!(create_topic(&mut c, "kept", 1, &[]).topics[0].error_code, 0);
+    drop(c);
+    assert_eq!(node.terminate().unwrap(), Some(0));
+    let ports: Vec<u16> = (0..3).map(|_| strom_test_utils::free_port()).collect();
+    node.overrides.extend([
+        format!(
+            "listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+            node.port, ports[0]
+        ),
+        format!(
+            "controller.quorum.voters=1@127.0.0.1:{},2@127.0.0.1:{},3@127.0.0.1:{}",
+            ports[0], ports[1], ports[2]
+        ),
+    ]);
+    node.launch().unwrap();
+    assert!(
+        wait_until(DEADLINE, || !node.is_running()),
+        "started with other voters: {}",
+        node.log()
+    );
+    let log = node.log();
+    assert!(
+        log.contains("the voters of an existing quorum cannot change")
+            && log.contains("[1, 2, 3]")
+            && log.contains("[1]"),
+        "{log}"
+    );
+}

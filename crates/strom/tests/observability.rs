@@ -173,10 +173,38 @@ fn a_restarted_broker_is_ready_only_back_in_the_isr() {
         .all(|isr| isr.len() == 3)));
     assert!(leaders(&cluster.nodes[0], "r").contains(&3));
 
-    // Controlled shutdown: node 3 leads nothing before it exits.
+    // Controlled shutdown, as the chart's preStop hook asks for it: node 3
+    // leads nothing and is out of every ISR, and stays fenced (its
+    // heartbeats must not get it unfenced) until it is stopped.
+    let (status, body) = cluster.nodes[2].http_post("/controlled-shutdown").unwrap();
+    assert_eq!(status, 200, "{body}");
+    // Once node 1 has applied the change.
+    assert!(
+        wait_until(DEADLINE, || {
+            let l = leaders(&cluster.nodes[0], "r");
+            !l.contains(&3)
+                && !l.contains(&-1)
+                && isrs(&cluster.nodes[0], "r")
+                    .iter()
+                    .all(|isr| !isr.contains(&3))
+        }),
+        "{:?}",
+        isrs(&cluster.nodes[0], "r")
+    );
+    assert_eq!(cluster.nodes[2].http_get("/readyz").unwrap().0, 503);
+    // Ten heartbeat intervals (200 ms in these clusters).
+    let watched = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < watched {
+        assert_eq!(
+            value(&metrics(&cluster.nodes[2]), "strom_broker_fenced"),
+            1.0
+        );
+        assert!(!leaders(&cluster.nodes[0], "r").contains(&3));
+        let isrs = isrs(&cluster.nodes[0], "r");
+        assert!(isrs.iter().all(|isr| !isr.contains(&3)), "{isrs:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(cluster.node(3).terminate().unwrap(), Some(0));
-    let l = leaders(&cluster.nodes[0], "r");
-    assert!(!l.contains(&3) && !l.contains(&-1), "{l:?}");
     assert!(
         cluster.nodes[2]
             .log()
@@ -201,7 +229,8 @@ fn a_restarted_broker_is_ready_only_back_in_the_isr() {
     cluster.node(3).launch().unwrap();
     // Not ready until every partition has it in the ISR again.
     assert!(wait_until(Duration::from_secs(60), || cluster.nodes[2].is_ready()));
-    for isr in isrs(&cluster.nodes[0], "r") {
+    // As node 3 itself saw it when it turned ready.
+    for isr in isrs(&cluster.nodes[2], "r") {
         assert!(isr.contains(&3), "ready before rejoining the ISR: {isr:?}");
     }
     assert!(wait_until(DEADLINE, || under_replicated(&cluster) == 0.0));

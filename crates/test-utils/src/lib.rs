@@ -249,6 +249,11 @@ impl BrokerProcess {
         http_get(&format!("{}:{}", self.host, self.http_port), path)
     }
 
+    /// `POST path` on the HTTP endpoint: the status code and the body.
+    pub fn http_post(&self, path: &str) -> Result<(u16, String)> {
+        http_request(&format!("{}:{}", self.host, self.http_port), "POST", path)
+    }
+
     /// Whether `/readyz` answers 200.
     pub fn is_ready(&self) -> bool {
         matches!(self.http_get("/readyz"), Ok((200, _)))
@@ -297,9 +302,18 @@ impl BrokerProcess {
 
 /// `GET path` from `address` over HTTP/1.0: the status code and the body.
 pub fn http_get(address: &str, path: &str) -> Result<(u16, String)> {
+    http_request(address, "GET", path)
+}
+
+/// `METHOD path` (no body) to `address` over HTTP/1.0: the status code and
+/// the body.
+pub fn http_request(address: &str, method: &str, path: &str) -> Result<(u16, String)> {
     let mut stream = TcpStream::connect(address)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: {address}\r\nContent-Length: 0\r\n\r\n"
+    )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let (head, body) = response

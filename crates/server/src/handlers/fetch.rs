@@ -33,7 +33,6 @@ use strom_replication::{FetchParams, FetchPartition, FetchPartitionResult, Isola
 use strom_storage::TopicPartition;
 
 use crate::context::RequestContext;
-use crate::metrics::Purgatory;
 use crate::registry::{Handler, Reply};
 
 /// Fetch.
@@ -156,10 +155,6 @@ impl Handler for FetchHandler {
             // its fetch offsets are its progress.
             replica_id: (replica_id >= 0).then_some(replica_id),
         };
-        // A fetch that may wait for data is in the fetch purgatory while
-        // it is served.
-        let _waiting =
-            (params.max_wait_ms > 0).then(|| ctx.broker.metrics.waiting(Purgatory::Fetch));
         let mut results: Vec<Option<FetchPartitionResult>> = ctx
             .broker
             .replica_manager

@@ -25,7 +25,6 @@ use strom_storage::TopicPartition;
 
 use super::str_bytes;
 use crate::context::RequestContext;
-use crate::metrics::Purgatory;
 use crate::registry::{Handler, Reply};
 
 /// Produce.
@@ -119,14 +118,11 @@ impl Handler for ProduceHandler {
             }
         }
         let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
-        // acks=all requests wait in the produce purgatory for the ISR.
-        let waiting = (acks == -1).then(|| ctx.broker.metrics.waiting(Purgatory::Produce));
         let results = ctx
             .broker
             .replica_manager
             .append_records(&image, entries, acks, timeout, version)
             .await;
-        drop(waiting);
         let mut any_error = false;
         let mut responses: Vec<TopicProduceResponse> = topics
             .iter()
