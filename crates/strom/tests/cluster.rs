@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::*;
 use kafka_protocol::messages::*;
 use strom_protocol::ErrorCode;
-use strom_test_utils::{wait_until, BrokerProcess, Cluster, KafkaConnection};
+use strom_test_utils::{wait_until, BrokerProcess, Cluster};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -122,23 +122,6 @@ fn every_node_serves_one_metadata_and_produce_reaches_the_leaders() {
         create_topic_rf(&mut conn, "too-replicated", 1, 4),
         ErrorCode::InvalidReplicationFactor.code()
     );
-}
-
-fn create_topic_rf(c: &mut KafkaConnection, topic: &str, partitions: i32, rf: i16) -> i16 {
-    let t = create_topics_request::CreatableTopic::default()
-        .with_name(name(topic))
-        .with_num_partitions(partitions)
-        .with_replication_factor(rf);
-    let r: CreateTopicsResponse = c
-        .send(
-            ApiKey::CreateTopics,
-            7,
-            &CreateTopicsRequest::default()
-                .with_topics(vec![t])
-                .with_timeout_ms(10_000),
-        )
-        .unwrap();
-    r.topics[0].error_code
 }
 
 #[test]

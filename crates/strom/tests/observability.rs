@@ -10,7 +10,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use kafka_protocol::messages::*;
 use strom_test_utils::{metric_value, wait_until, BrokerProcess, Cluster};
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -154,20 +153,7 @@ fn a_restarted_broker_is_ready_only_back_in_the_isr() {
         );
     }
     let mut c = connect(&cluster.nodes[0]);
-    let t = create_topics_request::CreatableTopic::default()
-        .with_name(name("r"))
-        .with_num_partitions(3)
-        .with_replication_factor(3);
-    let r: CreateTopicsResponse = c
-        .send(
-            ApiKey::CreateTopics,
-            7,
-            &CreateTopicsRequest::default()
-                .with_topics(vec![t])
-                .with_timeout_ms(10_000),
-        )
-        .unwrap();
-    assert_eq!(r.topics[0].error_code, 0);
+    assert_eq!(create_topic_rf(&mut c, "r", 3, 3), 0);
     assert!(wait_until(DEADLINE, || isrs(&cluster.nodes[0], "r")
         .iter()
         .all(|isr| isr.len() == 3)));

@@ -68,6 +68,24 @@ pub fn create_topic(
     .unwrap()
 }
 
+/// Creates a topic with `rf` replicas per partition; its error code.
+pub fn create_topic_rf(c: &mut KafkaConnection, topic: &str, partitions: i32, rf: i16) -> i16 {
+    let t = create_topics_request::CreatableTopic::default()
+        .with_name(name(topic))
+        .with_num_partitions(partitions)
+        .with_replication_factor(rf);
+    let r: CreateTopicsResponse = c
+        .send(
+            ApiKey::CreateTopics,
+            7,
+            &CreateTopicsRequest::default()
+                .with_topics(vec![t])
+                .with_timeout_ms(10_000),
+        )
+        .unwrap();
+    r.topics[0].error_code
+}
+
 /// Metadata v12 about one topic.
 pub fn topic_metadata(c: &mut KafkaConnection, topic: &str) -> MetadataResponse {
     let req = MetadataRequest::default().with_topics(Some(vec![
