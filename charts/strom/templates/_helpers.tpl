@@ -32,10 +32,11 @@ floats, which would print 1073741824 as 1.073741824e+09.
 
 {{/*
 What every pod's configuration depends on, hashed into the pod template so
-that changing it rolls the pods (replicaCount alone does not).
+that changing it rolls the pods (replicaCount only where it changes the
+voters or the replication defaults, that is up to 3).
 */}}
 {{- define "strom.configChecksum" -}}
-{{- $shared := dict "config" .Values.config "clusterId" (include "strom.clusterId" .) "voters" (include "strom.quorumVoters" .) "externalAccess" .Values.externalAccess "provisioning" .Values.provisioning "clusterDomain" .Values.clusterDomain -}}
+{{- $shared := dict "config" .Values.config "clusterId" (include "strom.clusterId" .) "voters" (include "strom.quorumVoters" .) "replication" (include "strom.replication" .) "externalAccess" .Values.externalAccess "provisioning" .Values.provisioning "clusterDomain" .Values.clusterDomain -}}
 {{- toJson $shared | sha256sum -}}
 {{- end -}}
 

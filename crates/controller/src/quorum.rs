@@ -187,7 +187,19 @@ impl MetadataQuorum {
         if initialized {
             quorum.check_voters(&config).await?;
         }
-        if config.is_voter() && !initialized {
+        // A new quorum is set up by its first voter alone; the others join
+        // when it replicates the membership to them. Were every empty voter
+        // to set it up, voters added to an existing quorum by mistake could
+        // form a quorum of their own, empty, beside it (the existing
+        // voters refuse the new configuration: `check_voters`).
+        let first_voter = config.voter_set().keys().next().copied();
+        if config.is_voter() && !initialized && first_voter != Some(config.node_id) {
+            tracing::info!(
+                first_voter,
+                "waiting for the first voter to set up the metadata quorum"
+            );
+        }
+        if config.is_voter() && !initialized && first_voter == Some(config.node_id) {
             let voters = config.voter_set();
             tracing::info!(voters = ?voters.keys().collect::<Vec<_>>(), "initializing the metadata quorum");
             match quorum.raft.initialize(voters).await {
@@ -206,9 +218,9 @@ impl MetadataQuorum {
     }
 
     /// Refuses a configuration whose voters differ from those of the
-    /// metadata log this node holds. Otherwise nodes added as voters would
-    /// start a quorum of their own with empty logs, and could elect a leader
-    /// among themselves that overwrites the log of the existing one.
+    /// metadata log this node holds: the voters of a quorum cannot change,
+    /// and a node that went along with new ones could be outvoted by empty
+    /// newcomers and have its log overwritten.
     async fn check_voters(&self, config: &QuorumConfig) -> Result<(), ControllerError> {
         let loaded = self
             .raft

@@ -228,6 +228,9 @@ fn connect_from_the_same_address(
     Ok(socket.into())
 }
 
+/// How long the process waits, once served, for tasks still running.
+const RUNTIME_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The most of an HTTP answer `strom controlled-shutdown` reads.
 const CONTROLLED_SHUTDOWN_RESPONSE_MAX_BYTES: u64 = 64 * 1024;
 
@@ -330,7 +333,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(loaded.config, topics)) {
+    let served = runtime.block_on(serve(loaded.config, topics));
+    // Work still running on blocking threads (log recovery interrupted by
+    // a signal while starting) is not waited for: stopping there is safe,
+    // the next start recovers as after a crash.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_GRACE);
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

@@ -363,4 +363,48 @@ fn a_node_refuses_voters_other_than_its_metadata_logs() {
             && log.contains("[1]"),
         "{log}"
     );
+    // The two new voters, empty, must not set up a quorum of their own
+    // without the first voter: they wait for it.
+    let cluster_id = strom_test_utils::random_cluster_id();
+    let mut newcomers: Vec<BrokerProcess> = (2..=3)
+        .map(|id: usize| {
+            let overrides = [
+                format!("node.id={id}"),
+                format!("cluster.id={cluster_id}"),
+                format!(
+                    "listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+                    strom_test_utils::free_port(),
+                    ports[id - 1]
+                ),
+                format!(
+                    "controller.quorum.voters=1@127.0.0.1:{},2@127.0.0.1:{},3@127.0.0.1:{}",
+                    ports[0], ports[1], ports[2]
+                ),
+                "controller.quorum.election.timeout.ms=300".to_string(),
+            ];
+            let refs: Vec<&str> = overrides.iter().map(String::as_str).collect();
+            let mut n =
+                BrokerProcess::prepare(BIN, strom_test_utils::free_port(), &refs, "info").unwrap();
+            n.launch().unwrap();
+            n
+        })
+        .collect();
+    assert!(wait_until(DEADLINE, || newcomers
+        .iter()
+        .all(|n| n.log().contains("waiting for the first voter"))));
+    // Ten election timeouts.
+    let watched = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < watched {
+        for n in &newcomers {
+            assert!(
+                !n.log().contains("the metadata quorum has a leader"),
+                "{}",
+                n.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for n in &mut newcomers {
+        n.kill();
+    }
 }
