@@ -118,6 +118,45 @@ def test_admin_create_describe_alter_partitions_delete(broker):
     assert e.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
 
 
+def test_admin_legacy_alter_configs_replaces_a_topics_overrides(broker):
+    """AlterConfigs (not the incremental one): the listed configs become the
+    topic's whole set of overrides; the others fall back to their defaults."""
+    a = admin(broker)
+    name = unique("ck-alter")
+    create(broker, name, 1, {"retention.ms": "3600000", "max.message.bytes": "2000"})
+
+    def configs():
+        res = a.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, name)])
+        return list(res.values())[0].result(TIMEOUT)
+
+    resource = ConfigResource(ConfigResource.Type.TOPIC, name, set_config={"cleanup.policy": "compact"})
+    for f in a.alter_configs([resource]).values():
+        f.result(TIMEOUT)
+    after = configs()
+    assert after["cleanup.policy"].value == "compact"
+    assert after["cleanup.policy"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert after["retention.ms"].value == "604800000"
+    assert after["retention.ms"].source == ConfigSource.DEFAULT_CONFIG.value
+    assert after["max.message.bytes"].source == ConfigSource.DEFAULT_CONFIG.value
+    # validate_only changes nothing; bad input gets Kafka's errors.
+    dry = ConfigResource(ConfigResource.Type.TOPIC, name, set_config={"retention.ms": "5"})
+    for f in a.alter_configs([dry], validate_only=True).values():
+        f.result(TIMEOUT)
+    assert configs()["retention.ms"].source == ConfigSource.DEFAULT_CONFIG.value
+    for bad, code in (({"retention.ms": "never"}, KafkaError.INVALID_CONFIG),
+                      ({"no.such.key": "1"}, KafkaError.INVALID_CONFIG)):
+        with pytest.raises(KafkaException) as e:
+            for f in a.alter_configs([ConfigResource(ConfigResource.Type.TOPIC, name, set_config=bad)]).values():
+                f.result(TIMEOUT)
+        assert e.value.args[0].code() == code
+    with pytest.raises(KafkaException) as e:
+        gone = ConfigResource(ConfigResource.Type.TOPIC, unique("ck-gone"), set_config={"retention.ms": "1"})
+        for f in a.alter_configs([gone]).values():
+            f.result(TIMEOUT)
+    assert e.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+    assert configs()["cleanup.policy"].value == "compact"
+
+
 def test_admin_elect_leaders(broker):
     a = admin(broker)
     name = unique("ck-elect")

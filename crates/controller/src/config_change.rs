@@ -81,6 +81,10 @@ pub struct ConfigChange {
     pub resource: ConfigResource,
     /// Its key changes.
     pub ops: Vec<ConfigOp>,
+    /// Legacy AlterConfigs: the ops (all SET) are the resource's whole new
+    /// set of overrides, and keys they do not set are removed.
+    #[serde(default)]
+    pub replace: bool,
 }
 
 fn invalid_request(message: impl Into<String>) -> ApiError {
@@ -131,7 +135,11 @@ pub fn config_change_records(
             )))
         }
     };
-    let mut next: BTreeMap<String, String> = (*current).clone();
+    let mut next: BTreeMap<String, String> = if change.replace {
+        BTreeMap::new()
+    } else {
+        (*current).clone()
+    };
     for op in &change.ops {
         apply_op(resource_type, &mut next, op)?;
     }
@@ -232,11 +240,46 @@ mod tests {
         ConfigChange {
             resource: ConfigResource::Topic("t".into()),
             ops,
+            replace: false,
         }
     }
 
     fn code(r: Result<Vec<MetadataRecord>, ApiError>) -> ErrorCode {
         r.unwrap_err().code
+    }
+
+    #[test]
+    fn a_replacing_change_removes_the_keys_it_does_not_set() {
+        let img = test_images::image(&[(1, false)], &[test_images::partition(&[1], &[1], 1)]);
+        let apply = |img: &MetadataImage, change: ConfigChange| {
+            let records = config_change_records(img, &change).unwrap();
+            img.apply(records.iter().map(|r| (img.offset + 1, r)))
+                .unwrap()
+                .0
+        };
+        let two = apply(
+            &img,
+            topic(vec![
+                op("retention.ms", ConfigOpKind::Set, Some("1000")),
+                op("max.message.bytes", ConfigOpKind::Set, Some("2000")),
+            ]),
+        );
+        let replaced = apply(
+            &two,
+            ConfigChange {
+                replace: true,
+                ..topic(vec![op(
+                    "cleanup.policy",
+                    ConfigOpKind::Set,
+                    Some("compact"),
+                )])
+            },
+        );
+        let configs = replaced.topic_configs("t");
+        assert_eq!(
+            configs.iter().collect::<Vec<_>>(),
+            vec![(&"cleanup.policy".to_string(), &"compact".to_string())]
+        );
     }
 
     #[test]
@@ -334,6 +377,7 @@ mod tests {
         let missing = ConfigChange {
             resource: ConfigResource::Topic("gone".into()),
             ops: vec![set("retention.ms", "1")],
+            replace: false,
         };
         assert_eq!(
             code(config_change_records(&img, &missing)),
@@ -342,6 +386,7 @@ mod tests {
         let broker = |name: &str, ops| ConfigChange {
             resource: ConfigResource::Broker(name.into()),
             ops,
+            replace: false,
         };
         assert_eq!(
             code(config_change_records(
@@ -373,6 +418,7 @@ mod tests {
         let unsupported = ConfigChange {
             resource: ConfigResource::Unsupported(8),
             ops: vec![],
+            replace: false,
         };
         assert_eq!(
             code(config_change_records(&img, &unsupported)),

@@ -251,6 +251,7 @@ async fn apply(state: &BrokerState, topic: &TopicSpec) -> Outcome {
     let change = ConfigChange {
         resource: ConfigResource::Topic(topic.name.clone()),
         ops,
+        replace: false,
     };
     let (mut results, _) = controller
         .incremental_alter_configs(vec![change], false, REQUEST_TIMEOUT)

@@ -44,58 +44,37 @@ impl Handler for IncrementalAlterConfigsHandler {
         ctx: RequestContext,
         request: IncrementalAlterConfigsRequest,
     ) -> Reply<IncrementalAlterConfigsResponse> {
-        let mut answers: Vec<Option<Result<(), ApiError>>> = Vec::new();
-        let mut changes = Vec::new();
-        for r in &request.resources {
-            let ops: Option<Vec<ConfigOp>> = r
-                .configs
-                .iter()
-                .map(|c| {
-                    Some(ConfigOp {
-                        key: c.name.to_string(),
-                        kind: ConfigOpKind::from_wire(c.config_operation)?,
-                        value: c.value.as_ref().map(ToString::to_string),
+        let proposed = request
+            .resources
+            .iter()
+            .map(|r| {
+                let ops: Option<Vec<ConfigOp>> = r
+                    .configs
+                    .iter()
+                    .map(|c| {
+                        Some(ConfigOp {
+                            key: c.name.to_string(),
+                            kind: ConfigOpKind::from_wire(c.config_operation)?,
+                            value: c.value.as_ref().map(ToString::to_string),
+                        })
                     })
+                    .collect();
+                let ops = ops.ok_or_else(|| {
+                    ApiError::new(ErrorCode::InvalidRequest, "Unknown config operation.")
+                })?;
+                Ok(ConfigChange {
+                    resource: config_resource(r.resource_type, r.resource_name.to_string()),
+                    ops,
+                    replace: false,
                 })
-                .collect();
-            let Some(ops) = ops else {
-                answers.push(Some(Err(ApiError::new(
-                    ErrorCode::InvalidRequest,
-                    "Unknown config operation.",
-                ))));
-                continue;
-            };
-            let name = r.resource_name.to_string();
-            let resource = match r.resource_type {
-                resource_type::TOPIC => ConfigResource::Topic(name),
-                resource_type::BROKER => ConfigResource::Broker(name),
-                other => ConfigResource::Unsupported(other),
-            };
-            answers.push(None);
-            changes.push(ConfigChange { resource, ops });
-        }
-        let (results, offset) = if changes.is_empty() {
-            (Vec::new(), None)
-        } else {
-            ctx.broker
-                .controller
-                .incremental_alter_configs(changes, request.validate_only, ALTER_CONFIGS_TIMEOUT)
-                .await
-        };
-        if let Some(offset) = offset {
-            ctx.broker
-                .wait_for_metadata(offset, ALTER_CONFIGS_TIMEOUT)
-                .await;
-        }
-        let mut results = results.into_iter();
+            })
+            .collect();
+        let outcomes = alter_configs(&ctx, proposed, request.validate_only).await;
         let responses = request
             .resources
             .iter()
-            .zip(answers)
-            .map(|(r, answer)| {
-                let outcome = answer.or_else(|| results.next()).unwrap_or_else(|| {
-                    Err(ApiError::new(ErrorCode::UnknownServerError, "no answer"))
-                });
+            .zip(outcomes)
+            .map(|(r, outcome)| {
                 let base = AlterConfigsResourceResponse::default()
                     .with_resource_type(r.resource_type)
                     .with_resource_name(r.resource_name.clone());
@@ -109,4 +88,57 @@ impl Handler for IncrementalAlterConfigsHandler {
             .collect();
         Reply::Respond(IncrementalAlterConfigsResponse::default().with_responses(responses))
     }
+}
+
+/// The resource a request names by Kafka's type id and name.
+pub(super) fn config_resource(resource_type: i8, name: String) -> ConfigResource {
+    match resource_type {
+        resource_type::TOPIC => ConfigResource::Topic(name),
+        resource_type::BROKER => ConfigResource::Broker(name),
+        other => ConfigResource::Unsupported(other),
+    }
+}
+
+/// Carries out the changes that could be read (`Ok`) through the controller
+/// (nothing with `validate_only`), waiting until this broker has applied
+/// them; each resource's outcome, in order.
+pub(super) async fn alter_configs(
+    ctx: &RequestContext,
+    proposed: Vec<Result<ConfigChange, ApiError>>,
+    validate_only: bool,
+) -> Vec<Result<(), ApiError>> {
+    let mut refused: Vec<Option<ApiError>> = Vec::with_capacity(proposed.len());
+    let mut changes = Vec::new();
+    for p in proposed {
+        match p {
+            Ok(change) => {
+                refused.push(None);
+                changes.push(change);
+            }
+            Err(e) => refused.push(Some(e)),
+        }
+    }
+    let (results, offset) = if changes.is_empty() {
+        (Vec::new(), None)
+    } else {
+        ctx.broker
+            .controller
+            .incremental_alter_configs(changes, validate_only, ALTER_CONFIGS_TIMEOUT)
+            .await
+    };
+    if let Some(offset) = offset {
+        ctx.broker
+            .wait_for_metadata(offset, ALTER_CONFIGS_TIMEOUT)
+            .await;
+    }
+    let mut results = results.into_iter();
+    refused
+        .into_iter()
+        .map(|refusal| match refusal {
+            Some(e) => Err(e),
+            None => results
+                .next()
+                .unwrap_or_else(|| Err(ApiError::new(ErrorCode::UnknownServerError, "no answer"))),
+        })
+        .collect()
 }

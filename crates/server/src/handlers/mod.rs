@@ -6,6 +6,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::registry::HandlerRegistry;
 
+pub mod alter_configs;
 pub mod alter_partition_reassignments;
 pub mod api_versions;
 pub mod create_partitions;
@@ -57,6 +58,7 @@ pub fn register_all(registry: &mut HandlerRegistry) {
         .register::<describe_topic_partitions::DescribeTopicPartitionsHandler>()
         .register::<elect_leaders::ElectLeadersHandler>()
         .register::<incremental_alter_configs::IncrementalAlterConfigsHandler>()
+        .register::<alter_configs::AlterConfigsHandler>()
         .register::<alter_partition_reassignments::AlterPartitionReassignmentsHandler>()
         .register::<list_partition_reassignments::ListPartitionReassignmentsHandler>()
         .register::<init_producer_id::InitProducerIdHandler>()
