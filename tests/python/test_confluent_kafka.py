@@ -157,6 +157,41 @@ def test_admin_legacy_alter_configs_replaces_a_topics_overrides(broker):
     assert configs()["cleanup.policy"].value == "compact"
 
 
+def test_admin_dynamic_broker_configs_are_described_with_their_sources(broker):
+    """A replication throttle rate set for one broker, as
+    kafka-configs.sh --describe --entity-type brokers shows it."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry
+    a = admin(broker)
+
+    def alter(name, key, value):
+        op = AlterConfigOpType.SET if value is not None else AlterConfigOpType.DELETE
+        entry = ConfigEntry(key, value, incremental_operation=op)
+        resource = ConfigResource(ConfigResource.Type.BROKER, name, incremental_configs=[entry])
+        for f in a.incremental_alter_configs([resource]).values():
+            f.result(TIMEOUT)
+
+    def describe(name):
+        res = a.describe_configs([ConfigResource(ConfigResource.Type.BROKER, name)])
+        return list(res.values())[0].result(TIMEOUT)
+
+    # confluent-kafka cannot name the cluster default (empty) resource:
+    # test_kafka_python sets it.
+    alter("1", "leader.replication.throttled.rate", "1000")
+    try:
+        mine = describe("1")
+        assert mine["leader.replication.throttled.rate"].value == "1000"
+        assert mine["leader.replication.throttled.rate"].source == ConfigSource.DYNAMIC_BROKER_CONFIG.value
+        assert not mine["leader.replication.throttled.rate"].is_read_only
+        assert mine["follower.replication.throttled.rate"].source == ConfigSource.DEFAULT_CONFIG.value
+        assert mine["num.partitions"].source in (ConfigSource.DEFAULT_CONFIG.value,
+                                                 ConfigSource.STATIC_BROKER_CONFIG.value)
+    finally:
+        alter("1", "leader.replication.throttled.rate", None)
+    after = describe("1")
+    assert after["leader.replication.throttled.rate"].value == str(2**63 - 1)
+    assert after["leader.replication.throttled.rate"].source == ConfigSource.DEFAULT_CONFIG.value
+
+
 def test_admin_elect_leaders(broker):
     a = admin(broker)
     name = unique("ck-elect")

@@ -15,6 +15,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::definition::ConfigType;
+use crate::source::{ConfigSource, ConfigSynonym, DescribedConfig};
+
 /// Topic key: replicas throttled on the leader side.
 pub const LEADER_THROTTLED_REPLICAS: &str = "leader.replication.throttled.replicas";
 /// Topic key: replicas throttled on the follower side.
@@ -106,10 +109,94 @@ pub fn throttled_rate(
         .unwrap_or(UNLIMITED_BYTES_PER_SEC)
 }
 
+/// What each dynamic broker key is for (DescribeConfigs' documentation).
+fn dynamic_key_doc(key: &str) -> &'static str {
+    if key == LEADER_THROTTLED_RATE {
+        "Bytes per second a leader sends to the throttled replicas of its partitions."
+    } else {
+        "Bytes per second a follower fetches for its throttled replicas."
+    }
+}
+
+/// The dynamic broker keys as DescribeConfigs reports them for one broker
+/// (`Some(own)`: its own values, then the cluster default, then Kafka's
+/// default, as synonyms in that order) or for the cluster default resource
+/// (`None`: only the keys set there).
+pub fn describe_dynamic_broker_configs(
+    own: Option<&BTreeMap<String, String>>,
+    cluster_default: &BTreeMap<String, String>,
+) -> Vec<DescribedConfig> {
+    let unlimited = UNLIMITED_BYTES_PER_SEC.to_string();
+    DYNAMIC_BROKER_KEYS
+        .iter()
+        .filter_map(|key| {
+            let mut synonyms = Vec::new();
+            let synonym = |value: &String, source| ConfigSynonym {
+                name: key.to_string(),
+                value: Some(value.clone()),
+                source,
+            };
+            if let Some(v) = own.and_then(|own| own.get(*key)) {
+                synonyms.push(synonym(v, ConfigSource::DynamicBrokerConfig));
+            }
+            if let Some(v) = cluster_default.get(*key) {
+                synonyms.push(synonym(v, ConfigSource::DynamicDefaultBrokerConfig));
+            }
+            match own {
+                Some(_) => synonyms.push(synonym(&unlimited, ConfigSource::DefaultConfig)),
+                None if synonyms.is_empty() => return None,
+                None => {}
+            }
+            let first = synonyms.first()?.clone();
+            Some(DescribedConfig {
+                name: key.to_string(),
+                value: first.value,
+                source: first.source,
+                read_only: false,
+                sensitive: false,
+                config_type: ConfigType::Long.id(),
+                documentation: dynamic_key_doc(key),
+                synonyms,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::definition::list_items as items;
+
+    #[test]
+    fn dynamic_broker_configs_are_described_with_their_sources() {
+        let own: BTreeMap<String, String> =
+            [(LEADER_THROTTLED_RATE.to_string(), "100".to_string())].into();
+        let default: BTreeMap<String, String> =
+            [(FOLLOWER_THROTTLED_RATE.to_string(), "50".to_string())].into();
+        let broker = describe_dynamic_broker_configs(Some(&own), &default);
+        let leader = broker
+            .iter()
+            .find(|c| c.name == LEADER_THROTTLED_RATE)
+            .unwrap();
+        assert_eq!(leader.value.as_deref(), Some("100"));
+        assert_eq!(leader.source, ConfigSource::DynamicBrokerConfig);
+        assert!(!leader.read_only);
+        assert_eq!(leader.synonyms.len(), 2);
+        let follower = broker
+            .iter()
+            .find(|c| c.name == FOLLOWER_THROTTLED_RATE)
+            .unwrap();
+        assert_eq!(follower.value.as_deref(), Some("50"));
+        assert_eq!(follower.source, ConfigSource::DynamicDefaultBrokerConfig);
+        let none = describe_dynamic_broker_configs(Some(&BTreeMap::new()), &BTreeMap::new());
+        assert!(none.iter().all(|c| c.source == ConfigSource::DefaultConfig
+            && c.value.as_deref() == Some("9223372036854775807")));
+        // The cluster default resource lists only what is set there.
+        let cluster = describe_dynamic_broker_configs(None, &default);
+        assert_eq!(cluster.len(), 1);
+        assert_eq!(cluster[0].name, FOLLOWER_THROTTLED_RATE);
+        assert_eq!(cluster[0].source, ConfigSource::DynamicDefaultBrokerConfig);
+    }
 
     #[test]
     fn throttled_replicas_are_none_all_or_listed() {

@@ -667,3 +667,61 @@ fn describe_topic_partitions_in_pages() {
     let r = describe_partitions(&mut c, &[], 100, Some(("dtp-b", 1)));
     assert_eq!(pages(&r), (vec![(s("dtp-b"), 0, vec![1, 2])], None));
 }
+
+/// The cluster-wide dynamic broker defaults (the empty broker name): listed
+/// for the default resource when set, and inherited by the broker with
+/// their source, behind its own value.
+#[test]
+fn dynamic_broker_configs_are_described_with_their_sources() {
+    let b = broker(&[]);
+    let mut c = connect(&b);
+    const BROKER: i8 = 4;
+    let (leader, follower) = (
+        "leader.replication.throttled.rate",
+        "follower.replication.throttled.rate",
+    );
+    assert!(describe(&mut c, BROKER, "", None).configs.is_empty());
+    assert_eq!(
+        alter_configs(&b, BROKER, "", &[(follower, 0, Some("500"))]),
+        0
+    );
+    assert_eq!(
+        alter_configs(&b, BROKER, "", &[(leader, 0, Some("700"))]),
+        0
+    );
+    assert_eq!(
+        alter_configs(&b, BROKER, "1", &[(leader, 0, Some("900"))]),
+        0
+    );
+    let cluster = describe(&mut c, BROKER, "", None);
+    let names: Vec<String> = cluster.configs.iter().map(|c| c.name.to_string()).collect();
+    assert_eq!(names, vec![leader.to_string(), follower.to_string()]);
+    assert!(cluster.configs.iter().all(|c| c.config_source == 3));
+    let own = describe(&mut c, BROKER, "1", Some(vec![leader, follower]));
+    let find = |name: &str| {
+        own.configs
+            .iter()
+            .find(|c| c.name.as_str() == name)
+            .unwrap()
+            .clone()
+    };
+    let l = find(leader);
+    assert_eq!(l.value.as_deref(), Some("900"));
+    assert_eq!(l.config_source, 2);
+    assert!(!l.read_only);
+    let chain: Vec<(Option<String>, i8)> = l
+        .synonyms
+        .iter()
+        .map(|s| (s.value.as_ref().map(|v| v.to_string()), s.source))
+        .collect();
+    assert_eq!(
+        chain,
+        vec![
+            (Some("900".into()), 2),
+            (Some("700".into()), 3),
+            (Some(i64::MAX.to_string()), 5)
+        ]
+    );
+    let f = find(follower);
+    assert_eq!((f.value.as_deref(), f.config_source), (Some("500"), 3));
+}

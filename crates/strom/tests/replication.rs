@@ -524,37 +524,6 @@ const SET: i8 = 0;
 const DELETE: i8 = 1;
 
 /// IncrementalAlterConfigs of one resource: its error code.
-fn alter_configs(
-    node: &BrokerProcess,
-    resource_type: i8,
-    resource: &str,
-    ops: &[(&str, i8, Option<&str>)],
-) -> i16 {
-    let mut c = connect(node);
-    let configs = ops
-        .iter()
-        .map(|(k, op, v)| {
-            incremental_alter_configs_request::AlterableConfig::default()
-                .with_name(StrBytes::from_string(k.to_string()))
-                .with_config_operation(*op)
-                .with_value(v.map(|v| StrBytes::from_string(v.to_string())))
-        })
-        .collect();
-    let r: IncrementalAlterConfigsResponse = c
-        .send(
-            ApiKey::IncrementalAlterConfigs,
-            1,
-            &IncrementalAlterConfigsRequest::default().with_resources(vec![
-                incremental_alter_configs_request::AlterConfigsResource::default()
-                    .with_resource_type(resource_type)
-                    .with_resource_name(StrBytes::from_string(resource.to_string()))
-                    .with_configs(configs),
-            ]),
-        )
-        .unwrap();
-    r.responses[0].error_code
-}
-
 #[test]
 fn a_throttled_reassignment_moves_no_faster_than_its_rate() {
     let mut cluster = Cluster::start_with_roles(

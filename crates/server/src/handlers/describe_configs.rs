@@ -2,8 +2,11 @@
 //! with its value, source, read-only and sensitive flags, and (on request)
 //! synonyms, types and documentation.
 //!
-//! Broker resources are named by this broker's id; the empty name asks for
-//! the cluster-wide dynamic defaults (none exist) and another id is
+//! Broker resources are named by this broker's id: its static configs and
+//! the dynamic ones (the replication throttle rates: this broker's own
+//! value, else the cluster default, else Kafka's; DYNAMIC_BROKER_CONFIG,
+//! DYNAMIC_DEFAULT_BROKER_CONFIG or DEFAULT_CONFIG). The empty name asks
+//! for the cluster-wide dynamic defaults that are set; another id is
 //! INVALID_REQUEST, as in Kafka. Broker loggers are not exposed as configs.
 
 use std::collections::HashSet;
@@ -13,8 +16,10 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::{ApiKey, DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::VersionRange;
+use strom_config::throttle::{describe_dynamic_broker_configs, DYNAMIC_BROKER_KEYS};
 use strom_config::{describe_topic_configs, ConfigSource, DescribedConfig};
 use strom_metadata::topic_name::validate_topic_name;
+use strom_metadata::ConfigResourceType;
 use strom_protocol::ErrorCode;
 
 use super::{str_bytes, str_bytes_v3};
@@ -106,8 +111,23 @@ fn describe(
             }
         }
         resource_type::BROKER => match name.parse::<i32>() {
-            _ if name.is_empty() => Ok(Vec::new()),
-            Ok(id) if id == node_id => Ok(ctx.broker.config.describe()),
+            _ if name.is_empty() => {
+                let image = ctx.image();
+                let cluster_default = image.configs(ConfigResourceType::Broker, "");
+                Ok(describe_dynamic_broker_configs(None, &cluster_default))
+            }
+            Ok(id) if id == node_id => {
+                let image = ctx.image();
+                let own = image.configs(ConfigResourceType::Broker, name);
+                let cluster_default = image.configs(ConfigResourceType::Broker, "");
+                let mut configs = ctx.broker.config.describe();
+                configs.retain(|c| !DYNAMIC_BROKER_KEYS.contains(&c.name.as_str()));
+                configs.extend(describe_dynamic_broker_configs(
+                    Some(&own),
+                    &cluster_default,
+                ));
+                Ok(configs)
+            }
             Ok(id) => Err((
                 ErrorCode::InvalidRequest,
                 format!(
