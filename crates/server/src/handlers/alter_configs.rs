@@ -10,8 +10,7 @@ use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse, ApiKey
 use kafka_protocol::protocol::VersionRange;
 use strom_controller::config_change::{ConfigChange, ConfigOp, ConfigOpKind};
 
-use super::incremental_alter_configs::{alter_configs, config_resource};
-use super::str_bytes;
+use super::incremental_alter_configs::{alter_configs, config_resource, error_parts};
 use crate::context::RequestContext;
 use crate::registry::{Handler, Reply};
 
@@ -58,15 +57,12 @@ impl Handler for AlterConfigsHandler {
             .iter()
             .zip(outcomes)
             .map(|(r, outcome)| {
-                let base = AlterConfigsResourceResponse::default()
+                let (code, message) = error_parts(outcome);
+                AlterConfigsResourceResponse::default()
                     .with_resource_type(r.resource_type)
-                    .with_resource_name(r.resource_name.clone());
-                match outcome {
-                    Ok(()) => base.with_error_message(None),
-                    Err(e) => base
-                        .with_error_code(e.code.code())
-                        .with_error_message(e.message.map(str_bytes)),
-                }
+                    .with_resource_name(r.resource_name.clone())
+                    .with_error_code(code)
+                    .with_error_message(message)
             })
             .collect();
         Reply::Respond(AlterConfigsResponse::default().with_responses(responses))

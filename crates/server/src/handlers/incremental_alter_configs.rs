@@ -8,7 +8,7 @@ use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsRe
 use kafka_protocol::messages::{
     ApiKey, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
-use kafka_protocol::protocol::VersionRange;
+use kafka_protocol::protocol::{StrBytes, VersionRange};
 use strom_controller::config_change::{ConfigChange, ConfigOp, ConfigOpKind, ConfigResource};
 use strom_controller::ApiError;
 use strom_protocol::ErrorCode;
@@ -75,18 +75,24 @@ impl Handler for IncrementalAlterConfigsHandler {
             .iter()
             .zip(outcomes)
             .map(|(r, outcome)| {
-                let base = AlterConfigsResourceResponse::default()
+                let (code, message) = error_parts(outcome);
+                AlterConfigsResourceResponse::default()
                     .with_resource_type(r.resource_type)
-                    .with_resource_name(r.resource_name.clone());
-                match outcome {
-                    Ok(()) => base.with_error_message(None),
-                    Err(e) => base
-                        .with_error_code(e.code.code())
-                        .with_error_message(e.message.map(str_bytes)),
-                }
+                    .with_resource_name(r.resource_name.clone())
+                    .with_error_code(code)
+                    .with_error_message(message)
             })
             .collect();
         Reply::Respond(IncrementalAlterConfigsResponse::default().with_responses(responses))
+    }
+}
+
+/// A resource's error code and message in a response (0 and null when it
+/// succeeded).
+pub(super) fn error_parts(outcome: Result<(), ApiError>) -> (i16, Option<StrBytes>) {
+    match outcome {
+        Ok(()) => (0, None),
+        Err(e) => (e.code.code(), e.message.map(str_bytes)),
     }
 }
 
