@@ -22,20 +22,13 @@ use strom_metadata::topic_name::validate_topic_name;
 use strom_metadata::ConfigResourceType;
 use strom_protocol::ErrorCode;
 
-use super::{str_bytes, str_bytes_v3};
+use super::{resource_type, str_bytes, str_bytes_v3};
 use crate::context::RequestContext;
 use crate::legacy::V3;
 use crate::registry::{Handler, Reply};
 
 /// DescribeConfigs.
 pub struct DescribeConfigsHandler;
-
-/// Kafka's resource type ids.
-mod resource_type {
-    pub const TOPIC: i8 = 2;
-    pub const BROKER: i8 = 4;
-    pub const BROKER_LOGGER: i8 = 8;
-}
 
 fn render(
     config: DescribedConfig,

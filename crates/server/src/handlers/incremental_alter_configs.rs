@@ -13,19 +13,13 @@ use strom_controller::config_change::{ConfigChange, ConfigOp, ConfigOpKind, Conf
 use strom_controller::ApiError;
 use strom_protocol::ErrorCode;
 
-use super::str_bytes;
+use super::{resource_type, str_bytes};
 use crate::context::RequestContext;
 use crate::registry::{Handler, Reply};
 
 /// How long the controller and the metadata may take: the request has no
 /// timeout of its own.
 const ALTER_CONFIGS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Kafka's resource type ids.
-mod resource_type {
-    pub const TOPIC: i8 = 2;
-    pub const BROKER: i8 = 4;
-}
 
 /// IncrementalAlterConfigs.
 pub struct IncrementalAlterConfigsHandler;

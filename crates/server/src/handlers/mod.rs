@@ -6,6 +6,14 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::registry::HandlerRegistry;
 
+/// Kafka's config resource type ids (DescribeConfigs, AlterConfigs,
+/// IncrementalAlterConfigs).
+mod resource_type {
+    pub const TOPIC: i8 = 2;
+    pub const BROKER: i8 = 4;
+    pub const BROKER_LOGGER: i8 = 8;
+}
+
 pub mod alter_configs;
 pub mod alter_partition_reassignments;
 pub mod api_versions;
