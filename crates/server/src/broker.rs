@@ -100,15 +100,7 @@ impl Broker {
         let metrics = Arc::new(BrokerMetrics::new()?);
         // Probes are answered from the start (not ready until it is done).
         if let Some(address) = &config.http_listener {
-            let tcp = TcpListener::bind(address)
-                .await
-                .map_err(|source| StartError::Bind {
-                    address: address.clone(),
-                    source,
-                })?;
-            if let Ok(local) = tcp.local_addr() {
-                tracing::info!(address = %local, "listening for HTTP (/metrics, /livez, /readyz)");
-            }
+            let (tcp, _) = bind_address(address, "http", "/metrics, /livez, /readyz").await?;
             let endpoint = HttpEndpoint {
                 metrics: Arc::clone(&metrics),
                 serving: serving_rx.clone(),
@@ -539,18 +531,23 @@ async fn bind(
     listener: &strom_config::Listener,
     whom: &str,
 ) -> Result<(TcpListener, SocketAddr), StartError> {
-    let address = listener.bind_address();
-    let tcp = TcpListener::bind(&address)
-        .await
-        .map_err(|source| StartError::Bind {
-            address: address.clone(),
-            source,
-        })?;
-    let local = tcp.local_addr().map_err(|source| StartError::Bind {
-        address: address.clone(),
+    bind_address(&listener.bind_address(), &listener.name, whom).await
+}
+
+/// Binds `address` for the listener called `name`, which serves `whom`;
+/// returns it with its bound address.
+async fn bind_address(
+    address: &str,
+    name: &str,
+    whom: &str,
+) -> Result<(TcpListener, SocketAddr), StartError> {
+    let failed = |source| StartError::Bind {
+        address: address.to_string(),
         source,
-    })?;
-    tracing::info!(listener = %listener.name, address = %local, "listening for {whom}");
+    };
+    let tcp = TcpListener::bind(address).await.map_err(failed)?;
+    let local = tcp.local_addr().map_err(failed)?;
+    tracing::info!(listener = %name, address = %local, "listening for {whom}");
     Ok((tcp, local))
 }
 
