@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use strom_controller::config_change::{ConfigChange, ConfigOp, ConfigOpKind, ConfigResource};
-use strom_controller::{CreatePartitions, CreateTopic};
+use strom_controller::{ApiError, CreatePartitions, CreateTopic};
 use strom_protocol::ErrorCode;
 use strom_replication::shutdown_signalled;
 use tokio::sync::watch;
@@ -191,15 +191,10 @@ async fn apply(state: &BrokerState, topic: &TopicSpec) -> Outcome {
         let (mut results, _) = controller
             .create_topics(vec![create], false, REQUEST_TIMEOUT)
             .await;
-        return match results.pop() {
-            Some(Ok(_)) => Outcome::Done,
-            // Another broker was first: check it as an existing topic.
-            Some(Err(e)) if e.code == ErrorCode::TopicAlreadyExists => {
-                Outcome::Retry("created concurrently".into())
-            }
-            Some(Err(e)) if retriable(e.code) => Outcome::Retry(e.to_string()),
-            Some(Err(e)) => Outcome::Failed(e.to_string()),
-            None => Outcome::Retry("no answer".into()),
+        // Another broker was first: check it as an existing topic.
+        return match settle(results.pop(), Some(ErrorCode::TopicAlreadyExists)) {
+            Ok(_) => Outcome::Done,
+            Err(outcome) => outcome,
         };
     };
     let have = i32::try_from(existing.partitions.len()).unwrap_or(i32::MAX);
@@ -213,14 +208,9 @@ async fn apply(state: &BrokerState, topic: &TopicSpec) -> Outcome {
             let (mut results, _) = controller
                 .create_partitions(vec![grow], false, REQUEST_TIMEOUT)
                 .await;
-            match results.pop() {
-                Some(Ok(())) => {}
-                // Another broker added them first: check again.
-                Some(Err(e)) if retriable(e.code) || e.code == ErrorCode::InvalidPartitions => {
-                    return Outcome::Retry(e.to_string())
-                }
-                Some(Err(e)) => return Outcome::Failed(e.to_string()),
-                None => return Outcome::Retry("no answer".into()),
+            // Another broker added them first: check again.
+            if let Err(outcome) = settle(results.pop(), Some(ErrorCode::InvalidPartitions)) {
+                return outcome;
             }
         } else if want < have {
             tracing::warn!(topic = %topic.name, declared = want, actual = have, "a topic's partitions cannot be removed; keeping them");
@@ -256,11 +246,23 @@ async fn apply(state: &BrokerState, topic: &TopicSpec) -> Outcome {
     let (mut results, _) = controller
         .incremental_alter_configs(vec![change], false, REQUEST_TIMEOUT)
         .await;
-    match results.pop() {
-        Some(Ok(())) => Outcome::Done,
-        Some(Err(e)) if retriable(e.code) => Outcome::Retry(e.to_string()),
-        Some(Err(e)) => Outcome::Failed(e.to_string()),
-        None => Outcome::Retry("no answer".into()),
+    match settle(results.pop(), None) {
+        Ok(()) => Outcome::Done,
+        Err(outcome) => outcome,
+    }
+}
+
+/// What one controller answer means: `Ok` to go on, else the outcome to
+/// report. `raced` is the error a concurrent change by another broker
+/// causes: look again at the next attempt.
+fn settle<T>(answer: Option<Result<T, ApiError>>, raced: Option<ErrorCode>) -> Result<T, Outcome> {
+    match answer {
+        Some(Ok(value)) => Ok(value),
+        Some(Err(e)) if Some(e.code) == raced || retriable(e.code) => {
+            Err(Outcome::Retry(e.to_string()))
+        }
+        Some(Err(e)) => Err(Outcome::Failed(e.to_string())),
+        None => Err(Outcome::Retry("no answer".into())),
     }
 }
 
