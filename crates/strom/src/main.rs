@@ -130,10 +130,11 @@ fn raise_open_file_limit() {
 }
 
 fn load_config(args: &ServeArgs) -> anyhow::Result<strom_config::LoadedConfig> {
+    let environment: std::collections::BTreeMap<String, String> = std::env::vars().collect();
     let mut inputs = ConfigInputs {
-        env: ConfigInputs::from_env_vars(std::env::vars()),
+        env: ConfigInputs::from_env_vars(environment.clone()),
         overrides: ConfigInputs::parse_overrides(&args.overrides)?,
-        environment: std::env::vars().collect(),
+        environment,
         ..Default::default()
     };
     if let Some(path) = &args.config {
