@@ -7,8 +7,8 @@
 #   docker/build.sh [TAG]         default localhost/strom:<version>, the tag the
 #                                 Helm chart's default values run
 #
-# Env: IMAGE_TOOLS (directory of build-image.sh, default ../shared/tools
-# beside the project), OCI_ARCHIVE (where the image archive goes).
+# Env: OCI_ARCHIVE (where the image archive goes). The daemonless build
+# itself is docker/build-image.sh (buildah, podman, skopeo).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,8 +16,6 @@ cd "$root"
 version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)"
 tag="${1:-localhost/strom:$version}"
 target=x86_64-unknown-linux-gnu
-tools="${IMAGE_TOOLS:-$root/../shared/tools}"
-[ -x "$tools/build-image.sh" ] || { echo "docker/build.sh: no build-image.sh in $tools (set IMAGE_TOOLS)" >&2; exit 1; }
 
 # --target is required: without it crt-static also applies to build
 # scripts and proc macros, which cannot be static.
@@ -29,4 +27,4 @@ rm -rf "$context"
 mkdir -p "$context/var/lib/strom/data"
 # Without the debug line tables (backtraces keep the function names).
 strip --strip-debug -o "$context/strom" "target/$target/release/strom"
-"$tools/build-image.sh" docker/Dockerfile "$context" "$tag" -- --version
+docker/build-image.sh docker/Dockerfile "$context" "$tag" -- --version

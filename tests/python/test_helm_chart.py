@@ -14,7 +14,7 @@ below min.insync.replicas, and under-replicated partitions return to 0
 after each step. A pod whose volume holds another cluster's data refuses
 to start. The schema rejects wrong values.
 
-Needs helm (tests/run installs it with ../shared/tools/get-helm.sh).
+Needs helm (tests/run installs it with tests/tools/get-helm.sh).
 """
 
 import http.client as http_client
@@ -50,7 +50,7 @@ def helm():
     path = (os.environ.get("HELM") or shutil.which("helm")
             or os.path.expanduser("~/.cache/chart-tools/bin/helm"))
     if not os.access(path, os.X_OK):
-        raise RuntimeError("helm is required (tests/run installs it with ../shared/tools/get-helm.sh)")
+        raise RuntimeError("helm is required (tests/run installs it with tests/tools/get-helm.sh)")
     return path
 
 
