@@ -181,7 +181,7 @@ fn read_partition(
                         if r.offset < next {
                             continue;
                         }
-                        next = r.offset + 1;
+                        next = r.offset.saturating_add(1);
                         let Some(key) = r.key.as_deref() else {
                             continue;
                         };

@@ -19,6 +19,17 @@
 //! generation increases, the protocol every member supports that most
 //! members prefer is chosen, the leader receives all members' metadata and
 //! the group waits for the leader's SyncGroup with the assignment.
+//!
+//! # Generations
+//!
+//! A group's generation comes from `__consumer_offsets`, so it may be any
+//! `i32` a record carries. Kafka's `generationId += 1` wraps a Java int
+//! from `i32::MAX` to a negative value, which clients and OffsetCommit read
+//! as "no generation"; here the generation after `i32::MAX` (or after a
+//! negative one, which only a crafted record holds) is 1, the generation of
+//! a group's first completed rebalance ([`next_generation`]). Either way a
+//! member of the old generation gets ILLEGAL_GENERATION, and no arithmetic
+//! on a stored value can overflow.
 
 use std::collections::{HashMap, HashSet};
 
@@ -33,6 +44,15 @@ use crate::outcome::{JoinOutcome, SyncOutcome};
 
 /// Newest `ConsumerProtocolSubscription` version this broker decodes.
 const CONSUMER_SUBSCRIPTION_MAX_VERSION: i16 = 3;
+
+/// The generation after `generation`: one more, or 1 after `i32::MAX` or
+/// a negative generation (see the module docs).
+pub fn next_generation(generation: i32) -> i32 {
+    match generation.checked_add(1) {
+        Some(next) if generation >= 0 => next,
+        _ => 1,
+    }
+}
 
 /// A classic group's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -44,7 +44,7 @@ impl ProducerIdManager {
                 .await?;
             *block = Block {
                 next: first,
-                end: first + PRODUCER_ID_BLOCK_SIZE,
+                end: first.saturating_add(PRODUCER_ID_BLOCK_SIZE),
             };
             tracing::debug!(first, "allocated a block of producer ids");
         }

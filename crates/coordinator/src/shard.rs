@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::group::{Group, GroupState, InitialDelay, Member};
+use crate::group::{next_generation, Group, GroupState, InitialDelay, Member};
 use crate::offsets_topic::{OffsetCommitValue, OffsetsRecord, MAX_RECORD_STRING_BYTES};
 use crate::outcome::*;
 use crate::timers::KeyedTimers;
@@ -802,7 +802,7 @@ impl Shard {
             );
             return;
         }
-        group.generation_id += 1;
+        group.generation_id = next_generation(group.generation_id);
         group.join_deadline = None;
         group.initial_delay = None;
         if group.members.is_empty() {

@@ -676,3 +676,64 @@ async fn a_member_that_never_syncs_is_removed_after_the_group_is_stable() {
         )
     );
 }
+
+/// A `__consumer_offsets` record may carry any generation: one at
+/// `i32::MAX` must not make the next rebalance overflow (a panic would
+/// kill the shard, again after every reload). The next generation is 1.
+#[tokio::test(start_paused = true)]
+async fn a_rebalance_after_generation_i32_max_starts_again_at_one() {
+    use crate::offsets_topic::{GroupMetadataValue, MemberMetadataValue};
+    let partition = Arc::new(MemoryPartition::default());
+    partition
+        .records
+        .lock()
+        .unwrap()
+        .push(OffsetsRecord::Group {
+            group: "g".into(),
+            value: Some(GroupMetadataValue {
+                protocol_type: "consumer".into(),
+                generation: i32::MAX,
+                protocol: Some("range".into()),
+                leader: Some("a-1".into()),
+                current_state_timestamp: 0,
+                members: vec![MemberMetadataValue {
+                    member_id: "a-1".into(),
+                    group_instance_id: None,
+                    client_id: "a".into(),
+                    client_host: "/127.0.0.1".into(),
+                    rebalance_timeout_ms: 20_000,
+                    session_timeout_ms: 10_000,
+                    subscription: Bytes::from_static(b"subscription"),
+                    assignment: Bytes::from_static(b"old"),
+                }],
+            }),
+        });
+    let h = Harness::over(config(), Arc::clone(&partition));
+    assert_eq!(h.heartbeat("a-1", i32::MAX).await, None);
+    // The leader rejoins: the group rebalances at once.
+    let joined = h.join(params("a", "a-1", None)).await.await.unwrap();
+    assert_eq!(joined.error, None);
+    assert_eq!(joined.generation_id, 1);
+    assert_eq!(joined.leader, "a-1");
+    let synced = h
+        .sync(sync_params("a-1", 1, vec![("a-1".into(), "new")]))
+        .await
+        .await
+        .unwrap();
+    assert_eq!(synced.error, None);
+    assert_eq!(&synced.assignment[..], b"new");
+    assert_eq!(
+        h.heartbeat("a-1", i32::MAX).await,
+        Some(ErrorCode::IllegalGeneration)
+    );
+    assert_eq!(h.heartbeat("a-1", 1).await, None);
+    // What was written reloads, and the group goes on from there.
+    let moved = Harness::over(config(), Arc::clone(&partition));
+    assert_eq!(moved.heartbeat("a-1", 1).await, None);
+    let rejoined = moved.join(params("a", "a-1", None)).await.await.unwrap();
+    assert_eq!(
+        (rejoined.error, rejoined.generation_id),
+        (None, 2),
+        "the generation after 1"
+    );
+}
