@@ -198,6 +198,18 @@ fn index_capacity(config: &TopicConfig) -> usize {
     config.segment_index_bytes.max(0) as usize
 }
 
+/// A new segment's roll jitter, Kafka's `randomSegmentJitter`: uniform in
+/// `[0, min(segment.jitter.ms, segment.ms))`, 0 without jitter.
+pub fn random_segment_jitter_ms(config: &TopicConfig) -> i64 {
+    let bound = config.segment_jitter_ms.min(config.segment_ms);
+    if bound <= 0 {
+        return 0;
+    }
+    let (random, _) = Uuid::new_v4().as_u64_pair();
+    // `bound` is positive, so the remainder fits in it.
+    (random % bound as u64) as i64
+}
+
 fn sync_dir(dir: &Path) -> Result<()> {
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
@@ -275,7 +287,13 @@ impl Log {
     ) -> Result<Self> {
         fs::create_dir_all(&dir).map_err(StorageError::io("create log directory", &dir))?;
         write_partition_metadata(&dir, &topic_id)?;
-        let segment = LogSegment::create(&dir, 0, index_capacity(&config), now_ms)?;
+        let segment = LogSegment::create(
+            &dir,
+            0,
+            index_capacity(&config),
+            now_ms,
+            random_segment_jitter_ms(&config),
+        )?;
         if let Some(parent) = dir.parent() {
             sync_dir(parent)?;
         }
@@ -371,14 +389,18 @@ impl Log {
         for base in bases {
             if truncated_in_segment {
                 // Everything after a corrupt batch is unflushed garbage.
-                let (segment, _) = LogSegment::open(&dir, base, None)?;
+                let (segment, _) = LogSegment::open(&dir, base, None, 0)?;
                 segment.delete_files()?;
                 report.deleted_segments += 1;
                 continue;
             }
             let active = Some(base) == last_base;
-            let (mut segment, indexes_missing) =
-                LogSegment::open(&dir, base, active.then_some(capacity))?;
+            let (mut segment, indexes_missing) = LogSegment::open(
+                &dir,
+                base,
+                active.then_some(capacity),
+                random_segment_jitter_ms(&config),
+            )?;
             let must_recover =
                 indexes_missing || (!options.had_clean_shutdown && base >= recover_from);
             let recover = must_recover || segment.load_tail().is_err();
@@ -411,7 +433,13 @@ impl Log {
             let base = options.log_start_offset.max(0);
             segments.insert(
                 base,
-                LogSegment::create(&dir, base, capacity, options.now_ms)?,
+                LogSegment::create(
+                    &dir,
+                    base,
+                    capacity,
+                    options.now_ms,
+                    random_segment_jitter_ms(&config),
+                )?,
             );
             sync_dir(&dir)?;
         }
@@ -556,7 +584,7 @@ impl Log {
             let header = BatchHeader::parse(&batch).map_err(StorageError::CorruptBatch)?;
             let index_interval = config.index_interval_bytes.max(0) as usize;
             let written = self
-                .maybe_roll(&mut s, &config, batch.len(), header.last_offset(), now_ms)
+                .maybe_roll(&mut s, &config, batch.len(), &header, now_ms)
                 .and_then(|()| s.active()?.append(&batch, &header, index_interval));
             if let Err(e) = written {
                 return Err(self.take_offline(&mut s, e));
@@ -633,9 +661,7 @@ impl Log {
                 let written = s
                     .epochs
                     .assign(header.partition_leader_epoch, header.base_offset)
-                    .and_then(|_| {
-                        self.maybe_roll(&mut s, &config, bytes.len(), header.last_offset(), now_ms)
-                    })
+                    .and_then(|_| self.maybe_roll(&mut s, &config, bytes.len(), header, now_ms))
                     .and_then(|()| s.active()?.append(bytes, header, index_interval));
                 if let Err(e) = written {
                     return Err(self.take_offline(&mut s, e));
@@ -667,22 +693,22 @@ impl Log {
         }
     }
 
+    /// Rolls a new segment before `header`'s batch when the active segment
+    /// is full or old enough by record time (see [`crate::segment`]).
     fn maybe_roll(
         &self,
         s: &mut LogState,
         config: &TopicConfig,
         batch_bytes: usize,
-        last_offset: i64,
+        header: &BatchHeader,
         now_ms: i64,
     ) -> Result<()> {
-        let segment_ms = config
-            .segment_ms
-            .saturating_sub(config.segment_jitter_ms.max(0));
         let needs_roll = s.active()?.should_roll(
             batch_bytes,
-            last_offset,
+            header.last_offset(),
+            header.max_timestamp,
             config.segment_bytes,
-            segment_ms,
+            config.segment_ms,
             now_ms,
         );
         if needs_roll {
@@ -698,7 +724,13 @@ impl Log {
         }
         s.active()?.on_become_inactive()?;
         s.producers.write_snapshot(&self.dir, new_base)?;
-        let segment = LogSegment::create(&self.dir, new_base, index_capacity(config), now_ms)?;
+        let segment = LogSegment::create(
+            &self.dir,
+            new_base,
+            index_capacity(config),
+            now_ms,
+            random_segment_jitter_ms(config),
+        )?;
         sync_dir(&self.dir)?;
         s.segments.insert(new_base, segment);
         tracing::debug!(partition = %self.topic_partition, base_offset = new_base, "rolled a new segment");
@@ -1129,7 +1161,13 @@ impl Log {
             for seg in removed {
                 seg.delete_files()?;
             }
-            let segment = LogSegment::create(&self.dir, offset, index_capacity(&config), now_ms)?;
+            let segment = LogSegment::create(
+                &self.dir,
+                offset,
+                index_capacity(&config),
+                now_ms,
+                random_segment_jitter_ms(&config),
+            )?;
             sync_dir(&self.dir)?;
             Ok(segment)
         })();
@@ -1167,7 +1205,13 @@ impl Log {
             for seg in removed {
                 seg.delete_files()?;
             }
-            let segment = LogSegment::create(&self.dir, offset, capacity, now_ms)?;
+            let segment = LogSegment::create(
+                &self.dir,
+                offset,
+                capacity,
+                now_ms,
+                random_segment_jitter_ms(config),
+            )?;
             s.segments.insert(offset, segment);
             s.log_start_offset = offset;
             s.log_end_offset = offset;
@@ -1441,6 +1485,20 @@ mod tests {
 
     fn batch() -> BytesMut {
         BytesMut::from(&BatchBuilder::of_values(0, &[b"v"]).build()[..])
+    }
+
+    #[test]
+    fn each_segment_draws_its_jitter_below_segment_ms_and_segment_jitter_ms() {
+        let mut config = TopicConfig::kafka_defaults();
+        assert_eq!(random_segment_jitter_ms(&config), 0, "no jitter by default");
+        config.segment_ms = 1_000;
+        config.segment_jitter_ms = 250;
+        let draws: Vec<i64> = (0..64).map(|_| random_segment_jitter_ms(&config)).collect();
+        assert!(draws.iter().all(|j| (0..250).contains(j)), "{draws:?}");
+        assert!(draws.iter().any(|j| *j != draws[0]), "{draws:?}");
+        // Never more than segment.ms.
+        config.segment_jitter_ms = i64::MAX;
+        assert!((0..64).all(|_| (0..1_000).contains(&random_segment_jitter_ms(&config))));
     }
 
     #[test]

@@ -13,6 +13,20 @@
 //! holds at most `segment.bytes` bytes (a single larger batch is allowed
 //! alone) and offsets within `i32::MAX` of its base.
 //!
+//! # Rolling (Kafka's `LogSegment.shouldRoll`)
+//!
+//! The active segment is rolled before a batch that would take it past
+//! `segment.bytes`, fill an index, or overflow its relative offsets, and when
+//! it is old enough by *record time*: the incoming batch's max timestamp
+//! minus the first batch's max timestamp exceeds `segment.ms` minus the
+//! segment's jitter. A segment whose first batch has no timestamp (−1) ages
+//! by wall clock from its creation instead (for a segment loaded from disk,
+//! its file's modification time). So batches with old timestamps (replays,
+//! backfills, MirrorMaker) fill a segment like any others instead of rolling
+//! one per batch. The jitter is drawn once per segment, uniformly in
+//! `[0, min(segment.jitter.ms, segment.ms))`, when the segment is created or
+//! loaded, so segments of many partitions do not all roll at once.
+//!
 //! A crash can leave a torn batch at the end of the last segments; recovery
 //! ([`LogSegment::recover`]) re-reads every batch, checks its header and
 //! CRC32C, rebuilds both indexes, and truncates the file at the first batch
@@ -78,8 +92,11 @@ pub struct LogSegment {
     bytes_since_last_index_entry: usize,
     max_timestamp: i64,
     offset_of_max_timestamp: i64,
+    /// Max timestamp of the first batch: record-time rolls count from it.
     rolling_based_timestamp: Option<i64>,
     created_ms: i64,
+    /// Subtracted from `segment.ms` for this segment (drawn by the log).
+    roll_jitter_ms: i64,
     next_offset: i64,
 }
 
@@ -93,12 +110,14 @@ fn paths(dir: &Path, base_offset: i64) -> (PathBuf, PathBuf, PathBuf) {
 }
 
 impl LogSegment {
-    /// Creates a new, empty segment with preallocated indexes.
+    /// Creates a new, empty segment with preallocated indexes, rolling
+    /// `roll_jitter_ms` early by time.
     pub fn create(
         dir: &Path,
         base_offset: i64,
         index_capacity_bytes: usize,
         now_ms: i64,
+        roll_jitter_ms: i64,
     ) -> Result<Self> {
         let (log_path, index_path, time_path) = paths(dir, base_offset);
         let log = OpenOptions::new()
@@ -123,6 +142,7 @@ impl LogSegment {
             offset_of_max_timestamp: base_offset,
             rolling_based_timestamp: None,
             created_ms: now_ms,
+            roll_jitter_ms,
             next_offset: base_offset,
         })
     }
@@ -131,11 +151,12 @@ impl LogSegment {
     /// empty and reported by the returned flag, so the caller recovers the
     /// segment. `index_capacity_bytes` preallocates the indexes of the active
     /// segment. Call [`LogSegment::load_tail`] or [`LogSegment::recover`]
-    /// before use.
+    /// before use. It rolls `roll_jitter_ms` early by time.
     pub fn open(
         dir: &Path,
         base_offset: i64,
         index_capacity_bytes: Option<usize>,
+        roll_jitter_ms: i64,
     ) -> Result<(Self, bool)> {
         let (log_path, index_path, time_path) = paths(dir, base_offset);
         let indexes_missing = !index_path.exists() || !time_path.exists();
@@ -164,6 +185,7 @@ impl LogSegment {
             offset_of_max_timestamp: base_offset,
             rolling_based_timestamp: None,
             created_ms,
+            roll_jitter_ms,
             next_offset: base_offset,
         };
         Ok((segment, indexes_missing))
@@ -307,12 +329,15 @@ impl LogSegment {
         Ok(())
     }
 
-    /// Whether a batch of `batch_bytes` ending at `last_offset` must go to a
-    /// new segment: size, index capacity, relative offset range, or age.
+    /// Whether a batch of `batch_bytes` ending at `last_offset`, whose
+    /// largest timestamp is `max_timestamp`, must go to a new segment: size,
+    /// index capacity, relative offset range, or age by record time (see
+    /// the module docs). An empty segment never rolls.
     pub fn should_roll(
         &self,
         batch_bytes: usize,
         last_offset: i64,
+        max_timestamp: i64,
         segment_bytes: i32,
         segment_ms: i64,
         now_ms: i64,
@@ -323,9 +348,24 @@ impl LogSegment {
         let full = self.size + batch_bytes as u64 > segment_bytes.max(0) as u64;
         let index_full = self.offset_index.is_full() || self.time_index.is_full();
         let offset_overflow = i32::try_from(last_offset - self.base_offset).is_err();
-        let aged = now_ms.saturating_sub(self.rolling_based_timestamp.unwrap_or(self.created_ms))
-            > segment_ms;
+        let aged = self.time_waited_for_roll(now_ms, max_timestamp)
+            > segment_ms.saturating_sub(self.roll_jitter_ms);
         full || index_full || offset_overflow || aged
+    }
+
+    /// Kafka's `timeWaitedForRoll`: how far `max_timestamp` is past the first
+    /// batch's max timestamp, or, when that batch has none, how long ago the
+    /// segment was created.
+    fn time_waited_for_roll(&self, now_ms: i64, max_timestamp: i64) -> i64 {
+        match self.rolling_based_timestamp {
+            Some(first) if first >= 0 => max_timestamp.saturating_sub(first),
+            _ => now_ms.saturating_sub(self.created_ms),
+        }
+    }
+
+    /// What this segment subtracts from `segment.ms`.
+    pub fn roll_jitter_ms(&self) -> i64 {
+        self.roll_jitter_ms
     }
 
     /// Makes this segment inactive: writes the final time index entry and
@@ -681,5 +721,59 @@ impl SegmentReader {
         self.file
             .sync_data()
             .map_err(StorageError::io("fsync segment", &self.path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strom_protocol::batch_builder::BatchBuilder;
+
+    /// A segment created at `created_ms` holding one batch whose records
+    /// are all stamped `timestamp`.
+    fn segment_with_first_batch(
+        dir: &Path,
+        timestamp: i64,
+        created_ms: i64,
+        roll_jitter_ms: i64,
+    ) -> LogSegment {
+        let mut segment = LogSegment::create(dir, 0, 4096, created_ms, roll_jitter_ms).unwrap();
+        let mut builder = BatchBuilder::of_values(timestamp, &[b"v"]);
+        builder.max_timestamp = Some(timestamp);
+        let batch = builder.build();
+        let header = BatchHeader::parse(&batch).unwrap();
+        segment.append(&batch, &header, 4096).unwrap();
+        segment
+    }
+
+    #[test]
+    fn the_time_roll_compares_record_timestamps_minus_the_segments_jitter() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let roll = |s: &LogSegment, max_timestamp: i64, now_ms: i64| {
+            s.should_roll(10, 1, max_timestamp, i32::MAX, 1_000, now_ms)
+        };
+        // The wall clock does not matter, the records' timestamps do.
+        let plain = segment_with_first_batch(a.path(), 10_000, 0, 0);
+        assert!(!roll(&plain, 11_000, i64::MAX));
+        assert!(roll(&plain, 11_001, 0));
+        // 400 ms of jitter: rolls after 600 ms of record time.
+        let jittered = segment_with_first_batch(b.path(), 10_000, 0, 400);
+        assert_eq!(jittered.roll_jitter_ms(), 400);
+        assert!(!roll(&jittered, 10_600, i64::MAX));
+        assert!(roll(&jittered, 10_601, 0));
+        // Older records never roll it by time.
+        assert!(!roll(&jittered, 0, i64::MAX));
+    }
+
+    #[test]
+    fn a_segment_without_record_timestamps_ages_from_its_creation() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = segment_with_first_batch(dir.path(), -1, 5_000, 100);
+        assert!(!s.should_roll(10, 1, -1, i32::MAX, 1_000, 5_900));
+        assert!(s.should_roll(10, 1, -1, i32::MAX, 1_000, 5_901));
+        // An empty segment never rolls.
+        let empty = tempfile::tempdir().unwrap();
+        let e = LogSegment::create(empty.path(), 0, 4096, 0, 0).unwrap();
+        assert!(!e.should_roll(10, 1, 0, 0, 0, i64::MAX));
     }
 }
