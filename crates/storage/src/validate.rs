@@ -7,8 +7,11 @@
 //! included), with a matching CRC32C, a consistent record count, no control
 //! records, and a sequence when it has a producer id. Then every record is
 //! walked (compressed batches are decompressed to do so, but stored as
-//! received): records must be well-formed and as many as the header says;
-//! compacted topics need keys; CreateTime timestamps must lie within
+//! received): records must be well-formed and as many as the header says,
+//! with offset deltas 0, 1, … `last_offset_delta` in order, compressed or
+//! not (offsets are assigned in place: base offset plus delta, so a record
+//! out of line would sit outside its batch's offsets); compacted topics
+//! need keys; CreateTime timestamps must lie within
 //! `message.timestamp.before.max.ms`/`after.max.ms` of now; and the header's
 //! max timestamp is corrected when it disagrees with the records.
 
@@ -91,7 +94,7 @@ pub fn validate_client_records(
             "record batch has a producer id but no sequence number",
         ));
     }
-    let max_timestamp = check_records(&whole, &header, compression, config, now_ms)?;
+    let max_timestamp = check_records(&whole, &header, config, now_ms)?;
     let mut out = BytesMut::from(&whole[..]);
     if config.message_timestamp_type == MessageTimestampType::CreateTime
         && header.max_timestamp != max_timestamp
@@ -106,7 +109,6 @@ pub fn validate_client_records(
 fn check_records(
     whole: &Bytes,
     header: &BatchHeader,
-    compression: Compression,
     config: &TopicConfig,
     now_ms: i64,
 ) -> Result<i64> {
@@ -115,10 +117,13 @@ fn check_records(
     let mut count = 0i32;
     let mut max_timestamp = -1i64;
     for_each_record(whole, header, |record| {
-        if compression != Compression::None && record.offset_delta != count {
+        // Offsets are assigned in place (base offset + delta), so a record
+        // out of line would get an offset outside its batch.
+        if record.offset_delta != count {
             return Err(StorageError::InvalidRecord(format!(
-                "compressed record {count} has offset delta {}; Strom stores batches as sent and cannot renumber them",
-                record.offset_delta
+                "record {count} of the batch has offset delta {}; inner offset deltas must run 0 to {} in order",
+                record.offset_delta,
+                header.last_offset_delta
             )));
         }
         if config.cleanup_compact && record.key.is_none() {
@@ -189,6 +194,30 @@ mod tests {
         let out = validate_client_records(&b, &config(), 9, now).unwrap();
         let h = batch::check_batch(&out).unwrap();
         assert_eq!(h.max_timestamp, now + 1);
+    }
+
+    #[test]
+    fn inner_offsets_must_run_from_0_to_n_minus_1_in_order() {
+        use crate::test_batches::batch_with_offset_deltas;
+        let now = 1_700_000_000_000;
+        let c = config();
+        for compression in [Compression::None, Compression::Gzip, Compression::Lz4] {
+            let ok = batch_with_offset_deltas(&[0, 1, 2], compression, now);
+            validate_client_records(&ok, &c, 9, now).unwrap();
+            for deltas in [&[0, 1_000_000][..], &[1, 0], &[0, 0], &[0, 2], &[0, 2, 1]] {
+                let bad = batch_with_offset_deltas(deltas, compression, now);
+                let err = validate_client_records(&bad, &c, 9, now).unwrap_err();
+                assert_eq!(
+                    err.error_code(),
+                    strom_protocol::ErrorCode::InvalidRecord,
+                    "{compression:?} {deltas:?}"
+                );
+                assert!(
+                    err.to_string().contains("offset delta"),
+                    "{compression:?} {deltas:?}: {err}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -376,6 +376,69 @@ fn fetch_sessions_are_declined_the_way_clients_expect() {
 /// Batches crafted to hurt the broker: each gets Kafka's error and the
 /// broker keeps serving.
 #[test]
+fn records_with_inner_offsets_out_of_line_are_refused() {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let b = broker(&[]);
+    let mut c = connect(&b);
+    create_topic(&mut c, "deltas", 1, &[]);
+    let code = |r: ProduceResponse| r.responses[0].partition_responses[0].error_code;
+    assert_eq!(produce(&mut c, "deltas", 0, &[b"a", b"b"]), (0, 0));
+    // Two records with offset deltas 0 and 1,000,000 under a header that
+    // says 0..=1, uncompressed and compressed.
+    for compression in [Compression::None, Compression::Gzip] {
+        let records: Vec<Record> = [0i64, 1_000_000]
+            .iter()
+            .map(|delta| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: *delta,
+                // One batch: offset minus sequence stays the same.
+                sequence: (*delta as i32).wrapping_sub(1),
+                timestamp: now_ms(),
+                key: None,
+                value: Some(Bytes::from_static(b"stray")),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = bytes::BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression,
+            },
+        )
+        .unwrap();
+        buf[23..27].copy_from_slice(&1i32.to_be_bytes());
+        let crc = strom_protocol::batch::compute_crc(&buf);
+        buf[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert_eq!(
+            code(produce_raw(&mut c, 9, "deltas", 0, buf.freeze(), -1)),
+            ErrorCode::InvalidRecord.code(),
+            "{compression:?}"
+        );
+    }
+    // Nothing was appended: the log still ends at 2, and consumers see the
+    // two good records only.
+    assert_eq!(list_offset(&mut c, 7, "deltas", 0, -1).offset, 2);
+    let fetched = fetch(&mut c, "deltas", 0, 0, 1 << 20);
+    assert_eq!(fetched.high_watermark, 2);
+    assert_eq!(
+        decode_records(fetched.records.as_ref().unwrap()),
+        vec![(0, b"a".to_vec()), (1, b"b".to_vec())]
+    );
+    assert_eq!(produce(&mut c, "deltas", 0, &[b"c"]), (0, 2));
+}
+
+#[test]
 fn hostile_batches_are_refused_and_the_broker_survives() {
     use kafka_protocol::records::{
         Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
