@@ -1,6 +1,10 @@
 //! A partition's log: an ordered set of segments with a log start offset, a
 //! log end offset, a high watermark and a recovery point.
 //!
+//! The high watermark is set by the replication layer; a loaded log starts
+//! from the checkpointed one, or from its log start offset when there is
+//! none (never from its log end offset), as Kafka's does.
+//!
 //! # Directory layout
 //!
 //! `<log dir>/<topic>-<partition>/` holds, per segment,
@@ -109,7 +113,11 @@ pub struct LoadOptions {
     pub recovery_point: i64,
     /// Checkpointed log start offset (0 when unknown).
     pub log_start_offset: i64,
-    /// Checkpointed high watermark, if any.
+    /// Checkpointed high watermark, if any. Without one the log starts
+    /// from its log start offset, as Kafka's does: records past it may
+    /// never have reached the in-sync replicas, and only a leader, from
+    /// what they fetched, may commit them (a leader alone in the ISR does
+    /// so at once).
     pub high_watermark: Option<i64>,
     /// Current time.
     pub now_ms: i64,
@@ -456,9 +464,11 @@ impl Log {
                 }
             }
         }
+        // Never the log end offset: that would expose records no in-sync
+        // replica may have (see `LoadOptions::high_watermark`).
         let high_watermark = options
             .high_watermark
-            .unwrap_or(log_end_offset)
+            .unwrap_or(log_start_offset)
             .clamp(log_start_offset, log_end_offset);
         let producers = rebuild_producer_state(&dir, &segments, log_end_offset)?;
         let epochs = load_leader_epochs(

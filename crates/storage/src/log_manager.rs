@@ -10,7 +10,9 @@
 //! * `.kafka_cleanshutdown`: present only between a clean shutdown and the
 //!   next start-up; contains `{"version":0,"brokerEpoch":-1}`. Without it, logs
 //!   are recovered from their recovery points.
-//! * the three offset checkpoints of [`crate::checkpoint`].
+//! * the three offset checkpoints of [`crate::checkpoint`]. A log with no
+//!   high watermark entry (the file is missing or unreadable) starts from
+//!   its log start offset, never its log end offset.
 //! * `<topic>-<partition>/`: one partition log each ([`crate::log`]).
 //! * `<topic>-<partition>.<id>-delete/`: a deleted log awaiting removal.
 //! * `<topic>-<partition>.<id>-stray/`: a log the metadata did not know at
@@ -255,8 +257,12 @@ impl LogManager {
             });
             let starts = read_checkpoint(&dir.path.join(LOG_START_OFFSET_CHECKPOINT_FILE))
                 .unwrap_or_default();
-            let hws =
-                read_checkpoint(&dir.path.join(HIGH_WATERMARK_CHECKPOINT_FILE)).unwrap_or_default();
+            // Without a high watermark checkpoint, logs start from their log
+            // start offsets and leaders recompute it from their ISR.
+            let hws = read_checkpoint(&dir.path.join(HIGH_WATERMARK_CHECKPOINT_FILE)).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "ignoring unreadable high watermark checkpoint; logs start from their log start offsets");
+                HashMap::new()
+            });
             let entries = fs::read_dir(&dir.path)
                 .map_err(StorageError::io("list log directory", &dir.path))?;
             for entry in entries.flatten() {
