@@ -6,7 +6,15 @@
 //! out-of-sync followers caught up (to be added back), by Kafka's rules:
 //!
 //! - A fetch at offset `o` means the follower holds everything below `o`:
-//!   its log end offset is `o`.
+//!   its log end offset is `o`. An `o` beyond the leader's log end offset
+//!   is not progress: nothing is recorded and the fetch gets
+//!   OFFSET_OUT_OF_RANGE, as from Kafka (a replica cannot hold what its
+//!   leader never had; a fetch claiming so is a bug or a forgery, and
+//!   counting it would move the high watermark over records only the
+//!   leader has).
+//! - Only fetches the server verified as coming from that broker count
+//!   (see the Fetch handler: the inter-broker listener and the broker
+//!   epoch of the follower's registration).
 //! - It was caught up at this fetch if `o` reached the leader's log end
 //!   offset now, or at its previous fetch if `o` reached the leader's log
 //!   end offset as it was then. A follower is in sync while it was caught
@@ -46,6 +54,17 @@ impl FollowerProgress {
     }
 }
 
+/// What a follower's fetch did to its progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowerFetch {
+    /// Recorded.
+    Recorded,
+    /// Not one of the partition's followers: nothing recorded.
+    NotAReplica,
+    /// Beyond the leader's log end offset: nothing recorded.
+    BeyondLogEnd,
+}
+
 /// Every follower of one partition, as its leader sees them.
 #[derive(Debug, Default)]
 pub struct Followers {
@@ -78,17 +97,20 @@ impl Followers {
     }
 
     /// A follower fetched at `fetch_offset` while the leader's log ended
-    /// at `leader_end_offset`. False when it is not a replica.
+    /// at `leader_end_offset`.
     pub fn on_fetch(
         &mut self,
         replica: i32,
         fetch_offset: i64,
         leader_end_offset: i64,
         now_ms: i64,
-    ) -> bool {
+    ) -> FollowerFetch {
         let Some(f) = self.by_id.get_mut(&replica) else {
-            return false;
+            return FollowerFetch::NotAReplica;
         };
+        if fetch_offset > leader_end_offset {
+            return FollowerFetch::BeyondLogEnd;
+        }
         if fetch_offset >= leader_end_offset {
             f.last_caught_up_ms = f.last_caught_up_ms.max(now_ms);
         } else if fetch_offset >= f.last_fetch_leader_end_offset
@@ -96,10 +118,10 @@ impl Followers {
         {
             f.last_caught_up_ms = f.last_caught_up_ms.max(f.last_fetch_ms);
         }
-        f.log_end_offset = fetch_offset.min(leader_end_offset);
+        f.log_end_offset = fetch_offset;
         f.last_fetch_leader_end_offset = leader_end_offset;
         f.last_fetch_ms = now_ms;
-        true
+        FollowerFetch::Recorded
     }
 
     /// A follower's progress.
@@ -173,18 +195,38 @@ mod tests {
         f.reset(1, &[1, 2, 3], &[1, 2, 3], 1_000);
         // Nobody fetched yet: unknown pins it.
         assert_eq!(f.high_watermark(1, &[1, 2, 3], 10), UNKNOWN_OFFSET);
-        assert!(f.on_fetch(2, 7, 10, 1_001));
-        assert!(f.on_fetch(3, 10, 10, 1_001));
+        assert_eq!(f.on_fetch(2, 7, 10, 1_001), FollowerFetch::Recorded);
+        assert_eq!(f.on_fetch(3, 10, 10, 1_001), FollowerFetch::Recorded);
         assert_eq!(f.high_watermark(1, &[1, 2, 3], 10), 7);
         // Out of the ISR, a slow follower no longer holds it back.
         assert_eq!(f.high_watermark(1, &[1, 3], 10), 10);
         // Alone in the ISR, the leader's end is the high watermark.
         assert_eq!(f.high_watermark(1, &[1], 12), 12);
-        // A fetch beyond the leader's end counts as the end.
-        assert!(f.on_fetch(2, 99, 10, 1_002));
-        assert_eq!(f.get(2).unwrap().log_end_offset, 10);
         // Strangers are refused.
-        assert!(!f.on_fetch(9, 0, 10, 1_002));
+        assert_eq!(f.on_fetch(9, 0, 10, 1_002), FollowerFetch::NotAReplica);
+    }
+
+    #[test]
+    fn a_fetch_beyond_the_leaders_log_end_is_not_progress() {
+        let mut f = Followers::default();
+        f.reset(1, &[1, 2, 3], &[1, 2, 3], 0);
+        assert_eq!(f.on_fetch(2, 4, 10, 100), FollowerFetch::Recorded);
+        // Claiming more than the leader has changes nothing: not its log
+        // end offset, not when it was caught up, so neither the high
+        // watermark nor whether it lags.
+        assert_eq!(f.on_fetch(2, 99, 10, 50_000), FollowerFetch::BeyondLogEnd);
+        assert_eq!(f.on_fetch(3, 11, 10, 50_000), FollowerFetch::BeyondLogEnd);
+        let two = f.get(2).unwrap();
+        assert_eq!(
+            (two.log_end_offset, two.last_fetch_ms, two.last_caught_up_ms),
+            (4, 100, 0)
+        );
+        assert_eq!(f.get(3).unwrap().log_end_offset, UNKNOWN_OFFSET);
+        assert_eq!(f.high_watermark(1, &[1, 2, 3], 10), UNKNOWN_OFFSET);
+        assert_eq!(f.lagging(1, &[1, 2, 3], 10, 50_000, 30_000), vec![2, 3]);
+        // At the leader's end exactly, it is caught up.
+        assert_eq!(f.on_fetch(3, 10, 10, 50_001), FollowerFetch::Recorded);
+        assert_eq!(f.get(3).unwrap().last_caught_up_ms, 50_001);
     }
 
     #[test]

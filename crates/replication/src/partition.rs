@@ -12,13 +12,13 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 use strom_storage::log::{LogAppendInfo, LogReadInfo, ReadBound};
 use strom_storage::validate::validate_client_records;
-use strom_storage::{Log, TopicPartition};
+use strom_storage::{Log, StorageError, TopicPartition};
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::clock::lag_clock_ms;
 use crate::error::ReplicaError;
-use crate::follower_progress::{FollowerProgress, Followers};
+use crate::follower_progress::{FollowerFetch, FollowerProgress, Followers};
 
 /// The partition's registration as this broker last applied it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,8 +172,10 @@ impl Partition {
 
     /// As leader: follower `replica` fetched at `fetch_offset`, so it holds
     /// everything below it; the high watermark may move. Refused when this
-    /// broker does not lead or `replica` is not one of the replicas.
-    /// `lag_clock_ms` is [`crate::clock::lag_clock_ms`] now.
+    /// broker does not lead or `replica` is not one of the replicas, and
+    /// OFFSET_OUT_OF_RANGE (nothing recorded) when `fetch_offset` is
+    /// beyond the log end offset. `lag_clock_ms` is
+    /// [`crate::clock::lag_clock_ms`] now.
     pub fn record_follower_fetch(
         &self,
         replica: i32,
@@ -183,13 +185,24 @@ impl Partition {
         if !self.is_leader() {
             return Err(ReplicaError::NotLeaderOrFollower);
         }
-        let leader_end = self.log.offsets().log_end_offset;
-        let known = self
-            .followers
-            .lock()
-            .on_fetch(replica, fetch_offset, leader_end, lag_clock_ms);
-        if !known {
-            return Err(ReplicaError::NotLeaderOrFollower);
+        let offsets = self.log.offsets();
+        let fetched = self.followers.lock().on_fetch(
+            replica,
+            fetch_offset,
+            offsets.log_end_offset,
+            lag_clock_ms,
+        );
+        match fetched {
+            FollowerFetch::Recorded => {}
+            FollowerFetch::NotAReplica => return Err(ReplicaError::NotLeaderOrFollower),
+            FollowerFetch::BeyondLogEnd => {
+                return Err(StorageError::OffsetOutOfRange {
+                    offset: fetch_offset,
+                    log_start_offset: offsets.log_start_offset,
+                    log_end_offset: offsets.log_end_offset,
+                }
+                .into())
+            }
         }
         self.maybe_increment_high_watermark();
         Ok(())

@@ -1,7 +1,10 @@
 //! Followers fetching from leaders: one task per leader broker fetches
-//! every partition this broker follows there, with Kafka's own Fetch (v12,
-//! with this broker's id as the replica id), over the leader's
-//! inter-broker listener, and applies the answers:
+//! every partition this broker follows there, with Kafka's own Fetch (v15,
+//! topics by id, and KIP-903's ReplicaState naming this broker and the
+//! broker epoch of its registration: the leader counts a fetch as a
+//! replica's progress only with the epoch its metadata has for that
+//! broker), over the leader's inter-broker listener, and applies the
+//! answers:
 //!
 //! - records are appended as they are ([`Partition::append_as_follower`]),
 //!   then the leader's high watermark is taken as far as the log reaches;
@@ -13,10 +16,11 @@
 //!   restarts empty there; one ahead of the leader's log (only possible
 //!   without a diverging epoch to go by) truncates to the leader's high
 //!   watermark;
-//! - NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH, UNKNOWN_TOPIC_OR_PARTITION
-//!   and the like wait for the metadata to catch up: the fetch is asked
-//!   again after a short pause (a failed connection waits the full
-//!   `replica.fetch.backoff.ms`).
+//! - NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH, UNKNOWN_TOPIC_OR_PARTITION,
+//!   STALE_BROKER_EPOCH (the leader has not applied this broker's latest
+//!   registration yet) and the like wait for the metadata to catch up:
+//!   the fetch is asked again after a short pause (a failed connection
+//!   waits the full `replica.fetch.backoff.ms`).
 //!
 //! Replicas the topic lists in `follower.replication.throttled.replicas`
 //! and out of the ISR count against the follower quota and are left out
@@ -31,13 +35,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
 use kafka_protocol::messages::fetch_response::PartitionData;
-use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{BrokerId, FetchRequest};
 use strom_config::ReplicaFetchConfig;
 use strom_protocol::ErrorCode;
 use tokio::sync::watch;
+use uuid::Uuid;
 
 use crate::broker_client::BrokerClient;
 use crate::clock::now_ms;
@@ -50,14 +54,17 @@ const PARTITION_ERROR_RETRY: Duration = Duration::from_millis(50);
 /// How soon a fetcher whose every partition is throttled looks again.
 const THROTTLED_RETRY: Duration = Duration::from_millis(100);
 
-/// The Fetch version followers send (topic names, diverging epochs).
-const FOLLOWER_FETCH_VERSION: i16 = 12;
+/// The Fetch version followers send (diverging epochs, topic ids, the
+/// replica's id and broker epoch in ReplicaState).
+const FOLLOWER_FETCH_VERSION: i16 = 15;
 
 /// How a fetcher reaches its leader.
 #[derive(Debug, Clone)]
 pub struct FetcherConfig {
     /// This broker.
     pub node_id: i32,
+    /// This broker's epoch: the one its registration got.
+    pub broker_epoch: i64,
     /// The address outgoing connections leave from, if a specific one.
     pub local_address: Option<IpAddr>,
     /// `replica.*` settings.
@@ -142,17 +149,17 @@ pub async fn run_replica_fetcher(
             pause(backoff, &mut stop).await;
             continue;
         }
-        let by_name: BTreeMap<(String, i32), Arc<Partition>> = followed
+        let by_id: BTreeMap<(Uuid, i32), Arc<Partition>> = followed
             .iter()
             .map(|p| {
                 let tp = p.topic_partition();
-                ((tp.topic.clone(), tp.partition), Arc::clone(p))
+                ((p.topic_id(), tp.partition), Arc::clone(p))
             })
             .collect();
         let mut answers = Vec::new();
         for topic in response.responses {
             for data in topic.partitions {
-                if let Some(p) = by_name.get(&(topic.topic.0.to_string(), data.partition_index)) {
+                if let Some(p) = by_id.get(&(topic.topic_id, data.partition_index)) {
                     answers.push((Arc::clone(p), data));
                 }
             }
@@ -202,11 +209,11 @@ async fn pause(backoff: Duration, stop: &mut watch::Receiver<bool>) {
 }
 
 fn fetch_request(followed: &[Arc<Partition>], config: &FetcherConfig) -> FetchRequest {
-    let mut topics: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
+    let mut topics: BTreeMap<Uuid, Vec<FetchPartition>> = BTreeMap::new();
     for p in followed {
         let offsets = p.log().offsets();
         let tp = p.topic_partition();
-        topics.entry(tp.topic.clone()).or_default().push(
+        topics.entry(p.topic_id()).or_default().push(
             FetchPartition::default()
                 .with_partition(tp.partition)
                 .with_current_leader_epoch(p.state().leader_epoch)
@@ -217,7 +224,12 @@ fn fetch_request(followed: &[Arc<Partition>], config: &FetcherConfig) -> FetchRe
         );
     }
     FetchRequest::default()
-        .with_replica_id(BrokerId(config.node_id))
+        .with_replica_id(BrokerId(-1))
+        .with_replica_state(
+            ReplicaState::default()
+                .with_replica_id(BrokerId(config.node_id))
+                .with_replica_epoch(config.broker_epoch),
+        )
         .with_max_wait_ms(config.fetch.wait_max_ms)
         .with_min_bytes(1)
         .with_max_bytes(config.fetch.response_max_bytes)
@@ -227,9 +239,9 @@ fn fetch_request(followed: &[Arc<Partition>], config: &FetcherConfig) -> FetchRe
         .with_topics(
             topics
                 .into_iter()
-                .map(|(name, partitions)| {
+                .map(|(topic_id, partitions)| {
                     FetchTopic::default()
-                        .with_topic(TopicName(StrBytes::from_string(name)))
+                        .with_topic_id(topic_id)
                         .with_partitions(partitions)
                 })
                 .collect(),
@@ -311,6 +323,28 @@ mod tests {
             .with_error_code(ErrorCode::OffsetOutOfRange.code())
             .with_log_start_offset(log_start_offset)
             .with_high_watermark(high_watermark)
+    }
+
+    #[test]
+    fn followers_fetch_by_topic_id_as_this_broker_in_its_epoch() {
+        let (_dir, p) = leader_partition(vec![1, 2], vec![1, 2]);
+        let config = FetcherConfig {
+            node_id: 2,
+            broker_epoch: 41,
+            local_address: None,
+            fetch: ReplicaFetchConfig::default(),
+        };
+        let request = fetch_request(&[Arc::new(p)], &config);
+        // KIP-903: the header's replica id is −1 from v15 on; the replica
+        // and its broker epoch travel in ReplicaState.
+        assert_eq!(request.replica_id.0, -1);
+        assert_eq!(request.replica_state.replica_id.0, 2);
+        assert_eq!(request.replica_state.replica_epoch, 41);
+        assert_ne!(request.topics[0].topic_id, Uuid::nil());
+        // The whole request encodes at the version sent.
+        let mut buf = bytes::BytesMut::new();
+        kafka_protocol::protocol::Encodable::encode(&request, &mut buf, FOLLOWER_FETCH_VERSION)
+            .unwrap();
     }
 
     #[test]

@@ -78,7 +78,9 @@ pub struct FetchParams {
     /// Isolation level.
     pub isolation: IsolationLevel,
     /// The follower fetching, when a replica fetches (it reads up to the
-    /// log end offset and its fetch offsets are its progress).
+    /// log end offset and its fetch offsets are its progress). Only a
+    /// fetch the caller verified as coming from that broker may name it
+    /// (the server checks the listener and the broker epoch).
     pub replica_id: Option<i32>,
 }
 
@@ -1048,6 +1050,36 @@ mod tests {
         );
         let r = r[0].as_ref().unwrap();
         assert_eq!((r.log_start_offset, r.high_watermark), (-1, -1));
+    }
+
+    #[test]
+    fn a_follower_fetch_beyond_the_log_end_is_out_of_range_and_not_progress() {
+        let (_dir, p) = leader();
+        let live = vec![Some(Arc::clone(&p))];
+        // The log ends at 6; a fetch at 1 000 000 claims what the leader
+        // never had (Kafka answers OFFSET_OUT_OF_RANGE and records nothing).
+        let r = read_pass(
+            &live,
+            &[fetch_at(1_000_000, -1)],
+            params(Some(2)),
+            &ReplicationQuota::default(),
+        );
+        let r = r[0].as_ref().unwrap();
+        assert_eq!(
+            r.error.as_ref().map(ReplicaError::error_code),
+            Some(ErrorCode::OffsetOutOfRange)
+        );
+        assert_eq!((r.log_start_offset, r.high_watermark), (0, 0));
+        assert_eq!(p.high_watermark(), 0, "the high watermark stays");
+        assert_eq!(p.follower_progress(2).unwrap().log_end_offset, -1);
+        // At the log end exactly, it is progress.
+        read_pass(
+            &live,
+            &[fetch_at(6, 3)],
+            params(Some(2)),
+            &ReplicationQuota::default(),
+        );
+        assert_eq!(p.high_watermark(), 6);
     }
 
     #[test]

@@ -372,7 +372,7 @@ impl Broker {
         state.replica_manager.sync_fetchers(
             &image,
             &state.config.inter_broker_listener_name,
-            &fetcher_config(&state.config),
+            &fetcher_config(&state.config, state.lifecycle.broker_epoch()),
         );
         tasks.spawn(follow_metadata(Arc::clone(&state), shutdown_rx.clone()));
         if state.config.is_broker() {
@@ -508,10 +508,12 @@ impl Broker {
     }
 }
 
-/// How this broker's followers fetch from leaders.
-fn fetcher_config(config: &BrokerConfig) -> FetcherConfig {
+/// How this broker's followers fetch from leaders: as this broker, in
+/// the epoch of its registration (leaders check it).
+fn fetcher_config(config: &BrokerConfig, broker_epoch: i64) -> FetcherConfig {
     FetcherConfig {
         node_id: config.node_id,
+        broker_epoch,
         local_address: config
             .listeners
             .iter()
@@ -574,7 +576,7 @@ async fn follow_metadata(state: Arc<BrokerState>, mut shutdown: watch::Receiver<
                 state.replica_manager.sync_fetchers(
                     &image,
                     &state.config.inter_broker_listener_name,
-                    &fetcher_config(&state.config),
+                    &fetcher_config(&state.config, state.lifecycle.broker_epoch()),
                 );
                 state.groups.sync_leadership(&image);
                 state.image.send_replace(image);

@@ -1,8 +1,35 @@
 //! Fetch (key 1): read whole record batches up to the high watermark, or,
-//! for a follower (a replica id ≥ 0), up to the log end offset: its fetch
-//! offsets record its progress (which moves the high watermark), and a
-//! last fetched epoch (v12+) that shows its log diverging from the
+//! for a follower, up to the log end offset: its fetch offsets record its
+//! progress (which moves the high watermark and keeps it in the ISR), and
+//! a last fetched epoch (v12+) that shows its log diverging from the
 //! leader's is answered with the diverging epoch to truncate to.
+//!
+//! # Only brokers act as replicas
+//!
+//! A fetch claims to come from replica `r` with `r ≥ 0` in the header's
+//! `replica_id` (v4–14) or in ReplicaState (v15+, KIP-903). The claim is
+//! taken only from broker `r` itself:
+//!
+//! - it arrives on the inter-broker listener (`inter.broker.listener.name`).
+//!   On any other listener it is refused, every partition with
+//!   TOPIC_AUTHORIZATION_FAILED: Kafka's answer to a follower fetch whose
+//!   connection may not act for the cluster (its CLUSTER_ACTION check,
+//!   which a later security change adds on top of this one). When the
+//!   inter-broker listener is also the client listener, this check lets
+//!   everything through and the next one decides;
+//! - it carries, in ReplicaState (v15+), the broker epoch of `r`'s
+//!   registration as this broker's metadata has it. A claim without one
+//!   (v4–14, or epoch −1) or with another one is refused, every partition
+//!   with STALE_BROKER_EPOCH (Kafka's error for a broker request whose
+//!   epoch is not the registered one). Stricter than Kafka, which lets an
+//!   epoch of −1 through: Strom's own followers always send theirs. A real
+//!   follower refused because this leader has not applied its newest
+//!   registration yet retries moments later.
+//!
+//! A refused fetch reads nothing and never moves the high watermark, the
+//! ISR or a follower's lag. A verified follower fetching beyond the log
+//! end gets OFFSET_OUT_OF_RANGE and is not recorded either (see
+//! `strom_replication::follower_progress`).
 //!
 //! Byte limits follow Kafka: the response holds at most
 //! `min(max_bytes, fetch.max.bytes)`, each partition at most its
@@ -90,12 +117,24 @@ impl Handler for FetchHandler {
                     .with_session_id(0),
             );
         }
-        let replica_id = if version >= 15 {
-            request.replica_state.replica_id.0
-        } else {
-            request.replica_id.0
-        };
         let image = ctx.image();
+        let fetcher = fetcher(
+            &ReplicaClaim::of(version, &request),
+            &ctx.listener_name,
+            &ctx.broker.config.inter_broker_listener_name,
+            |id| image.broker(id).map(|b| b.broker_epoch),
+        );
+        if let Fetcher::Refused { claimed, code } = fetcher {
+            tracing::debug!(replica = claimed, listener = %ctx.listener_name, peer = %ctx.peer, error = %code, "fetch as a replica refused");
+        }
+        let replica_id = match fetcher {
+            Fetcher::Replica(id) => Some(id),
+            Fetcher::Consumer | Fetcher::Refused { .. } => None,
+        };
+        let refusal = match fetcher {
+            Fetcher::Refused { code, .. } => Some(code),
+            Fetcher::Consumer | Fetcher::Replica(_) => None,
+        };
         let isolation = IsolationLevel::from_wire(request.isolation_level);
         // Resolve topics; remember where each partition's answer goes.
         let mut layout: Vec<(FetchableTopicResponse, Option<String>, Vec<Slot>)> = Vec::new();
@@ -113,9 +152,10 @@ impl Handler for FetchHandler {
                     read: None,
                     error: Some(code),
                 };
-                let slot = match &name {
-                    None => refused(ErrorCode::UnknownTopicId),
-                    Some(n) => {
+                let slot = match (&name, refusal) {
+                    (_, Some(code)) => refused(code),
+                    (None, None) => refused(ErrorCode::UnknownTopicId),
+                    (Some(n), None) => {
                         wanted.push(FetchPartition {
                             topic_partition: TopicPartition::new(n.clone(), p.partition),
                             fetch_offset: p.fetch_offset,
@@ -153,7 +193,7 @@ impl Handler for FetchHandler {
             isolation,
             // A broker fetching as a follower: it reads to the log end and
             // its fetch offsets are its progress.
-            replica_id: (replica_id >= 0).then_some(replica_id),
+            replica_id,
         };
         let mut results: Vec<Option<FetchPartitionResult>> = ctx
             .broker
@@ -180,7 +220,12 @@ impl Handler for FetchHandler {
                                 (Some(r), None) => match r.error {
                                     Some(e) => error_partition(index, e.error_code()),
                                     None => {
-                                        count_sent(&ctx, name.as_deref(), &r.records, replica_id);
+                                        count_sent(
+                                            &ctx,
+                                            name.as_deref(),
+                                            &r.records,
+                                            replica_id.is_some(),
+                                        );
                                         let mut data = PartitionData::default()
                                             .with_partition_index(index)
                                             .with_high_watermark(r.high_watermark)
@@ -216,9 +261,9 @@ impl Handler for FetchHandler {
 
 /// Counts what a fetch sends: records and bytes by topic to consumers,
 /// bytes to followers. Only whole v2 batches' records are counted.
-fn count_sent(ctx: &RequestContext, topic: Option<&str>, records: &[u8], replica_id: i32) {
+fn count_sent(ctx: &RequestContext, topic: Option<&str>, records: &[u8], to_follower: bool) {
     let metrics = &ctx.broker.metrics;
-    if replica_id >= 0 {
+    if to_follower {
         metrics.count_replication_out(records.len() as u64);
         return;
     }
@@ -232,4 +277,143 @@ fn count_sent(ctx: &RequestContext, topic: Option<&str>, records: &[u8], replica
         .map(|(_, h)| u64::try_from(h.records_count).unwrap_or(0))
         .sum();
     metrics.count_out(topic, records.len() as u64, count);
+}
+
+/// Who a fetch says it comes from, as the request's version carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ReplicaClaim {
+    /// The replica id (< 0: a consumer).
+    replica_id: i32,
+    /// The broker epoch in ReplicaState (v15+), −1 when not sent.
+    replica_epoch: i64,
+}
+
+impl ReplicaClaim {
+    fn of(version: i16, request: &FetchRequest) -> Self {
+        if version >= 15 {
+            Self {
+                replica_id: request.replica_state.replica_id.0,
+                replica_epoch: request.replica_state.replica_epoch,
+            }
+        } else {
+            Self {
+                replica_id: request.replica_id.0,
+                replica_epoch: NO_BROKER_EPOCH,
+            }
+        }
+    }
+}
+
+/// The broker epoch of a request that carries none.
+const NO_BROKER_EPOCH: i64 = -1;
+
+/// Who the fetch is served as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fetcher {
+    /// A consumer: reads up to the high watermark.
+    Consumer,
+    /// Broker `id`, verified as the replica it claims to be.
+    Replica(i32),
+    /// Claims to be replica `claimed` but cannot be: every partition gets
+    /// `code`.
+    Refused { claimed: i32, code: ErrorCode },
+}
+
+/// The rules of the module docs: a claim to be replica `r` holds only on
+/// the inter-broker listener and with the broker epoch `registered_epoch(r)`
+/// gives (`None`: `r` is not a registered broker).
+fn fetcher(
+    claim: &ReplicaClaim,
+    listener: &str,
+    inter_broker_listener: &str,
+    registered_epoch: impl Fn(i32) -> Option<i64>,
+) -> Fetcher {
+    let claimed = claim.replica_id;
+    if claimed < 0 {
+        return Fetcher::Consumer;
+    }
+    if listener != inter_broker_listener {
+        return Fetcher::Refused {
+            claimed,
+            code: ErrorCode::TopicAuthorizationFailed,
+        };
+    }
+    match registered_epoch(claimed) {
+        Some(epoch) if claim.replica_epoch != NO_BROKER_EPOCH && epoch == claim.replica_epoch => {
+            Fetcher::Replica(claimed)
+        }
+        _ => Fetcher::Refused {
+            claimed,
+            code: ErrorCode::StaleBrokerEpoch,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(replica_id: i32, replica_epoch: i64) -> ReplicaClaim {
+        ReplicaClaim {
+            replica_id,
+            replica_epoch,
+        }
+    }
+
+    /// Broker 2 is registered with epoch 40, broker 3 with epoch 0.
+    fn registered(id: i32) -> Option<i64> {
+        match id {
+            2 => Some(40),
+            3 => Some(0),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn only_a_registered_broker_with_its_epoch_on_the_inter_broker_listener_is_a_replica() {
+        let decide =
+            |c: ReplicaClaim, listener: &str| fetcher(&c, listener, "REPLICATION", registered);
+        let stale = |claimed| Fetcher::Refused {
+            claimed,
+            code: ErrorCode::StaleBrokerEpoch,
+        };
+        assert_eq!(decide(claim(2, 40), "REPLICATION"), Fetcher::Replica(2));
+        assert_eq!(decide(claim(3, 0), "REPLICATION"), Fetcher::Replica(3));
+        // Consumers are consumers wherever they come from.
+        assert_eq!(decide(claim(-1, -1), "CLIENTS"), Fetcher::Consumer);
+        assert_eq!(decide(claim(-1, 40), "REPLICATION"), Fetcher::Consumer);
+        // Another listener than the inter-broker one: refused, even with
+        // the right epoch.
+        assert_eq!(
+            decide(claim(2, 40), "CLIENTS"),
+            Fetcher::Refused {
+                claimed: 2,
+                code: ErrorCode::TopicAuthorizationFailed,
+            }
+        );
+        // No epoch (v4-14, or -1), a made-up one, an old one, or a broker
+        // that is not registered.
+        assert_eq!(decide(claim(2, -1), "REPLICATION"), stale(2));
+        assert_eq!(decide(claim(2, 987_654_321), "REPLICATION"), stale(2));
+        assert_eq!(decide(claim(2, 39), "REPLICATION"), stale(2));
+        assert_eq!(decide(claim(9, 40), "REPLICATION"), stale(9));
+    }
+
+    #[test]
+    fn the_claim_is_read_where_the_version_carries_it() {
+        use kafka_protocol::messages::fetch_request::ReplicaState;
+        use kafka_protocol::messages::BrokerId;
+        let old = FetchRequest::default().with_replica_id(BrokerId(2));
+        assert_eq!(ReplicaClaim::of(11, &old), claim(2, NO_BROKER_EPOCH));
+        let new = FetchRequest::default().with_replica_state(
+            ReplicaState::default()
+                .with_replica_id(BrokerId(2))
+                .with_replica_epoch(40),
+        );
+        assert_eq!(ReplicaClaim::of(15, &new), claim(2, 40));
+        assert_eq!(
+            ReplicaClaim::of(15, &FetchRequest::default()),
+            claim(-1, -1)
+        );
+    }
 }
