@@ -26,6 +26,7 @@ pub mod ops;
 pub mod placement;
 pub mod quorum;
 pub mod quorum_description;
+pub mod quorum_election;
 pub mod quorum_state;
 pub mod raft_log;
 pub mod raft_network;

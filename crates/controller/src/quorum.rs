@@ -9,15 +9,22 @@
 //! initializations), so no node has to be special. Only the leader writes;
 //! a write first waits until the leader has applied everything committed
 //! before it (a linearizable read), so operations validate against the
-//! newest image.
+//! newest image. When voters call elections, and the handover of
+//! leadership by a leader that stops, are Strom's own
+//! ([`crate::quorum_election`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::error::InstallSnapshotError;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::network::RaftNetworkFactory;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
 use openraft::{ChangeMembers, Config, Raft, ServerState, SnapshotPolicy};
 use strom_metadata::{MetadataImage, MetadataRecord};
 use strom_storage::log_manager::METADATA_LOG_DIR_NAME;
@@ -25,6 +32,7 @@ use tokio::sync::watch;
 
 use crate::error::ControllerError;
 use crate::quorum_description::{describe, now_ms, LeaderView, PeerContacts, QuorumDescription};
+use crate::quorum_election::{ElectionClock, ElectionPeers};
 use crate::raft_log::RaftLogStore;
 use crate::raft_network::ControllerNetwork;
 use crate::raft_types::{ControllerNode, MetadataBatch, MetadataRaft};
@@ -47,7 +55,8 @@ pub struct QuorumConfig {
     pub voters: BTreeMap<u64, ControllerNode>,
     /// Heartbeat interval of the leader.
     pub heartbeat_interval: Duration,
-    /// Election timeout range.
+    /// Election timeout range (minimum, maximum); see
+    /// [`crate::quorum_election`].
     pub election_timeout: (Duration, Duration),
     /// The address this node's controller connections leave from (its own
     /// controller listener's), if it has a specific one.
@@ -83,6 +92,9 @@ pub struct MetadataQuorum {
     node_id: u64,
     lease: Arc<LeaderLease>,
     contacts: PeerContacts,
+    elections: Arc<ElectionClock>,
+    election_peers: Arc<dyn ElectionPeers>,
+    stop_elections: Arc<watch::Sender<bool>>,
 }
 
 /// When this node, as leader, last heard a majority confirm it: a leader
@@ -135,24 +147,33 @@ impl MetadataQuorum {
     }
 
     /// [`MetadataQuorum::start`] over any network: `network` gets the
-    /// record of peers' answers that DescribeQuorum reads. Simulations
-    /// pass an in-memory one.
-    pub async fn start_with_network<N: RaftNetworkFactory<MetadataRaft>>(
+    /// record of peers' answers that DescribeQuorum reads, and also carries
+    /// the election messages openraft does not know. Simulations pass an
+    /// in-memory one.
+    pub async fn start_with_network<N>(
         log_dir: &Path,
         had_clean_shutdown: bool,
         cluster_id: &str,
         config: QuorumConfig,
         network: impl FnOnce(PeerContacts) -> N,
-    ) -> Result<Self, ControllerError> {
+    ) -> Result<Self, ControllerError>
+    where
+        N: RaftNetworkFactory<MetadataRaft> + ElectionPeers + Clone,
+    {
         let log = RaftLogStore::open(log_dir, had_clean_shutdown)?;
         let (publish, images) = watch::channel(Arc::new(MetadataImage::empty()));
         let state_machine =
             MetadataStateMachine::open(&log_dir.join(METADATA_LOG_DIR_NAME), publish)?;
+        // openraft's own election timer is off (`elect(false)` below):
+        // of its timeouts only the maximum matters, as the lease a voter
+        // keeps on the leader it heard, which is the minimum election
+        // timeout (quorum_election's rules).
+        let lease_ms = config.election_timeout.0.as_millis() as u64;
         let raft_config = Config {
             cluster_name: cluster_id.to_string(),
             heartbeat_interval: config.heartbeat_interval.as_millis() as u64,
-            election_timeout_min: config.election_timeout.0.as_millis() as u64,
-            election_timeout_max: config.election_timeout.1.as_millis() as u64,
+            election_timeout_min: lease_ms.saturating_sub(1),
+            election_timeout_max: lease_ms,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY_ENTRIES),
             max_in_snapshot_log_to_keep: ENTRIES_KEPT_AFTER_SNAPSHOT,
             ..Config::default()
@@ -161,6 +182,7 @@ impl MetadataQuorum {
         .map_err(|e| ControllerError::Corrupt(format!("quorum configuration: {e}")))?;
         let contacts = PeerContacts::default();
         let network = network(contacts.clone());
+        let election_peers: Arc<dyn ElectionPeers> = Arc::new(network.clone());
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
@@ -170,6 +192,8 @@ impl MetadataQuorum {
         )
         .await
         .map_err(unavailable)?;
+        raft.runtime_config().elect(false);
+        let (stop_elections, elections_stopped) = watch::channel(false);
         let quorum = Self {
             raft,
             log,
@@ -177,12 +201,22 @@ impl MetadataQuorum {
             node_id: config.node_id,
             lease: Arc::new(LeaderLease {
                 sole_voter: config.voter_set().len() == 1 && config.is_voter(),
-                duration: config.election_timeout.1,
+                // No voter grants a vote to another before the minimum
+                // election timeout passed without hearing this leader.
+                duration: config.election_timeout.0,
                 check_every: config.heartbeat_interval,
                 confirmed: parking_lot::Mutex::new(None),
             }),
             contacts,
+            elections: Arc::new(ElectionClock::new(config.election_timeout)),
+            election_peers: Arc::clone(&election_peers),
+            stop_elections: Arc::new(stop_elections),
         };
+        tokio::spawn(
+            quorum
+                .clone()
+                .run_elections(election_peers, elections_stopped),
+        );
         let initialized = quorum.raft.is_initialized().await.map_err(unavailable)?;
         if initialized {
             quorum.check_voters(&config).await?;
@@ -266,9 +300,66 @@ impl MetadataQuorum {
         }
     }
 
-    /// The openraft handle (for the RPC server).
+    /// The openraft handle (for metrics and tests; peers' messages come in
+    /// through [`MetadataQuorum::append_entries`] and its siblings).
     pub fn raft(&self) -> &Raft<MetadataRaft> {
         &self.raft
+    }
+
+    pub(crate) fn elections(&self) -> &ElectionClock {
+        &self.elections
+    }
+
+    /// A leader's AppendEntries (heartbeats included); one this node
+    /// accepts counts as leader contact.
+    pub async fn append_entries(
+        &self,
+        request: AppendEntriesRequest<MetadataRaft>,
+    ) -> Result<AppendEntriesResponse<u64>, RaftError<u64>> {
+        let response = self.raft.append_entries(request).await;
+        if matches!(
+            response,
+            Ok(AppendEntriesResponse::Success
+                | AppendEntriesResponse::PartialSuccess(_)
+                | AppendEntriesResponse::Conflict)
+        ) {
+            self.elections.heard_from_leader();
+        }
+        response
+    }
+
+    /// A candidate's vote request; a granted vote restarts the election
+    /// timeout, as leader contact does.
+    pub async fn vote(
+        &self,
+        request: VoteRequest<u64>,
+    ) -> Result<VoteResponse<u64>, RaftError<u64>> {
+        let response = self.raft.vote(request).await;
+        if response.as_ref().is_ok_and(|r| r.vote_granted) {
+            self.elections.heard_from_leader();
+        }
+        response
+    }
+
+    /// A leader's snapshot chunk; one this node accepts (its answer
+    /// carries the leader's own vote) counts as leader contact.
+    pub async fn install_snapshot(
+        &self,
+        request: InstallSnapshotRequest<MetadataRaft>,
+    ) -> Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>> {
+        let vote = request.vote;
+        let response = self.raft.install_snapshot(request).await;
+        if response.as_ref().is_ok_and(|r| r.vote == vote) {
+            self.elections.heard_from_leader();
+        }
+        response
+    }
+
+    /// As the leader about to stop: hands leadership to another voter (see
+    /// [`crate::quorum_election`]); does nothing elsewhere.
+    pub async fn hand_over_leadership(&self) {
+        let peers = Arc::clone(&self.election_peers);
+        self.hand_over_leadership_through(peers.as_ref()).await;
     }
 
     /// The durable Raft log (for checks that read entries back).
@@ -519,6 +610,7 @@ impl MetadataQuorum {
 
     /// Stops Raft and closes the log.
     pub async fn shutdown(&self) -> Result<(), ControllerError> {
+        let _ = self.stop_elections.send(true);
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "the metadata quorum did not stop cleanly");
         }

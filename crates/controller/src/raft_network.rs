@@ -15,6 +15,7 @@ use openraft::raft::{
 use tokio::net::TcpStream;
 
 use crate::quorum_description::PeerContacts;
+use crate::quorum_election::{ElectionPeers, PeerFuture, PreVoteRequest, PreVoteResponse};
 use crate::raft_types::{ControllerNode, MetadataRaft};
 use crate::rpc::{self, RpcEnvelope, RpcRequest, RpcResponse};
 
@@ -66,6 +67,17 @@ impl RaftNetworkFactory<MetadataRaft> for ControllerNetwork {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: u64, node: &ControllerNode) -> PeerClient {
+        self.client_for(target, node)
+    }
+}
+
+/// How long a pre-vote or handover call may take, connecting included.
+const ELECTION_CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl ControllerNetwork {
+    /// A one-off client for `target` (election messages are rare: each gets
+    /// its own connection).
+    fn client_for(&self, target: u64, node: &ControllerNode) -> PeerClient {
         PeerClient {
             cluster_id: self.cluster_id.clone(),
             node_id: self.node_id,
@@ -76,6 +88,38 @@ impl RaftNetworkFactory<MetadataRaft> for ControllerNetwork {
             stream: None,
             next_correlation_id: 0,
         }
+    }
+}
+
+impl ElectionPeers for ControllerNetwork {
+    fn pre_vote<'a>(
+        &'a self,
+        target: u64,
+        node: &'a ControllerNode,
+        request: PreVoteRequest,
+    ) -> PeerFuture<'a, Option<PreVoteResponse>> {
+        Box::pin(async move {
+            let mut client = self.client_for(target, node);
+            match client
+                .call(RpcRequest::PreVote(request), ELECTION_CALL_TIMEOUT)
+                .await
+            {
+                Ok(RpcResponse::PreVote(r)) => Some(r),
+                _ => None,
+            }
+        })
+    }
+
+    fn elect_now<'a>(&'a self, target: u64, node: &'a ControllerNode) -> PeerFuture<'a, bool> {
+        Box::pin(async move {
+            let mut client = self.client_for(target, node);
+            matches!(
+                client
+                    .call(RpcRequest::ElectNow, ELECTION_CALL_TIMEOUT)
+                    .await,
+                Ok(RpcResponse::ElectNow(true))
+            )
+        })
     }
 }
 

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::ops::{ControllerOp, ControllerOpResult};
+use crate::quorum_election::{PreVoteRequest, PreVoteResponse};
 use crate::raft_types::MetadataRaft;
 
 /// The API key of controller RPCs (outside Kafka's range).
@@ -53,6 +54,11 @@ pub enum RpcRequest {
     AppendEntries(AppendEntriesRequest<MetadataRaft>),
     /// A candidate asks for a vote.
     Vote(VoteRequest<u64>),
+    /// A voter asks whether it would get a vote, before calling an
+    /// election.
+    PreVote(PreVoteRequest),
+    /// The leader, stopping, asks a voter to call an election at once.
+    ElectNow,
     /// A snapshot chunk.
     InstallSnapshot(InstallSnapshotRequest<MetadataRaft>),
     /// An operation for the active controller.
@@ -66,6 +72,10 @@ pub enum RpcResponse {
     AppendEntries(Result<AppendEntriesResponse<u64>, RaftError<u64>>),
     /// To [`RpcRequest::Vote`].
     Vote(Result<VoteResponse<u64>, RaftError<u64>>),
+    /// To [`RpcRequest::PreVote`].
+    PreVote(PreVoteResponse),
+    /// To [`RpcRequest::ElectNow`]: whether the voter called an election.
+    ElectNow(bool),
     /// To [`RpcRequest::InstallSnapshot`].
     InstallSnapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
     /// To [`RpcRequest::Controller`].

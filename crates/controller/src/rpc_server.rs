@@ -62,7 +62,7 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     cluster_id: Arc<str>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), FrameError> {
-    let raft = controller.quorum().raft().clone();
+    let quorum = controller.quorum().clone();
     loop {
         let (correlation_id, body) = tokio::select! {
             r = rpc::read_request(&mut stream) => r?,
@@ -83,11 +83,15 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Ok(envelope) => match envelope.request {
                 RpcRequest::AppendEntries(r) => {
-                    RpcResponse::AppendEntries(raft.append_entries(r).await)
+                    RpcResponse::AppendEntries(quorum.append_entries(r).await)
                 }
-                RpcRequest::Vote(r) => RpcResponse::Vote(raft.vote(r).await),
+                RpcRequest::Vote(r) => RpcResponse::Vote(quorum.vote(r).await),
+                RpcRequest::PreVote(r) => RpcResponse::PreVote(quorum.pre_vote(r).await),
+                RpcRequest::ElectNow => {
+                    RpcResponse::ElectNow(quorum.elect_now(envelope.from).await)
+                }
                 RpcRequest::InstallSnapshot(r) => {
-                    RpcResponse::InstallSnapshot(raft.install_snapshot(r).await)
+                    RpcResponse::InstallSnapshot(quorum.install_snapshot(r).await)
                 }
                 RpcRequest::Controller(op) => {
                     RpcResponse::Controller(controller.execute_here(op).await)

@@ -480,6 +480,10 @@ impl Broker {
     pub async fn shutdown(mut self) -> Result<(), StartError> {
         tracing::info!("shutting down");
         self.state.controlled_shutdown().await;
+        // While this node still answers its peers: a leader of the
+        // metadata quorum hands leadership over rather than leaving the
+        // voters to wait out an election timeout.
+        self.state.controller.quorum().hand_over_leadership().await;
         let _ = self.shutdown.send(true);
         self.state.replica_manager.stop_fetchers();
         // Members waiting in JoinGroup or SyncGroup get NOT_COORDINATOR now

@@ -39,6 +39,9 @@ use strom_controller::forwarding::ControllerChannel;
 use strom_controller::ops::{BrokerHeartbeat, ControllerOp, ControllerOpResult};
 use strom_controller::quorum::{MetadataQuorum, QuorumConfig};
 use strom_controller::quorum_description::PeerContacts;
+use strom_controller::quorum_election::{
+    ElectionPeers, PeerFuture, PreVoteRequest, PreVoteResponse,
+};
 use strom_controller::raft_types::{ControllerNode, MetadataRaft};
 use strom_controller::{Controller, ControllerConfig};
 use strom_metadata::{BrokerRegistration, MetadataImage};
@@ -125,6 +128,7 @@ impl Net {
     }
 }
 
+#[derive(Clone)]
 struct SimNetwork {
     from: u64,
     net: Arc<Net>,
@@ -134,6 +138,36 @@ struct SimPeer {
     from: u64,
     to: u64,
     net: Arc<Net>,
+}
+
+impl ElectionPeers for SimNetwork {
+    fn pre_vote<'a>(
+        &'a self,
+        target: u64,
+        _node: &'a ControllerNode,
+        request: PreVoteRequest,
+    ) -> PeerFuture<'a, Option<PreVoteResponse>> {
+        Box::pin(async move {
+            let node = self.net.deliver(self.from, target).await?;
+            let answer = node.quorum().pre_vote(request).await;
+            drop(node);
+            self.net
+                .answer_arrives(self.from, target)
+                .await
+                .then_some(answer)
+        })
+    }
+
+    fn elect_now<'a>(&'a self, target: u64, _node: &'a ControllerNode) -> PeerFuture<'a, bool> {
+        Box::pin(async move {
+            let Some(node) = self.net.deliver(self.from, target).await else {
+                return false;
+            };
+            let called = node.quorum().elect_now(self.from).await;
+            drop(node);
+            called && self.net.answer_arrives(self.from, target).await
+        })
+    }
 }
 
 impl RaftNetworkFactory<MetadataRaft> for SimNetwork {
@@ -167,7 +201,7 @@ impl RaftNetwork<MetadataRaft> for SimPeer {
             .deliver(self.from, self.to)
             .await
             .ok_or_else(unreachable)?;
-        let r = node.quorum().raft().append_entries(rpc).await;
+        let r = node.quorum().append_entries(rpc).await;
         drop(node);
         if !self.net.answer_arrives(self.from, self.to).await {
             return Err(lost());
@@ -188,7 +222,7 @@ impl RaftNetwork<MetadataRaft> for SimPeer {
             .deliver(self.from, self.to)
             .await
             .ok_or_else(unreachable)?;
-        let r = node.quorum().raft().install_snapshot(rpc).await;
+        let r = node.quorum().install_snapshot(rpc).await;
         drop(node);
         if !self.net.answer_arrives(self.from, self.to).await {
             return Err(lost());
@@ -206,7 +240,7 @@ impl RaftNetwork<MetadataRaft> for SimPeer {
             .deliver(self.from, self.to)
             .await
             .ok_or_else(unreachable)?;
-        let r = node.quorum().raft().vote(rpc).await;
+        let r = node.quorum().vote(rpc).await;
         drop(node);
         if !self.net.answer_arrives(self.from, self.to).await {
             return Err(lost());
@@ -258,6 +292,12 @@ fn voters() -> BTreeMap<u64, ControllerNode> {
 
 impl Cluster {
     pub fn new(seed: u64) -> Self {
+        Self::with_loss(seed, 20)
+    }
+
+    /// A cluster whose network loses `loss_per_mille` of requests and of
+    /// answers.
+    pub fn with_loss(seed: u64, loss_per_mille: u64) -> Self {
         let temp = tempfile::tempdir().unwrap();
         let dirs = NODES
             .iter()
@@ -272,7 +312,7 @@ impl Cluster {
                 rng: Mutex::new(Rng(seed)),
                 up: Mutex::new(BTreeMap::new()),
                 cut: Mutex::new(BTreeSet::new()),
-                loss_per_mille: 20,
+                loss_per_mille,
             }),
             dirs,
             stops: Mutex::new(BTreeMap::new()),
@@ -348,16 +388,12 @@ impl Cluster {
         self.net.up.lock().insert(id, controller);
     }
 
-    /// Starts every node, 17 ms apart. openraft checks its election
-    /// timeout on a tick (1.5 heartbeat intervals: 75 ms); nodes started at
-    /// the same virtual instant tick in phase, and two that drew timeouts
-    /// in the same tick split every vote forever, a livelock only virtual
-    /// time can produce. Apart by more than the network's delay, one
-    /// always asks first.
+    /// Starts every node at the same virtual instant, as a StatefulSet
+    /// with Parallel pod management starts pods: elections must converge
+    /// anyway (fresh random timeouts, pre-vote; `quorum_election`).
     pub async fn start_all(&self) {
         for id in NODES {
             self.start_node(id).await;
-            tokio::time::sleep(Duration::from_millis(17)).await;
         }
     }
 
@@ -463,6 +499,32 @@ impl Cluster {
         })
         .await
         .is_ok()
+    }
+
+    /// The node that leads the newest term any running node leads in, with
+    /// that term.
+    pub fn leader(&self) -> Option<(u64, u64)> {
+        self.nodes()
+            .iter()
+            .filter_map(|(id, c)| {
+                let m = c.quorum().raft().metrics().borrow().clone();
+                (m.state == ServerState::Leader).then_some((*id, m.current_term))
+            })
+            .max_by_key(|(_, term)| *term)
+    }
+
+    /// Waits up to `within` for a leader other than `not`.
+    pub async fn wait_for_leader(&self, not: Option<u64>, within: Duration) -> Option<(u64, u64)> {
+        tokio::time::timeout(within, async {
+            loop {
+                if let Some(found) = self.leader().filter(|(id, _)| Some(*id) != not) {
+                    return found;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .ok()
     }
 
     /// The running nodes.
