@@ -21,6 +21,7 @@ pub mod election;
 pub mod error;
 pub mod forwarding;
 pub mod isr_change;
+pub mod observer_links;
 
 pub mod ops;
 pub mod placement;

@@ -31,6 +31,7 @@ use strom_storage::log_manager::METADATA_LOG_DIR_NAME;
 use tokio::sync::watch;
 
 use crate::error::ControllerError;
+use crate::observer_links::ObserverStreams;
 use crate::quorum_description::{describe, now_ms, LeaderView, PeerContacts, QuorumDescription};
 use crate::quorum_election::{ElectionClock, ElectionPeers};
 use crate::raft_log::RaftLogStore;
@@ -95,6 +96,7 @@ pub struct MetadataQuorum {
     elections: Arc<ElectionClock>,
     election_peers: Arc<dyn ElectionPeers>,
     stop_elections: Arc<watch::Sender<bool>>,
+    observer_streams: ObserverStreams,
 }
 
 /// When this node, as leader, last heard a majority confirm it: a leader
@@ -139,23 +141,29 @@ impl MetadataQuorum {
             had_clean_shutdown,
             cluster_id,
             config,
-            |contacts| {
-                ControllerNetwork::new(cluster_id.to_string(), node_id, local_address, contacts)
+            |contacts, observer_streams| {
+                ControllerNetwork::new(
+                    cluster_id.to_string(),
+                    node_id,
+                    local_address,
+                    contacts,
+                    observer_streams,
+                )
             },
         )
         .await
     }
 
     /// [`MetadataQuorum::start`] over any network: `network` gets the
-    /// record of peers' answers that DescribeQuorum reads, and also carries
-    /// the election messages openraft does not know. Simulations pass an
-    /// in-memory one.
+    /// record of peers' answers that DescribeQuorum reads and the links
+    /// observers offered, and also carries the election messages openraft
+    /// does not know. Simulations pass an in-memory one.
     pub async fn start_with_network<N>(
         log_dir: &Path,
         had_clean_shutdown: bool,
         cluster_id: &str,
         config: QuorumConfig,
-        network: impl FnOnce(PeerContacts) -> N,
+        network: impl FnOnce(PeerContacts, ObserverStreams) -> N,
     ) -> Result<Self, ControllerError>
     where
         N: RaftNetworkFactory<MetadataRaft> + ElectionPeers + Clone,
@@ -181,7 +189,8 @@ impl MetadataQuorum {
         .validate()
         .map_err(|e| ControllerError::Corrupt(format!("quorum configuration: {e}")))?;
         let contacts = PeerContacts::default();
-        let network = network(contacts.clone());
+        let observer_streams = ObserverStreams::default();
+        let network = network(contacts.clone(), observer_streams.clone());
         let election_peers: Arc<dyn ElectionPeers> = Arc::new(network.clone());
         let raft = Raft::new(
             config.node_id,
@@ -211,6 +220,7 @@ impl MetadataQuorum {
             elections: Arc::new(ElectionClock::new(config.election_timeout)),
             election_peers: Arc::clone(&election_peers),
             stop_elections: Arc::new(stop_elections),
+            observer_streams,
         };
         tokio::spawn(
             quorum
@@ -304,6 +314,22 @@ impl MetadataQuorum {
     /// through [`MetadataQuorum::append_entries`] and its siblings).
     pub fn raft(&self) -> &Raft<MetadataRaft> {
         &self.raft
+    }
+
+    /// The links observers offered this voter.
+    pub fn observer_streams(&self) -> &ObserverStreams {
+        &self.observer_streams
+    }
+
+    /// Whether `node_id` votes in the quorum as this node knows it.
+    pub fn is_voter(&self, node_id: u64) -> bool {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|id| id == node_id)
     }
 
     pub(crate) fn elections(&self) -> &ElectionClock {

@@ -14,6 +14,7 @@ use openraft::raft::{
 };
 use tokio::net::TcpStream;
 
+use crate::observer_links::ObserverStreams;
 use crate::quorum_description::PeerContacts;
 use crate::quorum_election::{ElectionPeers, PeerFuture, PreVoteRequest, PreVoteResponse};
 use crate::raft_types::{ControllerNode, MetadataRaft};
@@ -29,23 +30,27 @@ pub struct ControllerNetwork {
     node_id: u64,
     local_address: Option<std::net::IpAddr>,
     contacts: PeerContacts,
+    observer_streams: ObserverStreams,
 }
 
 impl ControllerNetwork {
     /// Clients that speak for `node_id` of `cluster_id`, connecting from
-    /// `local_address` when given and recording peers' answers in
-    /// `contacts`.
+    /// `local_address` when given, recording peers' answers in `contacts`
+    /// and reaching observers over the links they offered in
+    /// `observer_streams`.
     pub fn new(
         cluster_id: String,
         node_id: u64,
         local_address: Option<std::net::IpAddr>,
         contacts: PeerContacts,
+        observer_streams: ObserverStreams,
     ) -> Self {
         Self {
             cluster_id,
             node_id,
             local_address,
             contacts,
+            observer_streams,
         }
     }
 }
@@ -59,6 +64,7 @@ pub struct PeerClient {
     address: String,
     local_address: Option<std::net::IpAddr>,
     contacts: PeerContacts,
+    observer_streams: ObserverStreams,
     stream: Option<TcpStream>,
     next_correlation_id: i32,
 }
@@ -85,6 +91,7 @@ impl ControllerNetwork {
             address: node.address(),
             local_address: self.local_address,
             contacts: self.contacts.clone(),
+            observer_streams: self.observer_streams.clone(),
             stream: None,
             next_correlation_id: 0,
         }
@@ -148,9 +155,23 @@ impl PeerClient {
 
     async fn call_inner(&mut self, request: RpcRequest) -> Result<RpcResponse, CallError> {
         if self.stream.is_none() {
-            let stream = rpc::connect(&self.address, self.local_address, CONNECT_TIMEOUT)
-                .await
-                .map_err(CallError::Unreachable)?;
+            // An observer is reached over a link it offered, never dialled:
+            // it serves no quorum RPC on its listeners.
+            let stream = if self.observer_streams.is_observer(self.target) {
+                self.observer_streams
+                    .take(self.target, CONNECT_TIMEOUT)
+                    .await
+                    .ok_or_else(|| {
+                        CallError::Unreachable(std::io::Error::new(
+                            std::io::ErrorKind::NotConnected,
+                            format!("observer {} has no link to this voter", self.target),
+                        ))
+                    })?
+            } else {
+                rpc::connect(&self.address, self.local_address, CONNECT_TIMEOUT)
+                    .await
+                    .map_err(CallError::Unreachable)?
+            };
             self.stream = Some(stream);
         }
         let Some(stream) = self.stream.as_mut() else {

@@ -12,11 +12,22 @@
 //! ```
 //!
 //! `size` counts the bytes after it and is checked against
-//! [`MAX_RPC_FRAME_BYTES`] before anything is allocated. The body is a JSON
+//! [`MAX_RPC_FRAME_BYTES`] before anything is allocated; the frame's buffer
+//! then grows only as its bytes arrive, and a frame whose bytes stop coming
+//! for [`FRAME_TIMEOUT`] is dropped with its connection (so is a write the
+//! peer does not take within it). The body is a JSON
 //! [`RpcRequest`] or [`RpcResponse`]. Every request names the sender's
 //! cluster id; a node answers a request from another cluster with
 //! [`RpcResponse::Refused`] and logs it, so two clusters never mix.
 //! Requests on one connection are answered in order, one at a time.
+//!
+//! Quorum RPC is served only on the controller listeners of voters. A
+//! broker that does not vote (an observer) connects out to each voter and
+//! opens the connection with [`RpcRequest::ObserverLink`]; from then on the
+//! roles turn: the voter sends requests (the leader's AppendEntries and
+//! InstallSnapshot) and the observer answers them
+//! ([`crate::observer_links`]). Nothing on a broker's own listeners speaks
+//! this RPC.
 
 use openraft::error::{InstallSnapshotError, RaftError};
 use openraft::raft::{
@@ -35,6 +46,10 @@ pub const RPC_API_KEY: i16 = 32100;
 
 /// Largest frame accepted (a snapshot chunk encoded as JSON fits easily).
 pub const MAX_RPC_FRAME_BYTES: usize = 64 << 20;
+
+/// How long the rest of a frame may take once its size arrived, and how
+/// long a peer may take to accept a frame written to it.
+pub const FRAME_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A request and who sends it.
 #[derive(Debug, Serialize, Deserialize)]
@@ -59,6 +74,11 @@ pub enum RpcRequest {
     PreVote(PreVoteRequest),
     /// The leader, stopping, asks a voter to call an election at once.
     ElectNow,
+    /// An observer (the envelope's sender) offers this connection to the
+    /// voter for replicating the metadata log to it; answered with
+    /// [`RpcResponse::ObserverLink`], after which the voter sends the
+    /// requests on it.
+    ObserverLink,
     /// A snapshot chunk.
     InstallSnapshot(InstallSnapshotRequest<MetadataRaft>),
     /// An operation for the active controller.
@@ -76,6 +96,8 @@ pub enum RpcResponse {
     PreVote(PreVoteResponse),
     /// To [`RpcRequest::ElectNow`]: whether the voter called an election.
     ElectNow(bool),
+    /// To [`RpcRequest::ObserverLink`]: the voter took the connection.
+    ObserverLink,
     /// To [`RpcRequest::InstallSnapshot`].
     InstallSnapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
     /// To [`RpcRequest::Controller`].
@@ -93,6 +115,10 @@ pub enum FrameError {
     /// The frame is larger than [`MAX_RPC_FRAME_BYTES`] or malformed.
     #[error("bad frame: {0}")]
     Bad(String),
+    /// The peer stopped sending a frame, or taking one, for
+    /// [`FRAME_TIMEOUT`].
+    #[error("the peer stalled mid-frame")]
+    Stalled,
 }
 
 /// Opens a connection to `address` from `local` (a node's own address, so
@@ -148,8 +174,18 @@ pub async fn write_request<W: AsyncWrite + Unpin>(
     frame.extend_from_slice(&0i16.to_be_bytes());
     frame.extend_from_slice(&correlation_id.to_be_bytes());
     frame.extend_from_slice(body);
-    w.write_all(&frame).await?;
-    w.flush().await?;
+    write_frame(w, &frame).await
+}
+
+/// Writes a whole frame, or fails when the peer does not take it within
+/// [`FRAME_TIMEOUT`].
+async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &[u8]) -> Result<(), FrameError> {
+    tokio::time::timeout(FRAME_TIMEOUT, async {
+        w.write_all(frame).await?;
+        w.flush().await
+    })
+    .await
+    .map_err(|_| FrameError::Stalled)??;
     Ok(())
 }
 
@@ -164,23 +200,34 @@ pub async fn write_response<W: AsyncWrite + Unpin>(
     frame.extend_from_slice(&size.to_be_bytes());
     frame.extend_from_slice(&correlation_id.to_be_bytes());
     frame.extend_from_slice(body);
-    w.write_all(&frame).await?;
-    w.flush().await?;
-    Ok(())
+    write_frame(w, &frame).await
 }
 
 async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     header_bytes: usize,
 ) -> Result<Vec<u8>, FrameError> {
-    let size = r.read_i32().await?;
-    let size = usize::try_from(size).map_err(|_| FrameError::Bad(format!("size {size}")))?;
-    if size > MAX_RPC_FRAME_BYTES || size < header_bytes {
-        return Err(FrameError::Bad(format!("size {size}")));
-    }
-    let mut frame = vec![0u8; size];
-    r.read_exact(&mut frame).await?;
-    Ok(frame)
+    // Waiting for a frame to start has no bound (a quiet connection is
+    // fine); once it started, the rest comes within FRAME_TIMEOUT.
+    let mut size = [0u8; 4];
+    r.read_exact(&mut size[..1]).await?;
+    tokio::time::timeout(FRAME_TIMEOUT, async {
+        r.read_exact(&mut size[1..]).await?;
+        let size = i32::from_be_bytes(size);
+        let size = usize::try_from(size).map_err(|_| FrameError::Bad(format!("size {size}")))?;
+        if size > MAX_RPC_FRAME_BYTES || size < header_bytes {
+            return Err(FrameError::Bad(format!("size {size}")));
+        }
+        // Grows as the bytes arrive, never to a size only claimed.
+        let mut frame = Vec::new();
+        (&mut *r).take(size as u64).read_to_end(&mut frame).await?;
+        if frame.len() < size {
+            return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        Ok(frame)
+    })
+    .await
+    .map_err(|_| FrameError::Stalled)?
 }
 
 /// `N` bytes of `frame` at `at` (the frame is at least as long as its
@@ -259,5 +306,38 @@ mod tests {
             .unwrap();
         drop(a);
         assert!(matches!(read_request(&mut b).await, Err(FrameError::Io(_))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_stalls_mid_frame_is_dropped() {
+        // The size arrived, then half the frame, then nothing.
+        let (mut a, mut b) = tokio::io::duplex(64);
+        let mut partial = 100i32.to_be_bytes().to_vec();
+        partial.extend_from_slice(&[0; 50]);
+        tokio::io::AsyncWriteExt::write_all(&mut a, &partial)
+            .await
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        assert!(matches!(
+            read_request(&mut b).await,
+            Err(FrameError::Stalled)
+        ));
+        assert!(started.elapsed() >= FRAME_TIMEOUT);
+        // Even the size itself cut short.
+        let (mut a, mut b) = tokio::io::duplex(64);
+        tokio::io::AsyncWriteExt::write_all(&mut a, &[0, 0])
+            .await
+            .unwrap();
+        assert!(matches!(
+            read_request(&mut b).await,
+            Err(FrameError::Stalled)
+        ));
+        // A peer that takes nothing: the write gives up.
+        let (mut a, _b) = tokio::io::duplex(16);
+        assert!(matches!(
+            write_request(&mut a, 1, &[0; 1024]).await,
+            Err(FrameError::Stalled)
+        ));
+        drop(a);
     }
 }

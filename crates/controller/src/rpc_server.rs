@@ -1,18 +1,28 @@
-//! The server side of the controller RPC: the controller listener hands
-//! each connection's requests, in order, to this node's Raft or, for
-//! forwarded operations, to its controller. A broker-only node has no
-//! controller listener; its broker listener passes connections whose first
-//! request carries the RPC's API key here ([`serve_rpc_stream`]), which is
-//! how the controllers replicate the metadata log to it.
+//! The server side of the controller RPC. A voter's controller listener
+//! hands each connection's requests, in order, to this node's quorum or,
+//! for forwarded operations, to its controller; a connection an observer
+//! opens with [`RpcRequest::ObserverLink`] is kept for replicating to it
+//! ([`crate::observer_links`]). On an observer's side of such a link only
+//! the leader's replication requests are answered. Nothing else serves
+//! this RPC: a broker's own listeners speak only Kafka.
 
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::controller::Controller;
 use crate::rpc::{self, FrameError, RpcEnvelope, RpcRequest, RpcResponse};
+
+/// What a connection serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serving {
+    /// A voter's controller listener: every request.
+    ControllerListener,
+    /// An observer's link to a voter: the leader's AppendEntries and
+    /// InstallSnapshot only.
+    ObserverLink,
+}
 
 /// Serves controller RPCs on `listener` until `shutdown` turns true.
 pub async fn serve_controller_rpc(
@@ -20,17 +30,15 @@ pub async fn serve_controller_rpc(
     controller: Arc<Controller>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let cluster_id: Arc<str> = Arc::from(controller.cluster_id());
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let controller = Arc::clone(&controller);
-                    let cluster_id = Arc::clone(&cluster_id);
                     let shutdown = shutdown.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = serve_connection(stream, controller, cluster_id, shutdown).await {
+                        if let Err(e) = serve_connection(stream, controller, Serving::ControllerListener, shutdown).await {
                             tracing::debug!(%peer, error = %e, "controller RPC connection closed");
                         }
                     });
@@ -45,23 +53,16 @@ pub async fn serve_controller_rpc(
     }
 }
 
-/// Serves controller RPCs on one connection (any byte stream) until the
-/// peer closes it or `shutdown` turns true.
-pub async fn serve_rpc_stream<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: S,
+/// Serves controller RPCs on one connection until the peer closes it,
+/// `shutdown` turns true or, on a controller listener, an observer makes
+/// it its link.
+pub async fn serve_connection(
+    mut stream: TcpStream,
     controller: Arc<Controller>,
-    shutdown: watch::Receiver<bool>,
-) -> Result<(), FrameError> {
-    let cluster_id: Arc<str> = Arc::from(controller.cluster_id());
-    serve_connection(stream, controller, cluster_id, shutdown).await
-}
-
-async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
-    controller: Arc<Controller>,
-    cluster_id: Arc<str>,
+    serving: Serving,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), FrameError> {
+    let cluster_id: Arc<str> = Arc::from(controller.cluster_id());
     let quorum = controller.quorum().clone();
     loop {
         let (correlation_id, body) = tokio::select! {
@@ -81,24 +82,61 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                     cluster_id, envelope.cluster_id
                 ))
             }
-            Ok(envelope) => match envelope.request {
-                RpcRequest::AppendEntries(r) => {
+            Ok(envelope) => match (serving, envelope.request) {
+                (_, RpcRequest::AppendEntries(r)) => {
                     RpcResponse::AppendEntries(quorum.append_entries(r).await)
                 }
-                RpcRequest::Vote(r) => RpcResponse::Vote(quorum.vote(r).await),
-                RpcRequest::PreVote(r) => RpcResponse::PreVote(quorum.pre_vote(r).await),
-                RpcRequest::ElectNow => {
-                    RpcResponse::ElectNow(quorum.elect_now(envelope.from).await)
-                }
-                RpcRequest::InstallSnapshot(r) => {
+                (_, RpcRequest::InstallSnapshot(r)) => {
                     RpcResponse::InstallSnapshot(quorum.install_snapshot(r).await)
                 }
-                RpcRequest::Controller(op) => {
+                (Serving::ObserverLink, other) => RpcResponse::Refused(format!(
+                    "an observer answers only replication requests, not {}",
+                    request_name(&other)
+                )),
+                (Serving::ControllerListener, RpcRequest::Vote(r)) => {
+                    RpcResponse::Vote(quorum.vote(r).await)
+                }
+                (Serving::ControllerListener, RpcRequest::PreVote(r)) => {
+                    RpcResponse::PreVote(quorum.pre_vote(r).await)
+                }
+                (Serving::ControllerListener, RpcRequest::ElectNow) => {
+                    RpcResponse::ElectNow(quorum.elect_now(envelope.from).await)
+                }
+                (Serving::ControllerListener, RpcRequest::Controller(op)) => {
                     RpcResponse::Controller(controller.execute_here(op).await)
+                }
+                (Serving::ControllerListener, RpcRequest::ObserverLink)
+                    if quorum.is_voter(envelope.from) =>
+                {
+                    RpcResponse::Refused(format!(
+                        "node {} is a voter, not an observer",
+                        envelope.from
+                    ))
+                }
+                (Serving::ControllerListener, RpcRequest::ObserverLink) => {
+                    let body = serde_json::to_vec(&RpcResponse::ObserverLink)
+                        .map_err(|e| FrameError::Bad(e.to_string()))?;
+                    rpc::write_response(&mut stream, correlation_id, &body).await?;
+                    tracing::debug!(observer = envelope.from, "an observer linked");
+                    quorum.observer_streams().offer(envelope.from, stream);
+                    return Ok(());
                 }
             },
         };
         let body = serde_json::to_vec(&response).map_err(|e| FrameError::Bad(e.to_string()))?;
         rpc::write_response(&mut stream, correlation_id, &body).await?;
+    }
+}
+
+/// A request's name, for messages.
+fn request_name(request: &RpcRequest) -> &'static str {
+    match request {
+        RpcRequest::AppendEntries(_) => "AppendEntries",
+        RpcRequest::Vote(_) => "Vote",
+        RpcRequest::PreVote(_) => "PreVote",
+        RpcRequest::ElectNow => "ElectNow",
+        RpcRequest::ObserverLink => "ObserverLink",
+        RpcRequest::InstallSnapshot(_) => "InstallSnapshot",
+        RpcRequest::Controller(_) => "a controller operation",
     }
 }

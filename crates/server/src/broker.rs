@@ -199,6 +199,8 @@ impl Broker {
                 .and_then(|l| l.host.parse::<std::net::IpAddr>().ok())
                 .filter(|ip| !ip.is_unspecified()),
         };
+        let voter_nodes: Vec<ControllerNode> = quorum_config.voters.values().cloned().collect();
+        let quorum_local_address = quorum_config.local_address;
         let controller = Arc::new(
             Controller::start(
                 log_manager.first_dir(),
@@ -231,8 +233,9 @@ impl Broker {
         let observer = !config.is_controller();
         if observer {
             // A broker-only node follows the metadata log as an observer:
-            // the active controller replicates it here, through the
-            // inter-broker listener (see `connection`).
+            // it links to every voter's controller listener and the
+            // leader replicates to it over that link (observer_links); it
+            // accepts no quorum RPC on a listener of its own.
             let endpoint = config
                 .advertised_listeners
                 .iter()
@@ -242,22 +245,12 @@ impl Broker {
                     port: l.port,
                 })
                 .ok_or_else(|| StartError::Task("no advertised inter-broker listener".into()))?;
-            // The controllers connect to that listener: open it before
-            // asking them to.
-            for l in config.client_listeners() {
-                let (tcp, local) = bind(l, "Kafka clients").await?;
-                listeners.push((l.name.clone(), local));
-                let rpc =
-                    (l.name == config.inter_broker_listener_name).then(|| Arc::clone(&controller));
-                tasks.spawn(run_listener(
-                    tcp,
-                    Arc::from(l.name.as_str()),
-                    serving_rx.clone(),
-                    rpc,
-                    Arc::clone(&slots),
-                    shutdown_rx.clone(),
-                ));
-            }
+            tasks.spawn(strom_controller::observer_links::run_observer_links(
+                Arc::clone(&controller),
+                voter_nodes,
+                quorum_local_address,
+                shutdown_rx.clone(),
+            ));
             controller
                 .add_observer(endpoint, QUORUM_START_TIMEOUT)
                 .await
@@ -426,21 +419,16 @@ impl Broker {
                 return Err(StartError::NotUnfenced(QUORUM_START_TIMEOUT));
             }
         }
-        // A broker-only node opened its listeners already, for the
-        // controllers; the others open theirs now.
-        if !observer {
-            for l in state.config.client_listeners() {
-                let (tcp, local) = bind(l, "Kafka clients").await?;
-                listeners.push((l.name.clone(), local));
-                tasks.spawn(run_listener(
-                    tcp,
-                    Arc::from(l.name.as_str()),
-                    serving_rx.clone(),
-                    None,
-                    Arc::clone(&slots),
-                    shutdown_rx.clone(),
-                ));
-            }
+        for l in state.config.client_listeners() {
+            let (tcp, local) = bind(l, "Kafka clients").await?;
+            listeners.push((l.name.clone(), local));
+            tasks.spawn(run_listener(
+                tcp,
+                Arc::from(l.name.as_str()),
+                serving_rx.clone(),
+                Arc::clone(&slots),
+                shutdown_rx.clone(),
+            ));
         }
         serving.send_replace(Some(Arc::clone(&state)));
         tracing::info!(node_id, roles = ?state.config.process_roles, "Strom node started");

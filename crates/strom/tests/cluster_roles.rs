@@ -1,6 +1,7 @@
 //! Dedicated roles: three controller-only nodes form the quorum and two
 //! broker-only nodes follow the metadata log as observers (replicated to
-//! them through their broker listener). Clients see only the brokers;
+//! them over links they open to the voters; their own listeners answer no
+//! quorum RPC). Clients see only the brokers;
 //! topics live only on them; the quorum reports the observers; losing the
 //! active controller changes nothing for clients; a broker-only node
 //! restarted catches up.
@@ -116,4 +117,70 @@ fn controller_only_and_broker_only_nodes() {
         let (code, offset) = produce(&mut c, "on-brokers", *p, &[b"w"]);
         assert_eq!((code, offset), (0, 1), "partition {p}");
     }
+}
+
+/// A controller RPC frame (API key 32100, version 0) with `body`.
+fn quorum_rpc_frame(correlation_id: i32, body: &str) -> Vec<u8> {
+    let mut frame = ((body.len() + 8) as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&32100i16.to_be_bytes());
+    frame.extend_from_slice(&0i16.to_be_bytes());
+    frame.extend_from_slice(&correlation_id.to_be_bytes());
+    frame.extend_from_slice(body.as_bytes());
+    frame
+}
+
+#[test]
+fn a_broker_only_node_answers_no_quorum_rpc_on_its_listener() {
+    let roles = ["controller", "broker"];
+    let mut cluster = Cluster::start_with_roles(BIN, &roles, &[]).expect("start the cluster");
+    assert!(wait_until(DEADLINE, || metadata(cluster.node(2), "x").0 == vec![2]));
+    let cluster_id = cluster.cluster_id.clone();
+    // Frames a voter would answer: a link offer, and an AppendEntries from
+    // a made-up leader in a far term, both with the right cluster id
+    // (which Metadata gives anyone).
+    let bodies = [
+        format!(r#"{{"cluster_id":"{cluster_id}","from":1,"request":"ObserverLink"}}"#),
+        format!(
+            r#"{{"cluster_id":"{cluster_id}","from":1,"request":{{"AppendEntries":{{"vote":{{"leader_id":{{"term":1000,"node_id":1}},"committed":true}},"prev_log_id":null,"entries":[],"leader_commit":null}}}}}}"#
+        ),
+        format!(
+            r#"{{"cluster_id":"{cluster_id}","from":1,"request":{{"Controller":"DescribeQuorum"}}}}"#
+        ),
+    ];
+    for (i, body) in bodies.iter().enumerate() {
+        let mut c = connect(cluster.node(2));
+        c.send_raw(&quorum_rpc_frame(7 + i as i32, body)).unwrap();
+        // Kafka's treatment of an unknown API key: the connection closes
+        // without an answer.
+        assert_eq!(
+            c.recv_frame().unwrap(),
+            None,
+            "frame {i} got an answer on a broker listener"
+        );
+    }
+    // The broker still follows the quorum: metadata changes reach it and
+    // it serves clients.
+    let mut c = connect(cluster.node(2));
+    assert_eq!(
+        create_topic(&mut c, "after-the-frames", 2, &[]).topics[0].error_code,
+        0
+    );
+    assert!(wait_until(DEADLINE, || metadata(
+        cluster.node(2),
+        "after-the-frames"
+    )
+    .1
+    .len()
+        == 2));
+    let mut c = connect(cluster.node(2));
+    assert_eq!(
+        produce(&mut c, "after-the-frames", 0, &[b"still here"]),
+        (0, 0)
+    );
+    let q = quorum(cluster.node(2));
+    assert_eq!(q.leader_id.0, 1);
+    assert!(
+        q.leader_epoch < 1000,
+        "a forged term reached the quorum: {q:?}"
+    );
 }

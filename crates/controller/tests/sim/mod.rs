@@ -359,7 +359,7 @@ impl Cluster {
             false,
             CLUSTER_ID,
             config,
-            |_contacts: PeerContacts| SimNetwork { from: id, net },
+            |_contacts: PeerContacts, _links| SimNetwork { from: id, net },
         )
         .await
         .expect("the quorum starts");
