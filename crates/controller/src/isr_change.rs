@@ -157,9 +157,15 @@ pub fn check_isr_change(
         adding_replicas: None,
         removing_replicas: None,
     };
+    let Some(partition_epoch) = p.partition_epoch.checked_add(1) else {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "The partition epoch cannot grow further.",
+        ));
+    };
     let after = IsrChanged {
         leader_epoch: p.leader_epoch,
-        partition_epoch: p.partition_epoch + 1,
+        partition_epoch,
         isr: change.isr.clone(),
     };
     Ok((Some(record), after))

@@ -157,6 +157,16 @@ pub enum MetadataError {
         /// The broker.
         broker_id: i32,
     },
+    /// A partition change would take an epoch past `i32::MAX` (only a
+    /// crafted or corrupt snapshot holds such an epoch): refused on every
+    /// node alike, never wrapped.
+    #[error("record at offset {offset} would overflow an epoch of partition {partition_id}")]
+    EpochOverflow {
+        /// Metadata log offset.
+        offset: i64,
+        /// The partition.
+        partition_id: i32,
+    },
 }
 
 impl MetadataImage {
@@ -395,9 +405,14 @@ impl MetadataImage {
                             offset,
                             topic_id: *topic_id,
                         })?;
+                let overflow = MetadataError::EpochOverflow {
+                    offset,
+                    partition_id: *partition_id,
+                };
+                let partition_epoch = p.partition_epoch.checked_add(1).ok_or(overflow.clone())?;
                 if let Some(l) = leader {
+                    p.leader_epoch = p.leader_epoch.checked_add(1).ok_or(overflow)?;
                     p.leader = *l;
-                    p.leader_epoch += 1;
                 }
                 if let Some(i) = isr {
                     p.isr = i.clone();
@@ -411,7 +426,7 @@ impl MetadataImage {
                 if let Some(r) = removing_replicas {
                     p.removing_replicas = r.clone();
                 }
-                p.partition_epoch += 1;
+                p.partition_epoch = partition_epoch;
                 delta.changed_partitions.insert((*topic_id, *partition_id));
             }
             MetadataRecord::RemoveTopic { topic_id } => {
@@ -502,6 +517,45 @@ mod tests {
             .enumerate()
             .map(|(i, r)| (from + i as i64, r))
             .collect()
+    }
+
+    #[test]
+    fn an_epoch_at_its_maximum_refuses_the_change_instead_of_overflowing() {
+        let id = Uuid::new_v4();
+        for (leader_epoch, partition_epoch) in [(i32::MAX, 0), (0, i32::MAX)] {
+            let records = vec![
+                MetadataRecord::Topic {
+                    name: "worn".into(),
+                    topic_id: id,
+                },
+                MetadataRecord::Partition {
+                    topic_id: id,
+                    partition_id: 0,
+                    replicas: vec![1, 2],
+                    isr: vec![1, 2],
+                    leader: 1,
+                    leader_epoch,
+                    partition_epoch,
+                },
+            ];
+            let (image, _) = MetadataImage::empty().apply(numbered(&records, 0)).unwrap();
+            let change = [MetadataRecord::PartitionChange {
+                topic_id: id,
+                partition_id: 0,
+                leader: Some(2),
+                isr: None,
+                replicas: None,
+                adding_replicas: None,
+                removing_replicas: None,
+            }];
+            assert_eq!(
+                image.apply(numbered(&change, 2)).unwrap_err(),
+                MetadataError::EpochOverflow {
+                    offset: 2,
+                    partition_id: 0
+                }
+            );
+        }
     }
 
     #[test]
