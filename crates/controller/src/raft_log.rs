@@ -222,7 +222,10 @@ impl RaftLogStore {
                 had_clean_shutdown,
                 recovery_point: 0,
                 log_start_offset: start,
-                high_watermark: None,
+                // Raft tracks what is committed; the storage log's high
+                // watermark only caps purges here, so it is the log end
+                // (a larger value is clamped to it).
+                high_watermark: Some(i64::MAX),
                 now_ms: now_ms(),
                 topic_id: Uuid::new_v4(),
             };
