@@ -121,7 +121,7 @@ pub fn format_log_dirs(
 ) -> Result<Vec<Formatted>> {
     let mut out = Vec::new();
     for path in dirs {
-        fs::create_dir_all(path).map_err(StorageError::io("create log directory", path))?;
+        create_dir_all_durably(path, sync_dir)?;
         match MetaProperties::read(path)? {
             Some(m) if m.node_id == node_id && m.cluster_id == cluster_id && ignore_formatted => {
                 out.push(Formatted::AlreadyFormatted(path.clone()));
@@ -157,7 +157,7 @@ impl LogManager {
         let mut opened = Vec::new();
         let mut clean = true;
         for path in dirs {
-            fs::create_dir_all(path).map_err(StorageError::io("create log directory", path))?;
+            create_dir_all_durably(path, sync_dir)?;
             let lock_path = path.join(LOCK_FILE);
             let lock = OpenOptions::new()
                 .create(true)
@@ -472,6 +472,40 @@ impl LogManager {
     }
 }
 
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir).and_then(|d| d.sync_all())
+}
+
+/// Creates `dir` and whichever of its parents are missing, and fsyncs the
+/// parent of each directory it creates (with `sync`), so that a new log
+/// directory's name survives a power loss like the files in it; Kafka's
+/// LogManager flushes a new log directory's parent likewise.
+fn create_dir_all_durably(
+    dir: &Path,
+    mut sync: impl FnMut(&Path) -> std::io::Result<()>,
+) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut next = Some(dir);
+    while let Some(d) = next.filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+        missing.push(d);
+        next = d.parent();
+    }
+    for d in missing.into_iter().rev() {
+        match fs::create_dir(d) {
+            Ok(()) => {
+                let parent = d
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                sync(parent).map_err(StorageError::io("fsync directory", parent))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && d.is_dir() => {}
+            Err(e) => return Err(StorageError::io("create log directory", d)(e)),
+        }
+    }
+    Ok(())
+}
+
 /// Renames a log directory to `<name>.<id>-stray`.
 fn set_aside(path: &Path) {
     let name = path
@@ -490,5 +524,44 @@ fn set_aside(path: &Path) {
 fn remove_dir(path: &Path) {
     if let Err(e) = fs::remove_dir_all(path) {
         tracing::error!(path = %path.display(), error = %e, "cannot remove directory");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creating_log_directories_fsyncs_the_parent_of_each_new_one() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().join("a/b/c");
+        let mut synced = Vec::new();
+        create_dir_all_durably(&dir, |p| {
+            synced.push(p.to_path_buf());
+            sync_dir(p)
+        })
+        .unwrap();
+        assert!(dir.is_dir());
+        assert_eq!(
+            synced,
+            [
+                temp.path().to_path_buf(),
+                temp.path().join("a"),
+                temp.path().join("a/b")
+            ]
+        );
+        // Nothing is created, so nothing is synced.
+        synced.clear();
+        create_dir_all_durably(&dir, |p| {
+            synced.push(p.to_path_buf());
+            Ok(())
+        })
+        .unwrap();
+        assert!(synced.is_empty());
+        // A failed fsync fails the creation.
+        let err = create_dir_all_durably(&temp.path().join("d"), |_| {
+            Err(std::io::Error::other("injected"))
+        });
+        assert!(err.is_err());
     }
 }
