@@ -704,6 +704,8 @@ impl ReplicaManager {
         use special_timestamps::*;
         let p = self.leader_partition(image, tp, current_leader_epoch)?;
         let log = p.log();
+        // An offline log's offsets are not an answer (KAFKA_STORAGE_ERROR).
+        log.check_online()?;
         let offsets = log.offsets();
         let leader_epoch = p.state().leader_epoch;
         let last_fetchable = match isolation {

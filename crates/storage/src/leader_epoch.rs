@@ -57,6 +57,15 @@ impl LeaderEpochCache {
         Ok(Self { path, epochs })
     }
 
+    /// An empty cache for `dir` that has not read its file (a log that
+    /// failed to load and accepts no writes).
+    pub(crate) fn unread(dir: &Path) -> Self {
+        Self {
+            path: dir.join(LEADER_EPOCH_CHECKPOINT_FILE),
+            epochs: BTreeMap::new(),
+        }
+    }
+
     /// A cache for `dir` holding `entries`, written to its file: the cache
     /// rebuilt from the log when the file was missing or corrupt.
     pub fn rebuild(dir: &Path, entries: impl IntoIterator<Item = (i32, i64)>) -> Result<Self> {
@@ -86,20 +95,41 @@ impl LeaderEpochCache {
     /// or newer, or one starting at or after it — are dropped first, as
     /// Kafka does. Returns whether anything changed (and was written).
     pub fn assign(&mut self, epoch: i32, start_offset: i64) -> Result<bool> {
-        if epoch < 0 || start_offset < 0 {
+        if !self.assign_in_memory(epoch, start_offset) {
             return Ok(false);
+        }
+        self.flush()?;
+        Ok(true)
+    }
+
+    /// [`LeaderEpochCache::assign`] for each of `entries` in order, with
+    /// one write at the end, and none when the cache ends as it began (the
+    /// epochs of recovered batches it already knew): loading a log on a
+    /// full disk must not need to write.
+    pub fn assign_all(&mut self, entries: impl IntoIterator<Item = (i32, i64)>) -> Result<()> {
+        let before = self.epochs.clone();
+        for (epoch, start_offset) in entries {
+            self.assign_in_memory(epoch, start_offset);
+        }
+        if self.epochs != before {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn assign_in_memory(&mut self, epoch: i32, start_offset: i64) -> bool {
+        if epoch < 0 || start_offset < 0 {
+            return false;
         }
         let needed = self
             .epochs
             .iter()
             .next_back()
             .is_none_or(|(e, o)| *e != epoch || start_offset < *o);
-        if !needed {
-            return Ok(false);
+        if needed {
+            self.insert(epoch, start_offset);
         }
-        self.insert(epoch, start_offset);
-        self.flush()?;
-        Ok(true)
+        needed
     }
 
     fn insert(&mut self, epoch: i32, start_offset: i64) {

@@ -294,21 +294,32 @@ impl Log {
         now_ms: i64,
     ) -> Result<Self> {
         fs::create_dir_all(&dir).map_err(StorageError::io("create log directory", &dir))?;
-        write_partition_metadata(&dir, &topic_id)?;
-        let segment = LogSegment::create(
-            &dir,
-            0,
-            index_capacity(&config),
-            now_ms,
-            random_segment_jitter_ms(&config),
-        )?;
-        if let Some(parent) = dir.parent() {
-            sync_dir(parent)?;
-        }
-        sync_dir(&dir)?;
+        let created = (|| {
+            write_partition_metadata(&dir, &topic_id)?;
+            let segment = LogSegment::create(
+                &dir,
+                0,
+                index_capacity(&config),
+                now_ms,
+                random_segment_jitter_ms(&config),
+            )?;
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent)?;
+            }
+            sync_dir(&dir)?;
+            Ok((segment, LeaderEpochCache::load(&dir)?))
+        })();
+        let (segment, epochs) = match created {
+            Ok(created) => created,
+            Err(e) => {
+                // Half a new log (a full disk) holds nothing: it goes, so a
+                // retry starts afresh instead of finding a stray directory.
+                let _ = fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
         let mut segments = BTreeMap::new();
         segments.insert(0, segment);
-        let epochs = LeaderEpochCache::load(&dir)?;
         Ok(Self {
             topic_partition,
             dir,
@@ -498,6 +509,53 @@ impl Log {
             }),
         };
         Ok((log, report))
+    }
+
+    /// A log that failed to load with `reason`: it has no segments, answers
+    /// every read and write with [`StorageError::LogOffline`]
+    /// (KAFKA_STORAGE_ERROR), and keeps the checkpointed offsets of
+    /// `options`, so checkpoints written meanwhile keep them too. Its files
+    /// are left as they are; the next start-up tries to load it again.
+    /// Holding it keeps the partition's directory from being taken for a
+    /// stray and replaced by an empty log.
+    pub fn failed_to_load(
+        dir: PathBuf,
+        topic_partition: TopicPartition,
+        config: Arc<TopicConfig>,
+        options: &LoadOptions,
+        reason: String,
+    ) -> Self {
+        let log_start_offset = options.log_start_offset.max(0);
+        let high_watermark = options
+            .high_watermark
+            .unwrap_or(log_start_offset)
+            .max(log_start_offset);
+        let recovery_point = options.recovery_point.max(0);
+        let epochs = LeaderEpochCache::unread(&dir);
+        Self {
+            topic_partition,
+            dir,
+            topic_id: options.topic_id,
+            config: RwLock::new(config),
+            state: Mutex::new(LogState {
+                segments: BTreeMap::new(),
+                log_start_offset,
+                log_end_offset: high_watermark.max(recovery_point),
+                high_watermark,
+                recovery_point,
+                last_flush_ms: options.now_ms,
+                closed: false,
+                offline: Some(reason),
+                producers: ProducerStateManager::new(),
+                epochs,
+            }),
+        }
+    }
+
+    /// Refuses with [`StorageError::LogOffline`] (KAFKA_STORAGE_ERROR) when
+    /// the log is offline after an I/O error or failed to load.
+    pub fn check_online(&self) -> Result<()> {
+        self.state.lock().check_online(&self.topic_partition)
     }
 
     /// The partition this log holds.
@@ -751,6 +809,7 @@ impl Log {
     pub fn force_roll(&self, now_ms: i64) -> Result<()> {
         let config = self.config();
         let mut s = self.state.lock();
+        s.check_writable(&self.topic_partition)?;
         if s.active()?.size() > 0 {
             self.roll(&mut s, &config, now_ms)?;
         }
@@ -765,6 +824,7 @@ impl Log {
             if offset <= s.recovery_point {
                 return Ok(());
             }
+            s.check_online(&self.topic_partition)?;
             let first = s
                 .segments
                 .range(..=s.recovery_point)
@@ -794,7 +854,10 @@ impl Log {
         let flush_ms = self.config().flush_ms;
         let (due, end) = {
             let s = self.state.lock();
-            let due = s.log_end_offset > s.recovery_point
+            // An offline log has nothing it could flush (and would only
+            // repeat its error).
+            let due = s.offline.is_none()
+                && s.log_end_offset > s.recovery_point
                 && now_ms.saturating_sub(s.last_flush_ms) >= flush_ms;
             (due, s.log_end_offset)
         };
@@ -926,6 +989,7 @@ impl Log {
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<FoundRecord>> {
         let candidates: Vec<(SegmentReader, u64, i64)> = {
             let s = self.state.lock();
+            s.check_online(&self.topic_partition)?;
             let log_start = s.log_start_offset;
             s.segments
                 .values()
@@ -950,6 +1014,7 @@ impl Log {
     pub fn max_timestamp_record(&self) -> Result<Option<FoundRecord>> {
         let target = {
             let s = self.state.lock();
+            s.check_online(&self.topic_partition)?;
             let mut best: Option<&LogSegment> = None;
             for seg in s.segments.values() {
                 if seg.max_timestamp() >= 0
@@ -1043,7 +1108,7 @@ impl Log {
         }
         let removed: Vec<LogSegment> = {
             let mut s = self.state.lock();
-            if s.closed {
+            if s.closed || s.offline.is_some() {
                 return Ok(RetentionOutcome::default());
             }
             let bases: Vec<i64> = s.segments.keys().copied().collect();
@@ -1308,6 +1373,7 @@ impl Log {
     /// the log already knows this epoch or a newer one.
     pub fn assign_epoch_start_offset(&self, leader_epoch: i32) -> Result<()> {
         let mut s = self.state.lock();
+        s.check_writable(&self.topic_partition)?;
         if s.epochs.latest_epoch().is_some_and(|e| e >= leader_epoch) {
             return Ok(());
         }
@@ -1362,21 +1428,32 @@ impl Log {
     }
 
     /// Flushes everything and trims the active segment's indexes; the log
-    /// accepts no more appends.
+    /// accepts no more appends. An offline log, or one that fails to close,
+    /// is only marked closed and the error returned: its files stay as they
+    /// are, and the caller must not record a clean shutdown for it, so the
+    /// next start-up recovers it.
     pub fn close(&self, now_ms: i64) -> Result<()> {
         let end = self.offsets().log_end_offset;
-        self.flush(end, now_ms)?;
+        let flushed = self.flush(end, now_ms);
         let mut s = self.state.lock();
-        if !s.closed {
+        if let Err(e) = s.check_online(&self.topic_partition) {
             s.closed = true;
+            return Err(e);
+        }
+        if s.closed {
+            return flushed;
+        }
+        s.closed = true;
+        let closed = flushed.and_then(|()| {
             let end = s.log_end_offset;
             s.producers.write_snapshot(&self.dir, end)?;
             s.active()?.on_become_inactive()?;
             for seg in s.segments.values() {
                 seg.flush()?;
             }
-        }
-        Ok(())
+            Ok(())
+        });
+        closed.map_err(|e| self.take_offline(&mut s, e))
     }
 
     /// Marks the log closed without flushing (it is about to be deleted).
@@ -1440,9 +1517,7 @@ fn load_leader_epochs(
     let mut cache = match loaded {
         Some(mut cache) => {
             if let Some(from) = recovered_from {
-                for (epoch, start) in epoch_starts(segments, from)? {
-                    cache.assign(epoch, start)?;
-                }
+                cache.assign_all(epoch_starts(segments, from)?)?;
             }
             cache
         }

@@ -18,6 +18,19 @@
 //! * `<topic>-<partition>.<id>-stray/`: a log the metadata did not know at
 //!   start-up, set aside (never deleted automatically).
 //! * `__cluster_metadata-0/`: the metadata log, owned by the controller.
+//!
+//! # I/O errors
+//!
+//! A log that fails to load (an I/O error, a full disk during recovery)
+//! takes only its own partition offline: it is kept as a log that refuses
+//! reads and writes with KAFKA_STORAGE_ERROR ([`Log::failed_to_load`]),
+//! its files untouched and its directory never mistaken for a stray, while
+//! the broker serves every other partition; the next start-up tries again.
+//! A directory that cannot even be listed still stops start-up, since its
+//! partitions cannot be known. Shutdown closes every log and checkpoints
+//! every directory even after an error, and writes the clean-shutdown
+//! marker only in the directories where all of that succeeded, so logs
+//! that went offline, or failed to close, are recovered next time.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -65,6 +78,9 @@ pub struct LoadSummary {
     /// (their topic was deleted while this broker was down) or their topic
     /// id could not be read.
     pub stray_logs: usize,
+    /// Logs that failed to load: they stay offline (KAFKA_STORAGE_ERROR)
+    /// until a restart loads them.
+    pub offline_logs: usize,
     /// Totals over all loaded logs.
     pub report: LoadReport,
 }
@@ -304,7 +320,22 @@ impl LogManager {
                     now_ms,
                     topic_id: expected_id,
                 };
-                let (log, report) = Log::load(path, tp.clone(), config, options)?;
+                let (log, report) = match Log::load(
+                    path.clone(),
+                    tp.clone(),
+                    Arc::clone(&config),
+                    options,
+                ) {
+                    Ok(loaded) => loaded,
+                    Err(e) => {
+                        tracing::error!(partition = %tp, error = %e, "cannot load the log: the partition is offline (KAFKA_STORAGE_ERROR) until a restart loads it");
+                        let offline =
+                            Log::failed_to_load(path, tp.clone(), config, &options, e.to_string());
+                        self.logs.write().insert(tp, Arc::new(offline));
+                        summary.offline_logs += 1;
+                        continue;
+                    }
+                };
                 summary.logs += 1;
                 summary.report.segments += report.segments;
                 summary.report.recovered_segments += report.recovered_segments;
@@ -430,45 +461,85 @@ impl LogManager {
     }
 
     /// Writes the recovery point, log start offset and high watermark
-    /// checkpoints of every directory.
+    /// checkpoints of every directory (all of them, even after one fails;
+    /// the first error is returned).
     pub fn checkpoint(&self) -> Result<()> {
+        let mut first_error = None;
+        for dir in self.checkpoint_dirs() {
+            if let Err(e) = dir {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Checkpoints each directory; one result per directory, in order.
+    fn checkpoint_dirs(&self) -> Vec<Result<()>> {
         let _one_writer = self.checkpoint_lock.lock();
         let logs = self.all();
-        for dir in &self.dirs {
-            let mut recovery = Vec::new();
-            let mut starts = Vec::new();
-            let mut hws = Vec::new();
-            for log in logs.iter().filter(|l| l.dir().starts_with(&dir.path)) {
-                let o = log.offsets();
-                let tp = log.topic_partition().clone();
-                recovery.push((tp.clone(), o.recovery_point));
-                starts.push((tp.clone(), o.log_start_offset));
-                hws.push((tp, o.high_watermark));
-            }
-            recovery.sort();
-            starts.sort();
-            hws.sort();
-            write_checkpoint(&dir.path.join(RECOVERY_POINT_CHECKPOINT_FILE), &recovery)?;
-            write_checkpoint(&dir.path.join(LOG_START_OFFSET_CHECKPOINT_FILE), &starts)?;
-            write_checkpoint(&dir.path.join(HIGH_WATERMARK_CHECKPOINT_FILE), &hws)?;
-        }
-        Ok(())
+        self.dirs
+            .iter()
+            .map(|dir| {
+                let mut recovery = Vec::new();
+                let mut starts = Vec::new();
+                let mut hws = Vec::new();
+                for log in logs.iter().filter(|l| l.dir().starts_with(&dir.path)) {
+                    let o = log.offsets();
+                    let tp = log.topic_partition().clone();
+                    recovery.push((tp.clone(), o.recovery_point));
+                    starts.push((tp.clone(), o.log_start_offset));
+                    hws.push((tp, o.high_watermark));
+                }
+                recovery.sort();
+                starts.sort();
+                hws.sort();
+                write_checkpoint(&dir.path.join(RECOVERY_POINT_CHECKPOINT_FILE), &recovery)?;
+                write_checkpoint(&dir.path.join(LOG_START_OFFSET_CHECKPOINT_FILE), &starts)?;
+                write_checkpoint(&dir.path.join(HIGH_WATERMARK_CHECKPOINT_FILE), &hws)
+            })
+            .collect()
     }
 
     /// Closes every log (flushing them), writes the checkpoints and the
-    /// clean-shutdown markers.
+    /// clean-shutdown markers. An error stops nothing half-way: every log
+    /// is still closed and every directory checkpointed, and only the
+    /// directories where all of it succeeded get the marker, so the next
+    /// start-up recovers the others. Returns the first error.
     pub fn shutdown(&self, now_ms: i64) -> Result<()> {
+        let mut first_error = None;
+        let mut unclean = vec![false; self.dirs.len()];
         for log in self.all() {
-            log.close(now_ms)?;
+            if let Err(e) = log.close(now_ms) {
+                tracing::error!(partition = %log.topic_partition(), error = %e, "cannot close the log cleanly; it is recovered at the next start-up");
+                for (dir, unclean) in self.dirs.iter().zip(unclean.iter_mut()) {
+                    if log.dir().starts_with(&dir.path) {
+                        *unclean = true;
+                    }
+                }
+                first_error.get_or_insert(e);
+            }
         }
-        self.checkpoint()?;
-        for dir in &self.dirs {
-            write_atomically(
+        for (i, checkpointed) in self.checkpoint_dirs().into_iter().enumerate() {
+            if let Err(e) = checkpointed {
+                tracing::error!(error = %e, "cannot write the offset checkpoints");
+                if let Some(u) = unclean.get_mut(i) {
+                    *u = true;
+                }
+                first_error.get_or_insert(e);
+            }
+        }
+        for (dir, unclean) in self.dirs.iter().zip(unclean) {
+            if unclean {
+                continue;
+            }
+            if let Err(e) = write_atomically(
                 &dir.path.join(CLEAN_SHUTDOWN_FILE),
                 br#"{"version":0,"brokerEpoch":-1}"#,
-            )?;
+            ) {
+                first_error.get_or_insert(e);
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 }
 

@@ -78,17 +78,18 @@ impl OffsetIndex {
     }
 
     /// Appends `offset → position`. Entries that do not increase are
-    /// ignored (returns false), as is an entry when the index is full.
-    pub fn append(&mut self, offset: i64, position: u32) -> bool {
+    /// ignored (returns false), as is an entry when the index is full; an
+    /// error when its disk space cannot be reserved.
+    pub fn append(&mut self, offset: i64, position: u32) -> Result<bool> {
         let Ok(rel) = i32::try_from(offset - self.base_offset) else {
-            return false;
+            return Ok(false);
         };
         if rel < 0 {
-            return false;
+            return Ok(false);
         }
         if let Some(last) = self.last_entry() {
             if offset <= last.offset || position <= last.position {
-                return false;
+                return Ok(false);
             }
         }
         let mut e = [0u8; OFFSET_INDEX_ENTRY_BYTES];
@@ -187,11 +188,14 @@ mod tests {
             }
         );
         for i in 1..=10 {
-            assert!(idx.append(100 + i * 10, (i * 1000) as u32));
+            assert!(idx.append(100 + i * 10, (i * 1000) as u32).unwrap());
         }
         assert!(idx.is_full());
-        assert!(!idx.append(300, 99_999), "full index must refuse");
-        assert!(!idx.append(105, 50), "non-increasing entries are refused");
+        assert!(!idx.append(300, 99_999).unwrap(), "full index must refuse");
+        assert!(
+            !idx.append(105, 50).unwrap(),
+            "non-increasing entries are refused"
+        );
         assert_eq!(idx.lookup(99).offset, 100);
         assert_eq!(
             idx.lookup(125),
@@ -230,8 +234,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.index");
         let mut idx = OffsetIndex::open(&path, 0, Some(8 * 1024)).unwrap();
-        idx.append(5, 100);
-        idx.append(9, 200);
+        idx.append(5, 100).unwrap();
+        idx.append(9, 200).unwrap();
         drop(idx); // no trim: as after a crash
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 8 * 1024);
         let idx = OffsetIndex::open(&path, 0, Some(8 * 1024)).unwrap();

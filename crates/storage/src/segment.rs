@@ -31,6 +31,18 @@
 //! ([`LogSegment::recover`]) re-reads every batch, checks its header and
 //! CRC32C, rebuilds both indexes, and truncates the file at the first batch
 //! that is incomplete or invalid.
+//!
+//! # A full disk
+//!
+//! Every write that needs disk space is a system call that can fail: the
+//! `pwrite` of a batch, and the reservation of index space (see
+//! `index_file`) before an index entry is stored through its mapping. A new
+//! segment reserves its indexes' first chunk when it is created, and an
+//! append reserves its index entries *before* writing the batch, so on a
+//! full disk (ENOSPC) or a failing one (EIO) an append fails with nothing
+//! written, or with the partly written batch cut off again, and the error
+//! goes up as KAFKA_STORAGE_ERROR. No store into an index mapping ever
+//! needs an allocation, so the process is never killed by SIGBUS.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -130,7 +142,7 @@ impl LogSegment {
         // Stale index files of a segment that was truncated away are reset.
         let _ = std::fs::remove_file(&index_path);
         let _ = std::fs::remove_file(&time_path);
-        Ok(Self {
+        let mut segment = Self {
             base_offset,
             log_path,
             log: Arc::new(log),
@@ -144,7 +156,19 @@ impl LogSegment {
             created_ms: now_ms,
             roll_jitter_ms,
             next_offset: base_offset,
-        })
+        };
+        // A full disk fails the roll, not an append in the middle of the
+        // segment (see the module docs).
+        segment.reserve_index_entries()?;
+        Ok(segment)
+    }
+
+    /// Reserves disk space for the index entries the next batch may add:
+    /// one offset index entry, and a time index entry plus the final one
+    /// written when the segment becomes inactive.
+    fn reserve_index_entries(&mut self) -> Result<()> {
+        self.offset_index.file_mut().reserve_entries(1)?;
+        self.time_index.file_mut().reserve_entries(2)
     }
 
     /// Opens an existing segment. Indexes that are missing are created
@@ -267,7 +291,7 @@ impl LogSegment {
             {
                 break;
             }
-            self.index_batch(&header, position as u32, index_interval_bytes);
+            self.index_batch(&header, position as u32, index_interval_bytes)?;
             position += size;
             batches += 1;
         }
@@ -285,26 +309,41 @@ impl LogSegment {
     }
 
     /// Bookkeeping shared by append and recovery: index entries every
-    /// `index_interval_bytes`, largest timestamp, next offset.
-    fn index_batch(&mut self, header: &BatchHeader, position: u32, index_interval_bytes: usize) {
+    /// `index_interval_bytes`, largest timestamp, next offset. Fails only
+    /// when index space cannot be reserved.
+    fn index_batch(
+        &mut self,
+        header: &BatchHeader,
+        position: u32,
+        index_interval_bytes: usize,
+    ) -> Result<()> {
+        if self.bytes_since_last_index_entry > index_interval_bytes {
+            let (max_timestamp, offset_of_max_timestamp) =
+                if header.max_timestamp > self.max_timestamp {
+                    (header.max_timestamp, header.last_offset())
+                } else {
+                    (self.max_timestamp, self.offset_of_max_timestamp)
+                };
+            self.offset_index.append(header.last_offset(), position)?;
+            self.time_index
+                .maybe_append(max_timestamp, offset_of_max_timestamp)?;
+            self.bytes_since_last_index_entry = 0;
+        }
         if header.max_timestamp > self.max_timestamp {
             self.max_timestamp = header.max_timestamp;
             self.offset_of_max_timestamp = header.last_offset();
-        }
-        if self.bytes_since_last_index_entry > index_interval_bytes {
-            self.offset_index.append(header.last_offset(), position);
-            self.time_index
-                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp);
-            self.bytes_since_last_index_entry = 0;
         }
         self.bytes_since_last_index_entry += header.size_bytes();
         if self.rolling_based_timestamp.is_none() {
             self.rolling_based_timestamp = Some(header.max_timestamp);
         }
         self.next_offset = header.next_offset();
+        Ok(())
     }
 
-    /// Appends one batch whose offsets have been assigned.
+    /// Appends one batch whose offsets have been assigned. On an error
+    /// (ENOSPC, EIO) nothing of the batch stays in the segment, as far as
+    /// the file system lets the write be undone.
     pub fn append(
         &mut self,
         batch: &[u8],
@@ -319,12 +358,18 @@ impl LogSegment {
                 std::io::Error::other("injected fault"),
             ));
         }
+        // Index space first: a batch is never written without room for the
+        // entries that index it.
+        self.reserve_index_entries()?;
         if let Err(e) = self.log.write_all_at(batch, self.size) {
             // Drop whatever part of the batch reached the file.
             let _ = self.log.set_len(self.size);
             return Err(StorageError::io("append to segment", &self.log_path)(e));
         }
-        self.index_batch(header, position, index_interval_bytes);
+        if let Err(e) = self.index_batch(header, position, index_interval_bytes) {
+            let _ = self.log.set_len(self.size);
+            return Err(e);
+        }
         self.size += batch.len() as u64;
         Ok(())
     }
@@ -373,7 +418,7 @@ impl LogSegment {
     pub fn on_become_inactive(&mut self) -> Result<()> {
         if self.max_timestamp >= 0 {
             self.time_index
-                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp);
+                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp)?;
         }
         self.offset_index.file_mut().trim()?;
         self.time_index.file_mut().trim()?;

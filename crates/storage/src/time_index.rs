@@ -77,17 +77,18 @@ impl TimeIndex {
     }
 
     /// Appends `timestamp → offset` if the timestamp is larger than the last
-    /// entry's and the offset not smaller. Returns whether it was appended.
-    pub fn maybe_append(&mut self, timestamp: i64, offset: i64) -> bool {
+    /// entry's and the offset not smaller. Returns whether it was appended;
+    /// an error when its disk space cannot be reserved.
+    pub fn maybe_append(&mut self, timestamp: i64, offset: i64) -> Result<bool> {
         let Ok(rel) = i32::try_from(offset - self.base_offset) else {
-            return false;
+            return Ok(false);
         };
         if rel < 0 || timestamp < 0 {
-            return false;
+            return Ok(false);
         }
         if let Some(last) = self.last_entry() {
             if timestamp <= last.timestamp || offset < last.offset {
-                return false;
+                return Ok(false);
             }
         }
         let mut e = [0u8; TIME_INDEX_ENTRY_BYTES];
@@ -175,11 +176,11 @@ mod tests {
         let path = dir.path().join("0.timeindex");
         let mut idx = TimeIndex::open(&path, 0, Some(1200)).unwrap();
         assert!(!idx.is_full());
-        assert!(idx.maybe_append(1000, 5));
-        assert!(!idx.maybe_append(1000, 9));
-        assert!(!idx.maybe_append(900, 9));
-        assert!(idx.maybe_append(2000, 9));
-        assert!(idx.maybe_append(3000, 20));
+        assert!(idx.maybe_append(1000, 5).unwrap());
+        assert!(!idx.maybe_append(1000, 9).unwrap());
+        assert!(!idx.maybe_append(900, 9).unwrap());
+        assert!(idx.maybe_append(2000, 9).unwrap());
+        assert!(idx.maybe_append(3000, 20).unwrap());
         assert_eq!(
             idx.lookup(500),
             TimestampOffset {
