@@ -727,6 +727,25 @@ impl Controller {
                 should_shutdown: false,
             });
         }
+        if !hb.offline_replicas.is_empty() {
+            let offline: std::collections::HashSet<(Uuid, i32)> =
+                hb.offline_replicas.iter().copied().collect();
+            let records = election::on_replicas_offline(
+                &image,
+                hb.broker_id,
+                &offline,
+                self.config.unclean_leader_election_enable,
+            );
+            if !records.is_empty() {
+                let moved = records.len();
+                self.commit(records).await.map_err(|e| e.to_api_error())?;
+                tracing::warn!(
+                    broker = hb.broker_id,
+                    partitions = moved,
+                    "the broker's logs of some partitions failed: moved their leadership and ISR membership away"
+                );
+            }
+        }
         Ok(HeartbeatReply {
             fenced: registration.fenced,
             should_shutdown: false,

@@ -11,6 +11,10 @@
 //! - It also leaves every ISR, except where it is the last member: the ISR
 //!   never becomes empty, so the last replica known to hold every
 //!   acknowledged record is remembered.
+//! - A broker whose log of a partition failed (it reports the replica
+//!   offline in its heartbeats, as Kafka's brokers report a failed log
+//!   directory) leaves that partition's leadership and ISR by the same
+//!   two rules, and keeps the others.
 //! - A broker that is unfenced again leads the leaderless partitions whose
 //!   ISR it is in.
 //! - Preferred leader election moves leadership back to the first replica
@@ -63,10 +67,39 @@ pub fn on_broker_leaving(
     broker: i32,
     unclean_leader_election: bool,
 ) -> Vec<MetadataRecord> {
+    leave_replicas(image, broker, unclean_leader_election, |_, _| true)
+}
+
+/// The changes when `broker` reports the logs of `offline` replicas
+/// failed (an I/O error, a log that did not load): it leaves those
+/// partitions as it would leave all of them when fenced, while it goes on
+/// serving the others.
+pub fn on_replicas_offline(
+    image: &MetadataImage,
+    broker: i32,
+    offline: &HashSet<(Uuid, i32)>,
+    unclean_leader_election: bool,
+) -> Vec<MetadataRecord> {
+    leave_replicas(
+        image,
+        broker,
+        unclean_leader_election,
+        |topic_id, partition| offline.contains(&(topic_id, partition)),
+    )
+}
+
+/// `broker` leaves the leadership and ISR of its replicas that `which`
+/// picks, by the rules above.
+fn leave_replicas(
+    image: &MetadataImage,
+    broker: i32,
+    unclean_leader_election: bool,
+    which: impl Fn(Uuid, i32) -> bool,
+) -> Vec<MetadataRecord> {
     let mut records = Vec::new();
     for topic in image.topics() {
         for (index, p) in &topic.partitions {
-            if !p.replicas.contains(&broker) {
+            if !p.replicas.contains(&broker) || !which(topic.id, *index) {
                 continue;
             }
             let isr: Vec<i32> = if p.isr.len() > 1 || !p.isr.contains(&broker) {
@@ -305,6 +338,44 @@ mod tests {
                 (NO_LEADER, vec![1], 1),
             ]
         );
+    }
+
+    #[test]
+    fn a_broker_leaves_only_the_partitions_whose_logs_failed() {
+        let img = image(
+            &[(1, false), (2, false), (3, false)],
+            &[
+                (vec![1, 2, 3], vec![1, 2, 3], 1),
+                (vec![1, 2, 3], vec![1, 2, 3], 1),
+                (vec![2, 1, 3], vec![2, 1, 3], 2),
+                (vec![1], vec![1], 1),
+            ],
+        );
+        let id = img.topic("t").unwrap().id;
+        let offline = [(id, 0), (id, 2), (id, 3)].into_iter().collect();
+        assert_eq!(
+            state(&img, &on_replicas_offline(&img, 1, &offline, false)),
+            vec![
+                // Its log failed: 2 leads, 1 leaves the ISR.
+                (2, vec![2, 3], 1),
+                // Its log is fine: nothing changes.
+                (1, vec![1, 2, 3], 0),
+                // Not its leader: only the ISR shrinks.
+                (2, vec![2, 3], 0),
+                // The only replica: no leader, the ISR remembers it.
+                (NO_LEADER, vec![1], 1),
+            ]
+        );
+        // Reported again, nothing more to change.
+        let moved = img
+            .apply(
+                on_replicas_offline(&img, 1, &offline, false)
+                    .iter()
+                    .map(|r| (1, r)),
+            )
+            .unwrap()
+            .0;
+        assert!(on_replicas_offline(&moved, 1, &offline, false).is_empty());
     }
 
     #[test]

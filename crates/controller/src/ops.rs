@@ -35,6 +35,10 @@ pub struct BrokerHeartbeat {
     pub applied_offset: i64,
     /// It is shutting down: move leadership away.
     pub want_shutdown: bool,
+    /// Its replicas whose logs failed (topic id, partition): move their
+    /// leadership and ISR membership away.
+    #[serde(default)]
+    pub offline_replicas: Vec<(Uuid, i32)>,
 }
 
 /// The controller's answer to a heartbeat.

@@ -503,6 +503,18 @@ impl ReplicaManager {
         self.partitions.read().values().cloned().collect()
     }
 
+    /// The hosted replicas whose logs are offline (an I/O error, a log that
+    /// failed to load), as (topic id, partition): what the broker reports
+    /// to the controller so their leadership and ISR membership move away.
+    pub fn offline_replicas(&self) -> Vec<(Uuid, i32)> {
+        self.partitions
+            .read()
+            .iter()
+            .filter(|(_, p)| p.log().is_offline())
+            .map(|(tp, p)| (p.topic_id(), tp.partition))
+            .collect()
+    }
+
     /// The partition if this broker leads it, else the Kafka error.
     pub fn leader_partition(
         &self,

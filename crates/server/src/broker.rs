@@ -321,6 +321,10 @@ impl Broker {
             Arc::clone(&log_manager),
             config.log_defaults.clone(),
         ));
+        {
+            let replica_manager = Arc::clone(&replica_manager);
+            lifecycle.report_offline_replicas(Box::new(move || replica_manager.offline_replicas()));
+        }
         let image = controller.image();
         let summary = blocking({
             let (rm, image) = (Arc::clone(&replica_manager), Arc::clone(&image));
@@ -485,7 +489,13 @@ impl Broker {
             tracing::warn!("connections did not finish in time; closing logs anyway");
             self.tasks.abort_all();
         }
-        self.state.controller.shutdown().await?;
+        // The partition logs are closed and checkpointed even when the
+        // quorum could not stop cleanly (a full disk under its log, say):
+        // shutdown never stops half-way; the first error is reported.
+        let quorum_stopped = self.state.controller.shutdown().await;
+        if let Err(e) = &quorum_stopped {
+            tracing::error!(error = %e, "the metadata quorum did not stop cleanly; closing the logs anyway");
+        }
         let state = Arc::clone(&self.state);
         blocking(move || -> Result<(), StartError> {
             let now = std::time::SystemTime::now()
@@ -495,6 +505,7 @@ impl Broker {
             Ok(())
         })
         .await??;
+        quorum_stopped?;
         tracing::info!("shut down cleanly");
         Ok(())
     }

@@ -24,7 +24,6 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// This broker's standing with the controller.
-#[derive(Debug)]
 pub struct BrokerLifecycle {
     broker_id: i32,
     broker_epoch: AtomicI64,
@@ -36,6 +35,22 @@ pub struct BrokerLifecycle {
     caught_up: AtomicBool,
     heartbeat_interval: Duration,
     session_timeout: Duration,
+    /// Lists the replicas whose logs failed, once the logs are loaded.
+    offline_replicas: std::sync::OnceLock<OfflineReplicas>,
+}
+
+/// Lists a broker's replicas whose logs failed: (topic id, partition).
+pub type OfflineReplicas = Box<dyn Fn() -> Vec<(uuid::Uuid, i32)> + Send + Sync>;
+
+impl std::fmt::Debug for BrokerLifecycle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerLifecycle")
+            .field("broker_id", &self.broker_id)
+            .field("broker_epoch", &self.broker_epoch())
+            .field("fenced", &self.is_fenced())
+            .field("shutting_down", &self.is_shutting_down())
+            .finish()
+    }
 }
 
 impl BrokerLifecycle {
@@ -49,7 +64,14 @@ impl BrokerLifecycle {
             caught_up: AtomicBool::new(false),
             heartbeat_interval,
             session_timeout,
+            offline_replicas: std::sync::OnceLock::new(),
         }
+    }
+
+    /// From now on every heartbeat reports the replicas `offline` lists,
+    /// so the controller moves their leadership and ISR membership away.
+    pub fn report_offline_replicas(&self, offline: OfflineReplicas) {
+        let _ = self.offline_replicas.set(offline);
     }
 
     /// The broker epoch (−1 before registration).
@@ -99,6 +121,7 @@ impl BrokerLifecycle {
                 broker_epoch: self.broker_epoch(),
                 applied_offset,
                 want_shutdown,
+                offline_replicas: self.offline_replicas.get().map(|f| f()).unwrap_or_default(),
             })
             .await
     }

@@ -552,6 +552,11 @@ impl Log {
         }
     }
 
+    /// Whether the log is offline after an I/O error or failed to load.
+    pub fn is_offline(&self) -> bool {
+        self.state.lock().offline.is_some()
+    }
+
     /// Refuses with [`StorageError::LogOffline`] (KAFKA_STORAGE_ERROR) when
     /// the log is offline after an I/O error or failed to load.
     pub fn check_online(&self) -> Result<()> {

@@ -7,7 +7,8 @@
 //! followers catch up and rejoin; a leader deposed while holding records
 //! nobody else got truncates them and converges on the new leader's log;
 //! partitions move between brokers (AlterPartitionReassignments) without
-//! losing a record.
+//! losing a record; a leader whose log fails (writes fail with EIO under
+//! the disk-fault shim) hands its leadership to the ISR within seconds.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -623,4 +624,121 @@ fn batch_offsets_of(records: &[u8]) -> Vec<i64> {
         .filter_map(Result::ok)
         .map(|(_, h)| h.base_offset)
         .collect()
+}
+
+/// Builds the disk-fault shim (tests/faults/libfaultfs.c) into `dir`; its
+/// path. Needs gcc, as the Rust toolchain does.
+fn build_fault_shim(dir: &std::path::Path) -> std::path::PathBuf {
+    let source =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/faults/libfaultfs.c");
+    let shim = dir.join("libfaultfs.so");
+    let status = std::process::Command::new("gcc")
+        .args(["-O2", "-shared", "-fPIC", "-o"])
+        .arg(&shim)
+        .arg(&source)
+        .arg("-ldl")
+        .status()
+        .expect("gcc is required to build the disk-fault shim");
+    assert!(status.success(), "cannot build {}", source.display());
+    shim
+}
+
+#[test]
+fn a_leader_whose_log_fails_hands_its_leadership_to_the_isr_within_seconds() {
+    let faults = tempfile::tempdir().unwrap();
+    let shim = build_fault_shim(faults.path());
+    let control = |node_id: i32| faults.path().join(format!("node-{node_id}.faults"));
+    for node_id in 2..=4 {
+        std::fs::write(control(node_id), "write=ok\n").unwrap();
+    }
+    // Every broker runs under the shim, armed only for the partition's
+    // own directory: writes there fail once its control file says so.
+    let nodes = [
+        ("127.0.0.1", "controller"),
+        ("127.0.0.1", "broker"),
+        ("127.0.0.1", "broker"),
+        ("127.0.0.1", "broker"),
+    ];
+    let mut cluster = Cluster::start_nodes_with_env(BIN, &nodes, &[], |node| {
+        let id = node
+            .overrides
+            .iter()
+            .find_map(|o| o.strip_prefix("node.id="))
+            .and_then(|v| v.parse::<i32>().ok())
+            .unwrap();
+        vec![
+            ("LD_PRELOAD".into(), shim.display().to_string()),
+            ("FI_CTL".into(), control(id).display().to_string()),
+            (
+                "FI_PREFIX".into(),
+                node.data_dir.join("failing-0").display().to_string(),
+            ),
+        ]
+    })
+    .expect("start the cluster");
+    create_replicated(cluster.node(2), "failing");
+    let (old, isr) = leader_and_isr(cluster.node(2), "failing");
+    assert_eq!(isr, vec![2, 3, 4]);
+    let mut lc = connect(cluster.node(old));
+    for i in 0..5 {
+        assert_eq!(
+            produce(&mut lc, "failing", 0, &[format!("v{i}").as_bytes()]),
+            (0, i)
+        );
+    }
+    // The leader's disk fails under that partition.
+    std::fs::write(control(old), "write=eio\n").unwrap();
+    let failed_at = std::time::Instant::now();
+    assert_eq!(
+        produce(&mut lc, "failing", 0, &[b"lost"]).0,
+        ErrorCode::KafkaStorageError.code(),
+        "a failed append is KAFKA_STORAGE_ERROR"
+    );
+    // Its heartbeats report the log offline; the controller moves the
+    // leadership to an in-sync replica and takes it out of the ISR.
+    let other = [2, 3, 4].into_iter().find(|b| *b != old).unwrap();
+    let mut moved = (old, vec![]);
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            moved = leader_and_isr(cluster.node(other), "failing");
+            moved.0 != old && moved.0 > 0 && !moved.1.contains(&old)
+        }),
+        "leadership stayed with the failed broker {old}: {moved:?}"
+    );
+    eprintln!(
+        "leadership left the failed broker after {:?}",
+        failed_at.elapsed()
+    );
+    let (new, isr) = moved;
+    assert_eq!(isr.len(), 2);
+    // Writes go on with the other two replicas; nothing acknowledged was
+    // lost.
+    let mut nc = connect(cluster.node(new));
+    assert_eq!(produce(&mut nc, "failing", 0, &[b"v5"]), (0, 5));
+    let records = decode_records(
+        &fetch(&mut nc, "failing", 0, 0, 1 << 20)
+            .records
+            .unwrap_or_default(),
+    );
+    let expected: Vec<(i64, Vec<u8>)> = (0..6).map(|i| (i, format!("v{i}").into_bytes())).collect();
+    assert_eq!(records, expected);
+    // The failed broker stays up, registered and serving.
+    let (brokers, _) = {
+        let mut c = connect(cluster.node(old));
+        let r = topic_metadata(&mut c, "failing");
+        let mut b: Vec<i32> = r.brokers.iter().map(|b| b.node_id.0).collect();
+        b.sort();
+        (b, ())
+    };
+    assert_eq!(brokers, vec![2, 3, 4]);
+    // Once the disk is healthy and the broker restarts, its log loads and
+    // it catches up into the ISR again.
+    std::fs::write(control(old), "write=ok\n").unwrap();
+    cluster.node(old).terminate().unwrap();
+    cluster.node(old).spawn().unwrap();
+    assert!(
+        wait_until(DEADLINE, || leader_and_isr(cluster.node(new), "failing").1
+            == vec![2, 3, 4]),
+        "the restarted broker did not rejoin the ISR"
+    );
 }

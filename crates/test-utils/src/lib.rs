@@ -118,6 +118,8 @@ pub struct BrokerProcess {
     /// A properties file passed with `--config`; its listeners are used
     /// as they are (`port` must be its client port).
     pub config_file: Option<PathBuf>,
+    /// Extra environment variables (a fault-injection preload, say).
+    pub env: Vec<(String, String)>,
     log_path: PathBuf,
     _temp: Option<tempfile::TempDir>,
 }
@@ -158,6 +160,7 @@ impl BrokerProcess {
             log_filter: log_filter.into(),
             controller_only: false,
             config_file: None,
+            env: Vec::new(),
             log_path: temp.path().join("broker.log"),
             _temp: Some(temp),
         })
@@ -203,6 +206,7 @@ impl BrokerProcess {
             cmd.arg("--override").arg(o);
         }
         cmd.env("STROM_LOG", &self.log_filter)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -392,6 +396,18 @@ impl Cluster {
         nodes: &[(&str, &str)],
         overrides: &[&str],
     ) -> Result<Self> {
+        Self::start_nodes_with_env(binary, nodes, overrides, |_| Vec::new())
+    }
+
+    /// [`Cluster::start_nodes`], each node's process getting the
+    /// environment variables `env` gives for it (its data directory is
+    /// known by then).
+    pub fn start_nodes_with_env(
+        binary: impl AsRef<Path>,
+        nodes: &[(&str, &str)],
+        overrides: &[&str],
+        env: impl Fn(&BrokerProcess) -> Vec<(String, String)>,
+    ) -> Result<Self> {
         let cluster_id = random_cluster_id();
         let client_ports: Vec<u16> = nodes.iter().map(|_| free_port()).collect();
         let controller_ports: Vec<u16> = nodes.iter().map(|_| free_port()).collect();
@@ -440,6 +456,7 @@ impl Cluster {
                 BrokerProcess::prepare(&binary, port, &refs, "info,strom_controller=debug")?;
             node.host = host.to_string();
             node.controller_only = !broker;
+            node.env = env(&node);
             processes.push(node);
         }
         Self::launch_all(processes, cluster_id)

@@ -654,6 +654,7 @@ pub async fn run_broker(cluster: Arc<Cluster>, id: u64, mut stop: watch::Receive
                     broker_epoch,
                     applied_offset: applied,
                     want_shutdown: false,
+                    offline_replicas: Vec::new(),
                 };
                 if let Some(ControllerOpResult::BrokerHeartbeat(Err(e))) = cluster
                     .route(id, ControllerOp::BrokerHeartbeat(heartbeat))
