@@ -516,7 +516,7 @@ fn produce_until_killed(
         for i in first..first + 100_000 {
             let topic = &topics[i % topics.len()];
             let round = i / topics.len();
-            let acks = if round % 2 == 0 { -1 } else { 1 };
+            let acks = if round.is_multiple_of(2) { -1 } else { 1 };
             let partition = (round / 2 % 2) as i32;
             let value = format!("{topic}-{i}-{}", "v".repeat(i % 61)).into_bytes();
             let req = ProduceRequest::default()
