@@ -447,6 +447,12 @@ impl Log {
             if let Some(last) = segments.values_mut().next_back() {
                 last.make_active(capacity)?;
             }
+            // The segments after it are gone for good: without this, a
+            // second power loss could bring their names back, with records
+            // at offsets the log is about to reuse.
+            if report.deleted_segments > 0 {
+                sync_dir(&dir)?;
+            }
         }
         if segments.is_empty() {
             let base = options.log_start_offset.max(0);
