@@ -186,6 +186,9 @@ impl MetadataQuorum {
     async fn try_to_lead(&self, peers: &Arc<dyn ElectionPeers>, timeout: Duration) {
         let metrics = self.raft().metrics().borrow().clone();
         if matches!(metrics.state, ServerState::Leader | ServerState::Shutdown) {
+            // A leader hears itself: once deposed, it waits a whole
+            // timeout before it tries again.
+            self.elections().heard_from_leader();
             return;
         }
         tracing::debug!(

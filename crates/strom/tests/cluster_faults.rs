@@ -216,8 +216,15 @@ fn a_paused_controller_is_replaced_and_rejoins_as_a_follower() {
     pause_process(pid, false);
     assert_eq!(created, 0, "{}", log_tails(&cluster));
     assert_one_history(&cluster, &["while-paused"]);
-    let leaders: BTreeSet<Option<i32>> = cluster.nodes.iter().map(controller_id).collect();
-    assert_eq!(leaders.len(), 1, "one controller: {leaders:?}");
+    // The resumed node learns the new leader from its first heartbeat.
+    let mut leaders = BTreeSet::new();
+    assert!(
+        wait_until(DEADLINE, || {
+            leaders = cluster.nodes.iter().map(controller_id).collect();
+            leaders.len() == 1 && !leaders.contains(&None)
+        }),
+        "one controller: {leaders:?}"
+    );
 }
 
 #[test]

@@ -720,6 +720,14 @@ pub async fn inject_fault(cluster: &Cluster) {
         }
         // Heal everything.
         6 | 7 => cluster.net.cut.lock().clear(),
+        // Crash the leader: with pre-vote, faults that hit only followers
+        // leave a working leader alone, so leadership moves only when the
+        // leader itself is hit.
+        8 if down.is_empty() => {
+            if let Some((leader, _)) = cluster.leader() {
+                cluster.crash_node(leader).await;
+            }
+        }
         _ => {}
     }
 }
