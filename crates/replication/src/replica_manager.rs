@@ -387,10 +387,12 @@ impl ReplicaManager {
         config
     }
 
-    /// Loads the logs on disk at start-up, deleting those the metadata no
-    /// longer has. Blocking.
+    /// Loads the logs on disk at start-up, setting aside those the metadata
+    /// no longer has. While a log directory is offline, a hosted partition
+    /// whose log was not found is held offline rather than created empty
+    /// (it may live in that directory). Blocking.
     pub fn load_logs(&self, image: &MetadataImage) -> Result<LoadSummary, StorageError> {
-        self.log_manager.load_logs(now_ms(), |tp, topic_id| {
+        let mut summary = self.log_manager.load_logs(now_ms(), |tp, topic_id| {
             let topic = image.topic(&tp.topic)?;
             let hosted = topic
                 .partitions
@@ -398,7 +400,30 @@ impl ReplicaManager {
                 .is_some_and(|p| p.replicas.contains(&self.node_id));
             let same_topic = topic_id.is_none_or(|id| id == topic.id);
             (hosted && same_topic).then(|| (self.topic_config(image, &tp.topic), topic.id))
-        })
+        })?;
+        if !self.log_manager.offline_dirs().is_empty() {
+            let assigned = image
+                .topics()
+                .flat_map(|topic| {
+                    topic
+                        .partitions
+                        .iter()
+                        .filter(|(_, p)| p.replicas.contains(&self.node_id))
+                        .map(|(index, _)| {
+                            (
+                                TopicPartition::new(topic.name.clone(), *index),
+                                topic.id,
+                                self.topic_config(image, &topic.name),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            summary.offline_logs += self
+                .log_manager
+                .hold_missing_logs_offline(assigned, now_ms());
+        }
+        Ok(summary)
     }
 
     /// Brings the hosted partitions in line with `image`. Blocking.

@@ -26,8 +26,16 @@
 //! reads and writes with KAFKA_STORAGE_ERROR ([`Log::failed_to_load`]),
 //! its files untouched and its directory never mistaken for a stray, while
 //! the broker serves every other partition; the next start-up tries again.
-//! A directory that cannot even be listed still stops start-up, since its
-//! partitions cannot be known. Shutdown closes every log and checkpoints
+//! A whole directory that fails (it cannot be created, locked, read or
+//! listed: an I/O error) goes offline with every partition in it, as
+//! Kafka's failed log directories do: it is left alone, new logs go to the
+//! other directories, and each partition the metadata places on this
+//! broker whose log was not found elsewhere is held as an offline log
+//! (KAFKA_STORAGE_ERROR), never re-created empty, since its data may be in
+//! that directory (the broker reports them, and the controller moves their
+//! leadership away). The first directory holds the metadata log, so its
+//! failure, and a directory of another node or cluster or locked by
+//! another process, still stop start-up. Shutdown closes every log and checkpoints
 //! every directory even after an error, and writes the clean-shutdown
 //! marker only in the directories where all of that succeeded, so logs
 //! that went offline, or failed to close, are recovered next time.
@@ -69,6 +77,72 @@ struct LogDir {
     _lock: File,
 }
 
+/// Opens one log directory: creates and locks it, checks or writes its
+/// `meta.properties`, clears temporary files; with whether it holds logs
+/// without a clean-shutdown marker.
+fn open_dir(path: &Path, node_id: i32, cluster_id: &str) -> Result<(LogDir, bool)> {
+    create_dir_all_durably(path, sync_dir)?;
+    let lock_path = path.join(LOCK_FILE);
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(StorageError::io("open lock file", &lock_path))?;
+    lock.try_lock().map_err(|_| StorageError::CorruptFile {
+        path: path.to_path_buf(),
+        reason: "another process holds this log directory's lock".into(),
+    })?;
+    match MetaProperties::read(path)? {
+        Some(m) if m.node_id != node_id => {
+            return Err(StorageError::CorruptFile {
+                path: path.to_path_buf(),
+                reason: format!("log directory belongs to node.id={}, not {node_id}", m.node_id),
+            })
+        }
+        Some(m) if m.cluster_id != cluster_id => {
+            return Err(StorageError::CorruptFile {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "log directory belongs to cluster {}, not {cluster_id}; refusing to mix clusters' data",
+                    m.cluster_id
+                ),
+            })
+        }
+        Some(_) => {}
+        None => MetaProperties {
+            node_id,
+            cluster_id: cluster_id.to_string(),
+            directory_id: strom_protocol::uuid_text::uuid_to_base64(&Uuid::new_v4()),
+        }
+        .write(path)?,
+    }
+    // Temporary files of writes a crash interrupted.
+    for entry in fs::read_dir(path)
+        .map_err(StorageError::io("list log directory", path))?
+        .flatten()
+    {
+        if entry.file_name().to_string_lossy().ends_with(".tmp") {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+    let marker = path.join(CLEAN_SHUTDOWN_FILE);
+    let has_logs = fs::read_dir(path)
+        .map_err(StorageError::io("list log directory", path))?
+        .flatten()
+        .any(|e| {
+            e.path().is_dir() && parse_log_dir_name(&e.file_name().to_string_lossy()).is_some()
+        });
+    let unclean = has_logs && !marker.exists();
+    Ok((
+        LogDir {
+            path: path.to_path_buf(),
+            _lock: lock,
+        },
+        unclean,
+    ))
+}
+
 /// What start-up loading did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadSummary {
@@ -89,6 +163,9 @@ pub struct LoadSummary {
 #[derive(Debug)]
 pub struct LogManager {
     dirs: Vec<LogDir>,
+    /// Directories that failed: at start-up, or when they could not be
+    /// listed while loading.
+    offline_dirs: RwLock<Vec<PathBuf>>,
     logs: RwLock<HashMap<TopicPartition, Arc<Log>>>,
     had_clean_shutdown: bool,
     /// Serialises checkpoint writers (the periodic task and shutdown).
@@ -171,75 +248,41 @@ impl LogManager {
     /// directory belongs to another node or cluster.
     pub fn open(dirs: &[PathBuf], node_id: i32, cluster_id: &str) -> Result<Self> {
         let mut opened = Vec::new();
+        let mut offline = Vec::new();
         let mut clean = true;
-        for path in dirs {
-            create_dir_all_durably(path, sync_dir)?;
-            let lock_path = path.join(LOCK_FILE);
-            let lock = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&lock_path)
-                .map_err(StorageError::io("open lock file", &lock_path))?;
-            lock.try_lock().map_err(|_| StorageError::CorruptFile {
-                path: path.clone(),
-                reason: "another process holds this log directory's lock".into(),
-            })?;
-            match MetaProperties::read(path)? {
-                Some(m) if m.node_id != node_id => {
-                    return Err(StorageError::CorruptFile {
-                        path: path.clone(),
-                        reason: format!("log directory belongs to node.id={}, not {node_id}", m.node_id),
-                    })
+        for (i, path) in dirs.iter().enumerate() {
+            match open_dir(path, node_id, cluster_id) {
+                Ok((dir, unclean)) => {
+                    clean &= !unclean;
+                    opened.push(dir);
                 }
-                Some(m) if m.cluster_id != cluster_id => {
-                    return Err(StorageError::CorruptFile {
-                        path: path.clone(),
-                        reason: format!(
-                            "log directory belongs to cluster {}, not {cluster_id}; refusing to mix clusters' data",
-                            m.cluster_id
-                        ),
-                    })
+                // An I/O error in a directory other than the metadata
+                // log's: that directory goes offline, the broker goes on.
+                Err(e @ StorageError::Io { .. }) if i > 0 => {
+                    tracing::error!(dir = %path.display(), error = %e, "log directory failed: it is offline with all its partitions (KAFKA_STORAGE_ERROR) until a restart finds it healthy");
+                    offline.push(path.clone());
                 }
-                Some(_) => {}
-                None => MetaProperties {
-                    node_id,
-                    cluster_id: cluster_id.to_string(),
-                    directory_id: strom_protocol::uuid_text::uuid_to_base64(&Uuid::new_v4()),
-                }
-                .write(path)?,
+                Err(e) => return Err(e),
             }
-            // Temporary files of writes a crash interrupted.
-            for entry in fs::read_dir(path)
-                .map_err(StorageError::io("list log directory", path))?
-                .flatten()
-            {
-                if entry.file_name().to_string_lossy().ends_with(".tmp") {
-                    let _ = fs::remove_file(entry.path());
-                }
-            }
-            let marker = path.join(CLEAN_SHUTDOWN_FILE);
-            let has_logs = fs::read_dir(path)
-                .map_err(StorageError::io("list log directory", path))?
-                .flatten()
-                .any(|e| {
-                    e.path().is_dir()
-                        && parse_log_dir_name(&e.file_name().to_string_lossy()).is_some()
-                });
-            if has_logs && !marker.exists() {
-                clean = false;
-            }
-            opened.push(LogDir {
-                path: path.clone(),
-                _lock: lock,
-            });
         }
         Ok(Self {
             dirs: opened,
+            offline_dirs: RwLock::new(offline),
             logs: RwLock::new(HashMap::new()),
             had_clean_shutdown: clean,
             checkpoint_lock: parking_lot::Mutex::new(()),
         })
+    }
+
+    /// The log directories that failed (they hold no loaded log).
+    pub fn offline_dirs(&self) -> Vec<PathBuf> {
+        self.offline_dirs.read().clone()
+    }
+
+    /// The directories in use: opened and not failed since.
+    fn online_dirs(&self) -> impl Iterator<Item = &LogDir> {
+        let offline = self.offline_dirs();
+        self.dirs.iter().filter(move |d| !offline.contains(&d.path))
     }
 
     /// Whether the previous run ended with a clean shutdown.
@@ -279,8 +322,15 @@ impl LogManager {
                 tracing::warn!(error = %e, "ignoring unreadable high watermark checkpoint; logs start from their log start offsets");
                 HashMap::new()
             });
-            let entries = fs::read_dir(&dir.path)
-                .map_err(StorageError::io("list log directory", &dir.path))?;
+            let entries = match fs::read_dir(&dir.path) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    let e = StorageError::io("list log directory", &dir.path)(e);
+                    tracing::error!(dir = %dir.path.display(), error = %e, "log directory failed: it is offline with all its partitions (KAFKA_STORAGE_ERROR) until a restart finds it healthy");
+                    self.offline_dirs.write().push(dir.path.clone());
+                    continue;
+                }
+            };
             for entry in entries.flatten() {
                 let path = entry.path();
                 if !path.is_dir() {
@@ -344,7 +394,7 @@ impl LogManager {
                 self.logs.write().insert(tp, Arc::new(log));
             }
         }
-        for dir in &self.dirs {
+        for dir in self.online_dirs() {
             let marker = dir.path.join(CLEAN_SHUTDOWN_FILE);
             match fs::remove_file(&marker) {
                 Ok(()) => {
@@ -357,6 +407,51 @@ impl LogManager {
             }
         }
         Ok(summary)
+    }
+
+    /// While a log directory is offline: holds each of `assigned` (the
+    /// partitions the metadata places on this broker, with their topic ids
+    /// and configs) that no online directory had as an offline log, since
+    /// its data may be in the failed directory; an empty new log could
+    /// otherwise pass for it. Returns how many it holds so.
+    pub fn hold_missing_logs_offline(
+        &self,
+        assigned: Vec<(TopicPartition, Uuid, Arc<TopicConfig>)>,
+        now_ms: i64,
+    ) -> usize {
+        let offline = self.offline_dirs();
+        let Some(failed) = offline.first() else {
+            return 0;
+        };
+        let mut logs = self.logs.write();
+        let mut held = 0;
+        for (tp, topic_id, config) in assigned {
+            if logs.contains_key(&tp) {
+                continue;
+            }
+            let options = LoadOptions {
+                had_clean_shutdown: false,
+                recovery_point: 0,
+                log_start_offset: 0,
+                high_watermark: None,
+                now_ms,
+                topic_id,
+            };
+            let reason = format!(
+                "its log may be in the failed log directory {}",
+                failed.display()
+            );
+            let log = Log::failed_to_load(
+                failed.join(tp.to_string()),
+                tp.clone(),
+                config,
+                &options,
+                reason,
+            );
+            logs.insert(tp, Arc::new(log));
+            held += 1;
+        }
+        held
     }
 
     /// The log of a partition, if this broker has it.
@@ -390,8 +485,7 @@ impl LogManager {
             return Ok(Arc::clone(log));
         }
         let dir = self
-            .dirs
-            .iter()
+            .online_dirs()
             .min_by_key(|d| {
                 logs.values()
                     .filter(|l| l.dir().starts_with(&d.path))
@@ -477,9 +571,14 @@ impl LogManager {
     fn checkpoint_dirs(&self) -> Vec<Result<()>> {
         let _one_writer = self.checkpoint_lock.lock();
         let logs = self.all();
+        let offline = self.offline_dirs();
         self.dirs
             .iter()
             .map(|dir| {
+                if offline.contains(&dir.path) {
+                    // Left as it was: nothing there is loaded.
+                    return Ok(());
+                }
                 let mut recovery = Vec::new();
                 let mut starts = Vec::new();
                 let mut hws = Vec::new();
@@ -528,8 +627,9 @@ impl LogManager {
                 first_error.get_or_insert(e);
             }
         }
+        let offline = self.offline_dirs();
         for (dir, unclean) in self.dirs.iter().zip(unclean) {
-            if unclean {
+            if unclean || offline.contains(&dir.path) {
                 continue;
             }
             if let Err(e) = write_atomically(

@@ -247,3 +247,99 @@ fn a_log_that_fails_to_load_takes_only_its_partition_offline() {
     assert_eq!(read_all(&manager.get(&bad).unwrap(), 0).len(), 3);
     manager.shutdown(NOW).unwrap();
 }
+
+#[test]
+fn a_failed_log_directory_takes_only_its_partitions_offline() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs = [root.path().join("one"), root.path().join("two")];
+    let config = Arc::new(TopicConfig::kafka_defaults());
+    let (first, second, new) = (
+        TopicPartition::new("first", 0),
+        TopicPartition::new("second", 0),
+        TopicPartition::new("new", 0),
+    );
+    let ids = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
+    let manager = LogManager::open(&dirs, 1, "cluster").unwrap();
+    // One log in each directory (new logs go to the least used one).
+    for (tp, id) in [(&first, ids[0]), (&second, ids[1])] {
+        let log = manager
+            .get_or_create(tp, id, Arc::clone(&config), NOW)
+            .unwrap();
+        for i in 0..3 {
+            log.append_as_leader(batch(&[value(i)], NOW), 0, NOW)
+                .unwrap();
+        }
+        log.update_high_watermark(3);
+    }
+    assert!(dirs[1].join("second-0").is_dir());
+    manager.shutdown(NOW).unwrap();
+    drop(manager);
+
+    // The second directory fails: where it was, the broker finds
+    // something it cannot use as a directory.
+    let moved = root.path().join("two.moved");
+    std::fs::rename(&dirs[1], &moved).unwrap();
+    std::fs::write(&dirs[1], b"not a directory").unwrap();
+
+    let manager = LogManager::open(&dirs, 1, "cluster").unwrap();
+    assert_eq!(manager.offline_dirs(), vec![dirs[1].clone()]);
+    let summary = manager
+        .load_logs(NOW, |tp, _| {
+            let id = if tp.topic == "first" { ids[0] } else { ids[1] };
+            Some((Arc::clone(&config), id))
+        })
+        .unwrap();
+    assert_eq!(summary.logs, 1);
+    // The metadata places both partitions here: the one not found is held
+    // offline, never created empty.
+    let assigned = vec![
+        (first.clone(), ids[0], Arc::clone(&config)),
+        (second.clone(), ids[1], Arc::clone(&config)),
+    ];
+    assert_eq!(manager.hold_missing_logs_offline(assigned, NOW), 1);
+    let second_log = manager
+        .get_or_create(&second, ids[1], Arc::clone(&config), NOW)
+        .unwrap();
+    assert!(second_log.is_offline());
+    assert_eq!(
+        second_log.check_online().unwrap_err().error_code(),
+        ErrorCode::KafkaStorageError
+    );
+    // The other directory serves on, and takes the new logs.
+    let first_log = manager.get(&first).unwrap();
+    assert_eq!(read_all(&first_log, 0).len(), 3);
+    assert_eq!(append(&first_log, &[b"more".to_vec()], NOW), 3);
+    let new_log = manager
+        .get_or_create(&new, ids[2], Arc::clone(&config), NOW)
+        .unwrap();
+    assert!(new_log.dir().starts_with(&dirs[0]));
+    manager.checkpoint().unwrap();
+    let _ = manager.shutdown(NOW);
+    drop((manager, first_log, second_log, new_log));
+
+    // Once the directory is back, its partition loads with its records.
+    std::fs::remove_file(&dirs[1]).unwrap();
+    std::fs::rename(&moved, &dirs[1]).unwrap();
+    let manager = LogManager::open(&dirs, 1, "cluster").unwrap();
+    assert!(manager.offline_dirs().is_empty());
+    let summary = manager
+        .load_logs(NOW, |tp, _| {
+            let id = match tp.topic.as_str() {
+                "first" => ids[0],
+                "second" => ids[1],
+                _ => ids[2],
+            };
+            Some((Arc::clone(&config), id))
+        })
+        .unwrap();
+    assert_eq!((summary.logs, summary.offline_logs), (3, 0));
+    assert_eq!(read_all(&manager.get(&second).unwrap(), 0).len(), 3);
+    assert_eq!(read_all(&manager.get(&first).unwrap(), 0).len(), 4);
+    manager.shutdown(NOW).unwrap();
+
+    // The first directory holds the metadata log: its failure stops
+    // start-up.
+    std::fs::rename(&dirs[0], root.path().join("one.moved")).unwrap();
+    std::fs::write(&dirs[0], b"not a directory").unwrap();
+    assert!(LogManager::open(&dirs, 1, "cluster").is_err());
+}
