@@ -191,10 +191,6 @@ impl MetadataQuorum {
             self.elections().heard_from_leader();
             return;
         }
-        tracing::debug!(
-            timeout_ms = timeout.as_millis() as u64,
-            "no leader heard within the election timeout"
-        );
         let membership = metrics.membership_config.membership();
         let voters: Vec<(u64, ControllerNode)> = membership
             .voter_ids()
@@ -203,6 +199,10 @@ impl MetadataQuorum {
         if !voters.iter().any(|(id, _)| *id == self.node_id()) {
             return;
         }
+        tracing::debug!(
+            timeout_ms = timeout.as_millis() as u64,
+            "no leader heard within the election timeout"
+        );
         let request = PreVoteRequest {
             candidate: self.node_id(),
             term: metrics.current_term + 1,
