@@ -13,8 +13,9 @@
 //! As leader, a [`Partition`] tracks its followers' fetches
 //! ([`follower_progress`]) and moves the high watermark to what every
 //! in-sync replica has; with this broker alone in the ISR it follows the
-//! log end offset. Replication factors above 1 are still refused by the
-//! controller until the follower fetchers and ISR changes are complete.
+//! log end offset. As follower, it is fed by a [`replica_fetcher`] that
+//! fetches from its leader; leaders propose ISR changes to the controller.
+//! The periodic log work runs in [`log_maintenance`].
 
 #![cfg_attr(
     test,
@@ -25,6 +26,7 @@ pub mod broker_client;
 pub mod clock;
 pub mod error;
 pub mod follower_progress;
+pub mod log_maintenance;
 pub mod partition;
 pub mod replica_fetcher;
 pub mod replica_manager;
@@ -32,9 +34,9 @@ pub mod replication_quota;
 
 pub use clock::lag_clock_ms;
 pub use error::ReplicaError;
+pub use log_maintenance::{run_log_maintenance, shutdown_signalled, MaintenanceIntervals};
 pub use partition::{Partition, PartitionState};
 pub use replica_manager::{
-    isolate, run_log_maintenance, shutdown_signalled, special_timestamps, FetchParams,
-    FetchPartition, FetchPartitionResult, IsolationLevel, MaintenanceIntervals, OffsetAndTimestamp,
-    ReplicaManager,
+    isolate, special_timestamps, FetchParams, FetchPartition, FetchPartitionResult, IsolationLevel,
+    OffsetAndTimestamp, ReplicaManager,
 };
