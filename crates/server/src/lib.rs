@@ -15,7 +15,6 @@
     allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
-pub mod allocator;
 pub mod broker;
 pub mod connection;
 pub mod context;

@@ -1,6 +1,7 @@
 //! The `strom` binary: parses the command line, loads the configuration,
 //! sets up logging and runs a broker until SIGTERM or Ctrl-C. All the work
-//! happens in the library crates; this file only wires them.
+//! happens in the library crates; this file only wires them, and holds
+//! what is the process's own concern (the global allocator, [`allocator`]).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -8,12 +9,14 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use strom_config::{BrokerConfig, ConfigInputs};
-use strom_server::allocator::BrokerAllocator;
 use strom_server::provisioning::{read_topics, TopicSpec};
 use strom_server::Broker;
 
+mod allocator;
+use allocator::BrokerAllocator;
+
 /// Large reservations made from request contents must never abort the
-/// process; see `strom_server::allocator`.
+/// process; see [`allocator`].
 #[global_allocator]
 static ALLOCATOR: BrokerAllocator = BrokerAllocator;
 

@@ -111,6 +111,7 @@ unsafe impl GlobalAlloc for BrokerAllocator {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
