@@ -1,8 +1,8 @@
 //! Cluster metadata as data: the records of the metadata log and the
 //! immutable image they build. Pure functions, no I/O, no Raft.
 //!
-//! The controller (today a one-voter local quorum, later an openraft
-//! quorum) appends [`MetadataRecord`]s to the metadata log; every broker
+//! The active controller (the leader of the openraft quorum) appends
+//! [`MetadataRecord`]s to the metadata log; every broker
 //! applies committed records to its current [`MetadataImage`] with
 //! [`MetadataImage::apply`], which returns the next image and a
 //! [`MetadataDelta`] saying what changed (topics created or deleted,

@@ -1,7 +1,8 @@
 //! A small builder of uncompressed v2 record batches, for tests, tools and
 //! benchmarks that need exact control over every header field (including
-//! wrong ones). Production code never builds batches: it stores what
-//! producers send.
+//! wrong ones). The broker stores what producers send as it is; the
+//! batches it writes itself (`__consumer_offsets` records, metadata log
+//! entries) are encoded with kafka-protocol's `RecordBatchEncoder`.
 
 use crate::batch::{compute_crc, BATCH_HEADER_BYTES, LOG_OVERHEAD_BYTES, MAGIC_V2};
 use crate::varint::{write_varint, write_varlong};

@@ -37,6 +37,6 @@ pub use error::ReplicaError;
 pub use log_maintenance::{run_log_maintenance, shutdown_signalled, MaintenanceIntervals};
 pub use partition::{Partition, PartitionState};
 pub use replica_manager::{
-    isolate, special_timestamps, FetchParams, FetchPartition, FetchPartitionResult, IsolationLevel,
-    OffsetAndTimestamp, ReplicaManager,
+    panic_boundary, special_timestamps, FetchParams, FetchPartition, FetchPartitionResult,
+    IsolationLevel, OffsetAndTimestamp, ReplicaManager,
 };

@@ -143,12 +143,13 @@ impl ReplicaManager {
             // as new (after it, they would be lost to the estimate below and
             // the wait would run to its deadline).
             let baseline = appended(&live);
-            let (live2, parts2) = (Arc::clone(&live), Arc::clone(&partitions));
+            let (live_for_read, partitions_for_read) = (Arc::clone(&live), Arc::clone(&partitions));
             let quota = Arc::clone(&self.leader_quota);
-            let results =
-                tokio::task::spawn_blocking(move || read_pass(&live2, &parts2, params, &quota))
-                    .await
-                    .unwrap_or_default();
+            let results = tokio::task::spawn_blocking(move || {
+                read_pass(&live_for_read, &partitions_for_read, params, &quota)
+            })
+            .await
+            .unwrap_or_default();
             let total: usize = results.iter().flatten().map(|r| r.records.len()).sum();
             let any_error = errors.iter().any(Option::is_some)
                 || results.iter().flatten().any(|r| r.error.is_some());
@@ -232,7 +233,7 @@ fn read_pass(
             }
             let limit = fp.partition_max_bytes.min(left);
             Some(
-                match isolate(|| p.read(fp.fetch_offset, limit, bound, min_one)) {
+                match panic_boundary(|| p.read(fp.fetch_offset, limit, bound, min_one)) {
                     Ok(r) => {
                         if throttled {
                             leader_quota.record(r.records.len());

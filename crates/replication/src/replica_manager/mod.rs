@@ -52,9 +52,9 @@ mod produce;
 pub use fetch::{FetchParams, FetchPartition, FetchPartitionResult, IsolationLevel};
 pub use list_offsets::{special_timestamps, OffsetAndTimestamp};
 
-/// Runs `f`, turning a panic (a bug, already logged by the panic hook) into
-/// an error for this partition only.
-pub fn isolate<T>(f: impl FnOnce() -> Result<T, ReplicaError>) -> Result<T, ReplicaError> {
+/// A catch-unwind boundary: runs `f`, turning a panic (a bug, already logged
+/// by the panic hook) into an error for this partition only.
+pub fn panic_boundary<T>(f: impl FnOnce() -> Result<T, ReplicaError>) -> Result<T, ReplicaError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
         .unwrap_or_else(|_| Err(ReplicaError::Internal("the operation panicked".into())))
 }

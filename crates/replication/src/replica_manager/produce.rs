@@ -23,7 +23,7 @@ impl ReplicaManager {
                 .into_iter()
                 .map(|t| {
                     t.and_then(|(p, records)| {
-                        isolate(|| p.append_as_leader(&records, acks, produce_version, now))
+                        panic_boundary(|| p.append_as_leader(&records, acks, produce_version, now))
                             .map(|i| (p, i))
                     })
                 })

@@ -67,7 +67,7 @@ pub struct FetchHandler;
 
 /// Where one requested partition's answer comes from: a read (index into
 /// the replica manager's results) or an error decided up front.
-struct Slot {
+struct ReadSlot {
     partition: i32,
     read: Option<usize>,
     error: Option<ErrorCode>,
@@ -137,7 +137,7 @@ impl Handler for FetchHandler {
         };
         let isolation = IsolationLevel::from_wire(request.isolation_level);
         // Resolve topics; remember where each partition's answer goes.
-        let mut layout: Vec<(FetchableTopicResponse, Option<String>, Vec<Slot>)> = Vec::new();
+        let mut layout: Vec<(FetchableTopicResponse, Option<String>, Vec<ReadSlot>)> = Vec::new();
         let mut wanted: Vec<FetchPartition> = Vec::new();
         for topic in request.topics {
             let name = if version >= 13 {
@@ -147,7 +147,7 @@ impl Handler for FetchHandler {
             };
             let mut parts = Vec::with_capacity(topic.partitions.len());
             for p in topic.partitions {
-                let refused = |code| Slot {
+                let refused = |code| ReadSlot {
                     partition: p.partition,
                     read: None,
                     error: Some(code),
@@ -167,7 +167,7 @@ impl Handler for FetchHandler {
                                 -1
                             },
                         });
-                        Slot {
+                        ReadSlot {
                             partition: p.partition,
                             read: Some(wanted.len() - 1),
                             error: None,
@@ -210,7 +210,7 @@ impl Handler for FetchHandler {
                 topic.partitions = parts
                     .into_iter()
                     .map(
-                        |Slot {
+                        |ReadSlot {
                              partition: index,
                              read,
                              error,

@@ -14,7 +14,7 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::protocol::VersionRange;
 use strom_protocol::ErrorCode;
-use strom_replication::{isolate, special_timestamps, IsolationLevel, OffsetAndTimestamp};
+use strom_replication::{panic_boundary, special_timestamps, IsolationLevel, OffsetAndTimestamp};
 use strom_storage::TopicPartition;
 
 use super::str_bytes_v3;
@@ -87,7 +87,7 @@ impl Handler for ListOffsetsHandler {
                             } else if min_version_for(p.timestamp).is_none_or(|v| version < v) {
                                 Err(ErrorCode::UnsupportedVersion)
                             } else {
-                                isolate(|| {
+                                panic_boundary(|| {
                                     rm.list_offset(
                                         &image,
                                         &tp,
@@ -156,7 +156,7 @@ impl Handler for ListOffsetsV0Handler {
                             let max = p.max_num_offsets.max(0) as usize;
                             let r = v3::ListOffsetsPartitionResponse::default()
                                 .with_partition_index(p.partition_index);
-                            match isolate(|| {
+                            match panic_boundary(|| {
                                 rm.legacy_offsets_before(
                                     &image,
                                     &tp,

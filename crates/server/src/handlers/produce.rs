@@ -32,7 +32,7 @@ pub struct ProduceHandler;
 
 /// Where one partition's answer comes from: an append (index into the
 /// replica manager's results) or a refusal decided up front.
-struct Slot {
+struct AppendSlot {
     topic: usize,
     partition: i32,
     outcome: Result<usize, (ErrorCode, Option<String>)>,
@@ -77,7 +77,7 @@ impl Handler for ProduceHandler {
         let may_write_internal = ctx.client_id.as_deref() == Some(ADMIN_CLIENT_ID);
         let fenced = ctx.broker.lifecycle.is_fenced();
         // Resolve every partition first; `slots` keeps the response order.
-        let mut slots: Vec<Slot> = Vec::new();
+        let mut slots: Vec<AppendSlot> = Vec::new();
         // Each topic as asked for (name or id) and as resolved.
         let mut topics: Vec<(TopicName, uuid::Uuid, Option<String>)> = Vec::new();
         let mut entries: Vec<(TopicPartition, Bytes)> = Vec::new();
@@ -110,7 +110,7 @@ impl Handler for ProduceHandler {
                         Ok(entries.len() - 1)
                     }
                 };
-                slots.push(Slot {
+                slots.push(AppendSlot {
                     topic: topic_index,
                     partition: p.index,
                     outcome,
@@ -132,7 +132,7 @@ impl Handler for ProduceHandler {
                     .with_topic_id(*id)
             })
             .collect();
-        for Slot {
+        for AppendSlot {
             topic: topic_index,
             partition: index,
             outcome,
