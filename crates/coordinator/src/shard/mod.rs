@@ -1692,5 +1692,4 @@ fn current_join_outcome(group: &Group, member_id: &str, with_members: bool) -> J
 }
 
 #[cfg(test)]
-#[path = "shard_tests.rs"]
 mod tests;
