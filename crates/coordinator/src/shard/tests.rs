@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use super::*;
+use crate::offsets_topic::OffsetCommitValue;
 
 /// The partition the shard writes to.
 #[derive(Default)]
