@@ -11,6 +11,7 @@
 //! member or phase ([`crate::timers`]): when one fires, the state decides
 //! (the deadline moved: arm again; the phase is over: ignore it).
 
+mod deadlines;
 mod offsets;
 
 use std::collections::HashMap;
@@ -29,6 +30,7 @@ use crate::group::{next_generation, Group, GroupState, InitialDelay, Member};
 use crate::offsets_topic::{OffsetsRecord, MAX_RECORD_STRING_BYTES};
 use crate::outcome::*;
 use crate::timers::KeyedTimers;
+use deadlines::Timer;
 use strom_config::GroupKeys as GroupConfig;
 
 /// Appends records to this shard's `__consumer_offsets` partition and
@@ -68,14 +70,6 @@ pub(crate) enum Command {
         Vec<(String, i32)>,
         oneshot::Sender<Result<Vec<Option<ErrorCode>>, ErrorCode>>,
     ),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-enum Timer {
-    Session { group: String, member: String },
-    Pending { group: String, member: String },
-    Join { group: String },
-    Sync { group: String, generation: i32 },
 }
 
 fn now_ms() -> i64 {
@@ -320,10 +314,6 @@ impl Shard {
                 }
             }
         }
-    }
-
-    fn schedule(&mut self, at: Instant, timer: Timer) {
-        self.timers.arm(timer, at);
     }
 
     async fn handle(&mut self, command: Command) {
@@ -1049,25 +1039,6 @@ impl Shard {
         (state == GroupState::PreparingRebalance).then_some(ErrorCode::RebalanceInProgress)
     }
 
-    fn refresh_session(&mut self, group_id: &str, member_id: &str, now: Instant) {
-        let Some(m) = self
-            .groups
-            .get_mut(group_id)
-            .and_then(|g| g.members.get_mut(member_id))
-        else {
-            return;
-        };
-        m.session_deadline = now + Duration::from_millis(m.session_timeout_ms.max(0) as u64);
-        let deadline = m.session_deadline;
-        self.schedule(
-            deadline,
-            Timer::Session {
-                group: group_id.to_string(),
-                member: member_id.to_string(),
-            },
-        );
-    }
-
     async fn leave(
         &mut self,
         group_id: &str,
@@ -1131,174 +1102,6 @@ impl Shard {
             Some(GroupState::PreparingRebalance) => self.maybe_complete_join(group_id).await,
             _ => {}
         }
-    }
-
-    // ----- Timers ------------------------------------------------------
-
-    async fn fire_timers(&mut self) {
-        let now = Instant::now();
-        while let Some(timer) = self.timers.pop_due(now) {
-            match timer {
-                Timer::Session { group, member } => {
-                    self.on_session_timer(&group, &member, now).await
-                }
-                Timer::Pending { group, member } => {
-                    let deadline = self
-                        .groups
-                        .get(&group)
-                        .and_then(|g| g.pending_members.get(&member).copied());
-                    match deadline {
-                        Some(d) if d > now => self.schedule(d, Timer::Pending { group, member }),
-                        Some(_) => {
-                            if let Some(g) = self.groups.get_mut(&group) {
-                                g.pending_members.remove(&member);
-                            }
-                            self.maybe_complete_join(&group).await;
-                        }
-                        None => {}
-                    }
-                }
-                Timer::Join { group } => self.on_join_deadline(&group, now).await,
-                Timer::Sync { group, generation } => {
-                    self.on_sync_deadline(&group, generation, now).await
-                }
-            }
-        }
-    }
-
-    async fn on_session_timer(&mut self, group_id: &str, member_id: &str, now: Instant) {
-        let Some(group) = self.groups.get_mut(group_id) else {
-            return;
-        };
-        let Some(m) = group.members.get(member_id) else {
-            return;
-        };
-        if m.session_deadline > now {
-            // Refreshed since this was armed.
-            let deadline = m.session_deadline;
-            self.schedule(
-                deadline,
-                Timer::Session {
-                    group: group_id.to_string(),
-                    member: member_id.to_string(),
-                },
-            );
-            return;
-        }
-        // A member waiting in JoinGroup or SyncGroup is alive (a new member
-        // only up to its rebalance timeout).
-        let waiting = m.sync_waiter.is_some() || (m.join_waiter.is_some() && !m.is_new);
-        if waiting {
-            let deadline = now + Duration::from_millis(m.session_timeout_ms.max(0) as u64);
-            if let Some(m) = group.members.get_mut(member_id) {
-                m.session_deadline = deadline;
-            }
-            self.schedule(
-                deadline,
-                Timer::Session {
-                    group: group_id.to_string(),
-                    member: member_id.to_string(),
-                },
-            );
-            return;
-        }
-        tracing::info!(
-            group = group_id,
-            member = member_id,
-            "member session expired"
-        );
-        if let Some(m) = group.remove_member(member_id) {
-            fail_waiters(m, ErrorCode::UnknownMemberId);
-        }
-        self.after_member_removed(group_id).await;
-    }
-
-    async fn on_join_deadline(&mut self, group_id: &str, now: Instant) {
-        let Some(group) = self.groups.get_mut(group_id) else {
-            return;
-        };
-        if group.state != GroupState::PreparingRebalance {
-            return;
-        }
-        match group.join_deadline {
-            None => return,
-            Some(d) if d > now => {
-                // A later round's deadline.
-                return self.schedule(
-                    d,
-                    Timer::Join {
-                        group: group_id.to_string(),
-                    },
-                );
-            }
-            Some(_) => {}
-        }
-        if let Some(delay) = group.initial_delay.as_mut() {
-            if delay.joined_in_round && delay.remaining_ms > 0 {
-                let next = delay.delay_ms.min(delay.remaining_ms);
-                delay.remaining_ms -= next;
-                delay.joined_in_round = false;
-                let deadline = now + Duration::from_millis(next);
-                group.join_deadline = Some(deadline);
-                self.schedule(
-                    deadline,
-                    Timer::Join {
-                        group: group_id.to_string(),
-                    },
-                );
-                return;
-            }
-            group.initial_delay = None;
-        }
-        self.complete_join(group_id).await;
-    }
-
-    /// The sync phase ended: if the leader did not send the assignment, or
-    /// some members never asked for theirs, the members that did not sync
-    /// are removed and the group rebalances (Kafka's pending-sync expiry).
-    async fn on_sync_deadline(&mut self, group_id: &str, generation: i32, now: Instant) {
-        let Some(group) = self.groups.get_mut(group_id) else {
-            return;
-        };
-        if !matches!(
-            group.state,
-            GroupState::CompletingRebalance | GroupState::Stable
-        ) || group.generation_id != generation
-        {
-            return;
-        }
-        match group.sync_deadline {
-            None => return,
-            Some(d) if d > now => {
-                return self.schedule(
-                    d,
-                    Timer::Sync {
-                        group: group_id.to_string(),
-                        generation,
-                    },
-                );
-            }
-            Some(_) => {}
-        }
-        let laggards: Vec<String> = group
-            .members
-            .keys()
-            .filter(|id| !group.synced.contains(*id))
-            .cloned()
-            .collect();
-        tracing::info!(
-            group = group_id,
-            generation,
-            ?laggards,
-            "sync phase timed out"
-        );
-        for id in laggards {
-            if let Some(m) = group.remove_member(&id) {
-                fail_waiters(m, ErrorCode::UnknownMemberId);
-            }
-        }
-        self.prepare_rebalance(group_id);
-        self.maybe_complete_join(group_id).await;
     }
 
     // ----- Describe, list, delete ------------------------------------------
