@@ -36,6 +36,18 @@ use crate::quorum_description::QuorumDescription;
 use crate::raft_types::ControllerNode;
 use crate::reassignment;
 
+/// The extractor [`Controller::route_as`] takes: the operation's own answer
+/// is the variant `$variant`, whose fields the patterns bind and `$value`
+/// turns into the caller's `Result`; any other answer is handed back.
+macro_rules! answer {
+    ($variant:ident($($field:pat),*) => $value:expr) => {
+        |answer| match answer {
+            $crate::ops::ControllerOpResult::$variant($($field),*) => Ok($value),
+            other => Err(other),
+        }
+    };
+}
+
 /// Most partitions one CreateTopics or CreatePartitions request may create
 /// (Kafka's `MAX_PARTITIONS_PER_BATCH`).
 pub const MAX_PARTITIONS_PER_REQUEST: i64 = 10_000;
@@ -284,6 +296,19 @@ impl Controller {
         ))
     }
 
+    /// [`Self::route`] for the public operations: the answer `answer` (an
+    /// [`answer!`] closure) recognizes is the result; any other answer is
+    /// UNKNOWN_SERVER_ERROR. Batch operations turn an error into every
+    /// request failing with it.
+    async fn route_as<T>(
+        &self,
+        op: ControllerOp,
+        timeout: Duration,
+        answer: impl FnOnce(ControllerOpResult) -> Result<Result<T, ApiError>, ControllerOpResult>,
+    ) -> Result<T, ApiError> {
+        answer(self.route(op, timeout).await?).unwrap_or_else(|other| Err(unexpected(other)))
+    }
+
     /// Carries out `op` if this node leads the quorum (the server side of
     /// forwarding).
     pub async fn execute_here(&self, op: ControllerOp) -> ControllerOpResult {
@@ -374,30 +399,24 @@ impl Controller {
         &self,
         registration: BrokerRegistration,
     ) -> Result<CommitOffset, ApiError> {
-        match self
-            .route(
-                ControllerOp::RegisterBroker(registration),
-                CONTROLLER_REQUEST_TIMEOUT,
-            )
-            .await?
-        {
-            ControllerOpResult::RegisterBroker(r) => r,
-            other => Err(unexpected(other)),
-        }
+        let op = ControllerOp::RegisterBroker(registration);
+        self.route_as(
+            op,
+            CONTROLLER_REQUEST_TIMEOUT,
+            answer!(RegisterBroker(r) => r),
+        )
+        .await
     }
 
     /// A broker's heartbeat.
     pub async fn heartbeat(&self, heartbeat: BrokerHeartbeat) -> Result<HeartbeatReply, ApiError> {
-        match self
-            .route(
-                ControllerOp::BrokerHeartbeat(heartbeat),
-                CONTROLLER_REQUEST_TIMEOUT,
-            )
-            .await?
-        {
-            ControllerOpResult::BrokerHeartbeat(r) => r,
-            other => Err(unexpected(other)),
-        }
+        let op = ControllerOp::BrokerHeartbeat(heartbeat);
+        self.route_as(
+            op,
+            CONTROLLER_REQUEST_TIMEOUT,
+            answer!(BrokerHeartbeat(r) => r),
+        )
+        .await
     }
 
     /// Creates topics; each topic succeeds or fails on its own. Gives up
@@ -409,20 +428,13 @@ impl Controller {
         timeout: Duration,
     ) -> (Vec<Result<CreatedTopic, ApiError>>, Option<CommitOffset>) {
         let n = topics.len();
-        match self
-            .route(
-                ControllerOp::CreateTopics {
-                    topics,
-                    validate_only,
-                },
-                timeout,
-            )
+        let op = ControllerOp::CreateTopics {
+            topics,
+            validate_only,
+        };
+        self.route_as(op, timeout, answer!(CreateTopics(r, o) => Ok((r, o))))
             .await
-        {
-            Ok(ControllerOpResult::CreateTopics(r, o)) => (r, o),
-            Ok(other) => every_request_failed(n, &unexpected(other)),
-            Err(e) => every_request_failed(n, &e),
-        }
+            .unwrap_or_else(|e| every_request_failed(n, &e))
     }
 
     /// Deletes topics; returns each one's id and name or its error.
@@ -432,14 +444,10 @@ impl Controller {
         timeout: Duration,
     ) -> (Vec<Result<(Uuid, String), ApiError>>, Option<CommitOffset>) {
         let n = topics.len();
-        match self
-            .route(ControllerOp::DeleteTopics { topics }, timeout)
+        let op = ControllerOp::DeleteTopics { topics };
+        self.route_as(op, timeout, answer!(DeleteTopics(r, o) => Ok((r, o))))
             .await
-        {
-            Ok(ControllerOpResult::DeleteTopics(r, o)) => (r, o),
-            Ok(other) => every_request_failed(n, &unexpected(other)),
-            Err(e) => every_request_failed(n, &e),
-        }
+            .unwrap_or_else(|e| every_request_failed(n, &e))
     }
 
     /// Adds partitions to topics.
@@ -450,20 +458,13 @@ impl Controller {
         timeout: Duration,
     ) -> (Vec<Result<(), ApiError>>, Option<CommitOffset>) {
         let n = requests.len();
-        match self
-            .route(
-                ControllerOp::CreatePartitions {
-                    requests,
-                    validate_only,
-                },
-                timeout,
-            )
+        let op = ControllerOp::CreatePartitions {
+            requests,
+            validate_only,
+        };
+        self.route_as(op, timeout, answer!(CreatePartitions(r, o) => Ok((r, o))))
             .await
-        {
-            Ok(ControllerOpResult::CreatePartitions(r, o)) => (r, o),
-            Ok(other) => every_request_failed(n, &unexpected(other)),
-            Err(e) => every_request_failed(n, &e),
-        }
+            .unwrap_or_else(|e| every_request_failed(n, &e))
     }
 
     /// Hands `broker_id` the next block of producer ids; returns its first
@@ -474,19 +475,16 @@ impl Controller {
         broker_id: i32,
         broker_epoch: i64,
     ) -> Result<i64, ApiError> {
-        match self
-            .route(
-                ControllerOp::AllocateProducerIds {
-                    broker_id,
-                    broker_epoch,
-                },
-                CONTROLLER_REQUEST_TIMEOUT,
-            )
-            .await?
-        {
-            ControllerOpResult::AllocateProducerIds(r) => r,
-            other => Err(unexpected(other)),
-        }
+        let op = ControllerOp::AllocateProducerIds {
+            broker_id,
+            broker_epoch,
+        };
+        self.route_as(
+            op,
+            CONTROLLER_REQUEST_TIMEOUT,
+            answer!(AllocateProducerIds(r) => r),
+        )
+        .await
     }
 
     /// ElectLeaders: elects leaders of the given partitions (every
@@ -497,19 +495,12 @@ impl Controller {
         partitions: Option<Vec<(String, i32)>>,
         timeout: Duration,
     ) -> Result<(Vec<ElectionResult>, Option<CommitOffset>), ApiError> {
-        match self
-            .route(
-                ControllerOp::ElectLeaders {
-                    election,
-                    partitions,
-                },
-                timeout,
-            )
-            .await?
-        {
-            ControllerOpResult::ElectLeaders(r, o) => Ok((r, o)),
-            other => Err(unexpected(other)),
-        }
+        let op = ControllerOp::ElectLeaders {
+            election,
+            partitions,
+        };
+        self.route_as(op, timeout, answer!(ElectLeaders(r, o) => Ok((r, o))))
+            .await
     }
 
     /// Asks the active controller to replicate the metadata log to this
@@ -523,10 +514,8 @@ impl Controller {
             node_id: self.quorum.node_id(),
             endpoint,
         };
-        match self.route(op, timeout).await? {
-            ControllerOpResult::AddObserver(r) => r,
-            other => Err(unexpected(other)),
-        }
+        self.route_as(op, timeout, answer!(AddObserver(r) => r))
+            .await
     }
 
     /// AlterPartition: commits a leader's new ISR; returns the partition
@@ -536,13 +525,9 @@ impl Controller {
         change: IsrChange,
         timeout: Duration,
     ) -> Result<(IsrChanged, Option<CommitOffset>), ApiError> {
-        match self
-            .route(ControllerOp::AlterPartition(change), timeout)
-            .await?
-        {
-            ControllerOpResult::AlterPartition(r) => r,
-            other => Err(unexpected(other)),
-        }
+        let op = ControllerOp::AlterPartition(change);
+        self.route_as(op, timeout, answer!(AlterPartition(r) => r))
+            .await
     }
 
     async fn alter_partition_here(
@@ -577,10 +562,9 @@ impl Controller {
 
     /// DescribeQuorum, answered by the active controller.
     pub async fn describe_quorum(&self, timeout: Duration) -> Result<QuorumDescription, ApiError> {
-        match self.route(ControllerOp::DescribeQuorum, timeout).await? {
-            ControllerOpResult::DescribeQuorum(d) => Ok(d),
-            other => Err(unexpected(other)),
-        }
+        let op = ControllerOp::DescribeQuorum;
+        self.route_as(op, timeout, answer!(DescribeQuorum(d) => Ok(d)))
+            .await
     }
 
     /// The quorum.
@@ -1265,10 +1249,12 @@ impl Controller {
             partitions,
             allow_replication_factor_change,
         };
-        match self.route(op, timeout).await? {
-            ControllerOpResult::AlterPartitionReassignments(r, o) => Ok((r, o)),
-            other => Err(unexpected(other)),
-        }
+        self.route_as(
+            op,
+            timeout,
+            answer!(AlterPartitionReassignments(r, o) => Ok((r, o))),
+        )
+        .await
     }
 
     async fn reassign_partitions_here(
@@ -1330,11 +1316,13 @@ impl Controller {
             changes,
             validate_only,
         };
-        match self.route(op, timeout).await {
-            Ok(ControllerOpResult::IncrementalAlterConfigs(r, o)) => (r, o),
-            Ok(other) => every_request_failed(n, &unexpected(other)),
-            Err(e) => every_request_failed(n, &e),
-        }
+        self.route_as(
+            op,
+            timeout,
+            answer!(IncrementalAlterConfigs(r, o) => Ok((r, o))),
+        )
+        .await
+        .unwrap_or_else(|e| every_request_failed(n, &e))
     }
 
     async fn alter_configs_here(
