@@ -29,7 +29,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use strom_storage::log::write_atomically;
+use strom_storage::durable_file::write_atomically;
 
 use crate::error::ControllerError;
 use crate::raft_types::{MetadataLogId, MetadataVote};

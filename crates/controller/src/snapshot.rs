@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use openraft::SnapshotMeta;
 use serde::{Deserialize, Serialize};
 use strom_metadata::ImageSnapshot;
-use strom_storage::log::write_atomically;
+use strom_storage::durable_file::write_atomically;
 
 use crate::error::ControllerError;
 use crate::raft_types::ControllerNode;

@@ -11,22 +11,22 @@
 //! orders 1 1320
 //! ```
 //!
-//! Written to `<name>.tmp`, fsynced, renamed over the old file, and the
-//! directory fsynced. A file whose count or lines do not parse is corrupt.
+//! Replaced whole and atomically ([`crate::durable_file::write_atomically`]).
+//! A file whose count or lines do not parse is corrupt.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::durable_file::write_atomically;
 use crate::error::{Result, StorageError};
-use crate::log::write_atomically;
 use crate::TopicPartition;
 
 /// Recovery points: offsets below which logs are known to be on disk.
 pub const RECOVERY_POINT_CHECKPOINT_FILE: &str = "recovery-point-offset-checkpoint";
 /// Log start offsets moved by retention or record deletion.
 pub const LOG_START_OFFSET_CHECKPOINT_FILE: &str = "log-start-offset-checkpoint";
-/// High watermarks.
+/// High watermarks, under Kafka's name for the file.
 pub const HIGH_WATERMARK_CHECKPOINT_FILE: &str = "replication-offset-checkpoint";
 
 const CHECKPOINT_VERSION: i32 = 0;

@@ -16,20 +16,20 @@
 //! ```
 //!
 //! Entries are in increasing order of both epoch and start offset. It is
-//! rewritten whole on every change (epochs change rarely): written to a
-//! temporary file, fsynced, renamed over the old one, and the directory
-//! fsynced. A missing file is an empty cache; a file that does not parse,
-//! declares another count than it holds, or whose entries are not strictly
-//! increasing is corrupt ([`StorageError::CorruptFile`]), and the caller
-//! rebuilds the cache from the batches' leader epochs.
+//! rewritten whole on every change (epochs change rarely), atomically
+//! ([`crate::durable_file::write_atomically`]). A missing file is an empty
+//! cache; a file that does not parse, declares another count than it
+//! holds, or whose entries are not strictly increasing is corrupt
+//! ([`StorageError::CorruptFile`]), and the caller rebuilds the cache from
+//! the batches' leader epochs.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::checkpoint::read_versioned_entries;
+use crate::durable_file::write_atomically;
 use crate::error::{Result, StorageError};
-use crate::log::write_atomically;
 
 /// The file name in the partition directory.
 pub const LEADER_EPOCH_CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";

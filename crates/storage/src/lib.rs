@@ -11,6 +11,8 @@
 //! flushing, checkpoints ([`checkpoint`]) and `meta.properties`
 //! ([`meta_properties`]). [`leader_epoch`] keeps each partition's leader
 //! epoch cache, which replication truncates divergent followers by.
+//! [`durable_file`] makes file replacements and new directory entries
+//! survive a power loss.
 //!
 //! Every on-disk format is specified in the module that owns it.
 
@@ -20,6 +22,7 @@
 )]
 
 pub mod checkpoint;
+pub mod durable_file;
 pub mod error;
 mod index_file;
 pub mod leader_epoch;
@@ -49,7 +52,7 @@ pub struct TopicPartition {
 }
 
 impl TopicPartition {
-    /// Builds one.
+    /// `topic`'s partition `partition`.
     pub fn new(topic: impl Into<String>, partition: i32) -> Self {
         Self {
             topic: topic.into(),

@@ -39,6 +39,7 @@ use strom_protocol::batch::{self, BatchHeader, BatchIter};
 use strom_protocol::uuid_text::{uuid_from_base64, uuid_to_base64};
 use uuid::Uuid;
 
+use crate::durable_file::{sync_dir, write_atomically};
 use crate::error::{Result, StorageError};
 use crate::leader_epoch::LeaderEpochCache;
 use crate::producer_state::{ProducerStateManager, SequenceCheck};
@@ -216,35 +217,6 @@ pub fn random_segment_jitter_ms(config: &TopicConfig) -> i64 {
     let (random, _) = Uuid::new_v4().as_u64_pair();
     // `bound` is positive, so the remainder fits in it.
     (random % bound as u64) as i64
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(StorageError::io("fsync directory", dir))
-}
-
-/// Writes `contents` to `path` atomically: a `.tmp` file, fsync, rename,
-/// fsync of the directory.
-pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {
-    use std::io::Write;
-    // A unique name, so two writers of the same file never share one.
-    let tmp = path.with_file_name(format!(
-        ".{}.{}.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        Uuid::new_v4().simple()
-    ));
-    let mut f = fs::File::create(&tmp).map_err(StorageError::io("create", &tmp))?;
-    f.write_all(contents)
-        .map_err(StorageError::io("write", &tmp))?;
-    f.sync_all().map_err(StorageError::io("fsync", &tmp))?;
-    fs::rename(&tmp, path).map_err(StorageError::io("rename", &tmp))?;
-    if let Some(parent) = path.parent() {
-        sync_dir(parent)?;
-    }
-    Ok(())
 }
 
 /// Reads a partition directory's topic id.

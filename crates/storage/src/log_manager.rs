@@ -53,8 +53,9 @@ use crate::checkpoint::{
     read_checkpoint, write_checkpoint, HIGH_WATERMARK_CHECKPOINT_FILE,
     LOG_START_OFFSET_CHECKPOINT_FILE, RECOVERY_POINT_CHECKPOINT_FILE,
 };
+use crate::durable_file::{create_dir_all_durably, sync_dir, write_atomically};
 use crate::error::{Result, StorageError};
-use crate::log::{read_partition_metadata, write_atomically, LoadOptions, LoadReport, Log};
+use crate::log::{read_partition_metadata, LoadOptions, LoadReport, Log};
 use crate::meta_properties::MetaProperties;
 use crate::TopicPartition;
 
@@ -81,7 +82,7 @@ struct LogDir {
 /// `meta.properties`, clears temporary files; with whether it holds logs
 /// without a clean-shutdown marker.
 fn open_dir(path: &Path, node_id: i32, cluster_id: &str) -> Result<(LogDir, bool)> {
-    create_dir_all_durably(path, sync_dir)?;
+    create_dir_all_durably(path)?;
     let lock_path = path.join(LOCK_FILE);
     let lock = OpenOptions::new()
         .create(true)
@@ -214,7 +215,7 @@ pub fn format_log_dirs(
 ) -> Result<Vec<Formatted>> {
     let mut out = Vec::new();
     for path in dirs {
-        create_dir_all_durably(path, sync_dir)?;
+        create_dir_all_durably(path)?;
         match MetaProperties::read(path)? {
             Some(m) if m.node_id == node_id && m.cluster_id == cluster_id && ignore_formatted => {
                 out.push(Formatted::AlreadyFormatted(path.clone()));
@@ -397,11 +398,7 @@ impl LogManager {
         for dir in self.online_dirs() {
             let marker = dir.path.join(CLEAN_SHUTDOWN_FILE);
             match fs::remove_file(&marker) {
-                Ok(()) => {
-                    File::open(&dir.path)
-                        .and_then(|d| d.sync_all())
-                        .map_err(StorageError::io("fsync directory", &dir.path))?;
-                }
+                Ok(()) => sync_dir(&dir.path)?,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(StorageError::io("remove clean shutdown marker", &marker)(e)),
             }
@@ -517,7 +514,7 @@ impl LogManager {
         ));
         fs::rename(&dir, &doomed).map_err(StorageError::io("rename deleted log", &dir))?;
         if let Some(parent) = doomed.parent() {
-            let _ = File::open(parent).and_then(|d| d.sync_all());
+            let _ = sync_dir(parent);
         }
         remove_dir(&doomed);
         Ok(())
@@ -643,40 +640,6 @@ impl LogManager {
     }
 }
 
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir).and_then(|d| d.sync_all())
-}
-
-/// Creates `dir` and whichever of its parents are missing, and fsyncs the
-/// parent of each directory it creates (with `sync`), so that a new log
-/// directory's name survives a power loss like the files in it; Kafka's
-/// LogManager flushes a new log directory's parent likewise.
-fn create_dir_all_durably(
-    dir: &Path,
-    mut sync: impl FnMut(&Path) -> std::io::Result<()>,
-) -> Result<()> {
-    let mut missing = Vec::new();
-    let mut next = Some(dir);
-    while let Some(d) = next.filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
-        missing.push(d);
-        next = d.parent();
-    }
-    for d in missing.into_iter().rev() {
-        match fs::create_dir(d) {
-            Ok(()) => {
-                let parent = d
-                    .parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .unwrap_or(Path::new("."));
-                sync(parent).map_err(StorageError::io("fsync directory", parent))?;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && d.is_dir() => {}
-            Err(e) => return Err(StorageError::io("create log directory", d)(e)),
-        }
-    }
-    Ok(())
-}
-
 /// Renames a log directory to `<name>.<id>-stray`.
 fn set_aside(path: &Path) {
     let name = path
@@ -695,44 +658,5 @@ fn set_aside(path: &Path) {
 fn remove_dir(path: &Path) {
     if let Err(e) = fs::remove_dir_all(path) {
         tracing::error!(path = %path.display(), error = %e, "cannot remove directory");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn creating_log_directories_fsyncs_the_parent_of_each_new_one() {
-        let temp = tempfile::tempdir().unwrap();
-        let dir = temp.path().join("a/b/c");
-        let mut synced = Vec::new();
-        create_dir_all_durably(&dir, |p| {
-            synced.push(p.to_path_buf());
-            sync_dir(p)
-        })
-        .unwrap();
-        assert!(dir.is_dir());
-        assert_eq!(
-            synced,
-            [
-                temp.path().to_path_buf(),
-                temp.path().join("a"),
-                temp.path().join("a/b")
-            ]
-        );
-        // Nothing is created, so nothing is synced.
-        synced.clear();
-        create_dir_all_durably(&dir, |p| {
-            synced.push(p.to_path_buf());
-            Ok(())
-        })
-        .unwrap();
-        assert!(synced.is_empty());
-        // A failed fsync fails the creation.
-        let err = create_dir_all_durably(&temp.path().join("d"), |_| {
-            Err(std::io::Error::other("injected"))
-        });
-        assert!(err.is_err());
     }
 }

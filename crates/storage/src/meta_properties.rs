@@ -16,8 +16,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::durable_file::write_atomically;
 use crate::error::{Result, StorageError};
-use crate::log::write_atomically;
 
 /// File name in each log directory.
 pub const META_PROPERTIES_FILE: &str = "meta.properties";

@@ -50,8 +50,8 @@ use std::path::{Path, PathBuf};
 
 use strom_protocol::batch::BatchHeader;
 
+use crate::durable_file::write_atomically;
 use crate::error::{Result, StorageError};
-use crate::log::write_atomically;
 use crate::segment::segment_file_stem;
 
 /// Batches remembered per producer (Kafka's, and the producers' in-flight
