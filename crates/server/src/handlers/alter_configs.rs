@@ -10,7 +10,7 @@ use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse, ApiKey
 use kafka_protocol::protocol::VersionRange;
 use strom_controller::config_change::{ConfigChange, ConfigOp, ConfigOpKind};
 
-use super::incremental_alter_configs::{alter_configs, config_resource, error_parts};
+use super::config_changes::{alter_configs, config_resource, error_parts};
 use crate::context::RequestContext;
 use crate::registry::{Handler, Reply};
 

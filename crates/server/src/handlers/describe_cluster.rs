@@ -7,7 +7,7 @@ use kafka_protocol::messages::{ApiKey, BrokerId, DescribeClusterRequest, Describ
 use kafka_protocol::protocol::VersionRange;
 use strom_protocol::ErrorCode;
 
-use super::metadata::{controller_id_for_clients, reachable_brokers};
+use super::cluster_view::{controller_id_for_clients, reachable_brokers};
 use super::{str_bytes, AUTHORIZED_OPERATIONS_OMITTED, CLUSTER_AUTHORIZED_OPERATIONS};
 use crate::context::RequestContext;
 use crate::registry::{Handler, Reply};

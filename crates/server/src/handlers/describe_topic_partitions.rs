@@ -28,7 +28,7 @@ use strom_metadata::{MetadataImage, PartitionRegistration, TopicImage};
 use strom_protocol::ErrorCode;
 use uuid::Uuid;
 
-use super::metadata::live_broker_ids;
+use super::cluster_view::live_broker_ids;
 use super::{str_bytes, TOPIC_AUTHORIZED_OPERATIONS};
 use crate::context::RequestContext;
 use crate::registry::{Handler, Reply};

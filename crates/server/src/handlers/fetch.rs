@@ -59,6 +59,7 @@ use strom_protocol::ErrorCode;
 use strom_replication::{FetchParams, FetchPartition, FetchPartitionResult, IsolationLevel};
 use strom_storage::TopicPartition;
 
+use super::topic_name_of;
 use crate::context::RequestContext;
 use crate::registry::{Handler, Reply};
 
@@ -140,11 +141,7 @@ impl Handler for FetchHandler {
         let mut layout: Vec<(FetchableTopicResponse, Option<String>, Vec<ReadSlot>)> = Vec::new();
         let mut wanted: Vec<FetchPartition> = Vec::new();
         for topic in request.topics {
-            let name = if version >= 13 {
-                image.topic_by_id(&topic.topic_id).map(|t| t.name.clone())
-            } else {
-                Some(topic.topic.0.to_string())
-            };
+            let name = topic_name_of(&image, version >= 13, &topic.topic, &topic.topic_id);
             let mut parts = Vec::with_capacity(topic.partitions.len());
             for p in topic.partitions {
                 let refused = |code| ReadSlot {

@@ -18,7 +18,7 @@ use strom_coordinator::offsets_topic::{partition_for, CONSUMER_OFFSETS_TOPIC};
 use strom_metadata::MetadataImage;
 use strom_protocol::ErrorCode;
 
-use super::metadata::reachable_brokers;
+use super::cluster_view::reachable_brokers;
 use super::str_bytes;
 use crate::context::RequestContext;
 use crate::registry::{Handler, Reply};

@@ -7,8 +7,6 @@
 //! new topic. In v0 an empty topic list means all topics; from v1 that is
 //! a null list. From v12 topics may be asked for by id.
 
-use std::collections::HashSet;
-
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -20,6 +18,7 @@ use strom_metadata::{MetadataImage, TopicImage};
 use strom_protocol::ErrorCode;
 use uuid::Uuid;
 
+use super::cluster_view::{controller_id_for_clients, live_broker_ids, reachable_brokers};
 use super::{
     metadata_wait, str_bytes, AUTHORIZED_OPERATIONS_OMITTED, CLUSTER_AUTHORIZED_OPERATIONS,
     TOPIC_AUTHORIZED_OPERATIONS,
@@ -29,50 +28,6 @@ use crate::registry::{Handler, Reply};
 
 /// Metadata.
 pub struct MetadataHandler;
-
-/// Brokers that clients on `listener` can reach: unfenced, with an
-/// endpoint on that listener.
-/// The controller id clients are given: the active controller when it is
-/// also a live broker (combined nodes), else this broker, which forwards
-/// admin requests to it (KRaft likewise names a broker, since clients
-/// cannot reach controller-only nodes); −1 during an election.
-pub(crate) fn controller_id_for_clients(ctx: &RequestContext, image: &MetadataImage) -> i32 {
-    let active = ctx.broker.controller.active_controller_id();
-    if active < 0 || image.broker(active).is_some_and(|b| !b.fenced) {
-        active
-    } else {
-        ctx.broker.node_id()
-    }
-}
-
-pub(crate) fn reachable_brokers<'a>(
-    image: &'a MetadataImage,
-    listener: &'a str,
-    include_fenced: bool,
-) -> impl Iterator<
-    Item = (
-        &'a strom_metadata::BrokerRegistration,
-        &'a strom_metadata::BrokerEndpoint,
-    ),
-> + 'a {
-    image
-        .brokers()
-        .filter(move |b| include_fenced || !b.fenced)
-        .filter_map(move |b| {
-            b.endpoints
-                .iter()
-                .find(|e| e.name == listener)
-                .map(|e| (b, e))
-        })
-}
-
-/// Ids of the unfenced brokers clients on `listener` can reach: the
-/// partition leaders worth naming to them.
-pub(crate) fn live_broker_ids(image: &MetadataImage, listener: &str) -> HashSet<i32> {
-    reachable_brokers(image, listener, false)
-        .map(|(b, _)| b.broker_id)
-        .collect()
-}
 
 fn topic_response(
     image: &MetadataImage,

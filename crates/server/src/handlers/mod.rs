@@ -17,6 +17,8 @@ mod resource_type {
 pub mod alter_configs;
 pub mod alter_partition_reassignments;
 pub mod api_versions;
+mod cluster_view;
+mod config_changes;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
@@ -82,6 +84,22 @@ pub fn register_all(registry: &mut HandlerRegistry) {
         .register::<describe_groups::DescribeGroupsHandler>()
         .register::<delete_groups::DeleteGroupsHandler>()
         .register::<offset_delete::OffsetDeleteHandler>();
+}
+
+/// The name of a topic a request names by id (`by_id`: the version carries
+/// topic ids, Produce v13+ and Fetch v13+) or by name; `None` for an id
+/// this broker does not know (UNKNOWN_TOPIC_ID).
+pub(crate) fn topic_name_of(
+    image: &strom_metadata::MetadataImage,
+    by_id: bool,
+    name: &str,
+    id: &uuid::Uuid,
+) -> Option<String> {
+    if by_id {
+        image.topic_by_id(id).map(|t| t.name.clone())
+    } else {
+        Some(name.to_string())
+    }
 }
 
 /// A `StrBytes` from any string.

@@ -23,7 +23,7 @@ use strom_protocol::ErrorCode;
 use strom_replication::ReplicaError;
 use strom_storage::TopicPartition;
 
-use super::str_bytes;
+use super::{str_bytes, topic_name_of};
 use crate::context::RequestContext;
 use crate::registry::{Handler, Reply};
 
@@ -82,11 +82,7 @@ impl Handler for ProduceHandler {
         let mut topics: Vec<(TopicName, uuid::Uuid, Option<String>)> = Vec::new();
         let mut entries: Vec<(TopicPartition, Bytes)> = Vec::new();
         for topic in request.topic_data {
-            let name = if version >= 13 {
-                image.topic_by_id(&topic.topic_id).map(|t| t.name.clone())
-            } else {
-                Some(topic.name.0.to_string())
-            };
+            let name = topic_name_of(&image, version >= 13, &topic.name, &topic.topic_id);
             let topic_index = topics.len();
             topics.push((topic.name.clone(), topic.topic_id, name.clone()));
             for p in topic.partition_data {
