@@ -4,6 +4,19 @@
 //! ([`crate::quorum`]); every node's state machine applies them and
 //! publishes the new image. Operations are serialized on the leader and
 //! validated only after everything committed before them is applied.
+//!
+//! This file holds the [`Controller`] itself: start-up, routing each
+//! operation to the active controller (carried out here when this node
+//! leads, else forwarded and retried while leadership moves), and the
+//! dispatch of the operations it carries out as leader. What they do is
+//! split as in Kafka's controller:
+//! - `cluster_control.rs` (`ClusterControlManager`): broker registration,
+//!   heartbeats, fencing and unfencing, session expiry, producer id blocks;
+//! - `replication_control.rs` (`ReplicationControlManager`): topics,
+//!   partitions and replica placement, ISR changes, leader elections,
+//!   reassignments;
+//! - `configuration_control.rs` (`ConfigurationControlManager`): config
+//!   changes.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,7 +27,6 @@ use strom_protocol::ErrorCode;
 use tokio::sync::{watch, Mutex};
 use tokio::time::Instant;
 
-use crate::config_change::{config_change_records, ConfigChange};
 use crate::error::{ApiError, ControllerError};
 use crate::forwarding::ControllerChannel;
 use crate::ops::{ControllerOp, ControllerOpResult};
@@ -35,6 +47,7 @@ macro_rules! answer {
 }
 
 mod cluster_control;
+mod configuration_control;
 mod replication_control;
 
 use cluster_control::BrokerSessions;
@@ -410,59 +423,6 @@ impl Controller {
                 (failed, None)
             }
         }
-    }
-
-    /// IncrementalAlterConfigs: each resource's outcome (see
-    /// [`crate::config_change`]).
-    pub async fn incremental_alter_configs(
-        &self,
-        changes: Vec<ConfigChange>,
-        validate_only: bool,
-        timeout: Duration,
-    ) -> (Vec<Result<(), ApiError>>, Option<CommitOffset>) {
-        let n = changes.len();
-        let op = ControllerOp::IncrementalAlterConfigs {
-            changes,
-            validate_only,
-        };
-        self.route_as(
-            op,
-            timeout,
-            answer!(IncrementalAlterConfigs(r, o) => Ok((r, o))),
-        )
-        .await
-        .unwrap_or_else(|e| every_request_failed(n, &e))
-    }
-
-    async fn alter_configs_here(
-        &self,
-        changes: &[ConfigChange],
-        validate_only: bool,
-    ) -> (Vec<Result<(), ApiError>>, Option<CommitOffset>) {
-        let _guard = self.write_lock.lock().await;
-        let image = match self.current_image().await {
-            Ok(image) => image,
-            Err(e) => return every_request_failed(changes.len(), &e.to_api_error()),
-        };
-        let mut results = Vec::new();
-        let mut records = Vec::new();
-        for change in changes {
-            match config_change_records(&image, change) {
-                Ok(these) => {
-                    results.push(Ok(()));
-                    records.extend(these);
-                }
-                Err(e) => results.push(Err(e)),
-            }
-        }
-        if validate_only || records.is_empty() {
-            return (results, None);
-        }
-        let (results, offset) = self.commit_for(results, records).await;
-        if offset.is_some() {
-            tracing::info!(resources = changes.len(), "altered configs");
-        }
-        (results, offset)
     }
 
     /// Leaves the quorum and closes the metadata log.
