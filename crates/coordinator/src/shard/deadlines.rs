@@ -16,7 +16,8 @@ use std::time::Duration;
 use strom_protocol::ErrorCode;
 use tokio::time::Instant;
 
-use super::{fail_waiters, Shard};
+use super::membership::fail_waiters;
+use super::Shard;
 use crate::group::GroupState;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -7,7 +7,8 @@
 use strom_protocol::ErrorCode;
 use tokio::time::Instant;
 
-use super::{now_ms, validate_member, write_error, Shard};
+use super::membership::validate_member;
+use super::{now_ms, write_error, Shard};
 use crate::group::{Group, GroupState};
 use crate::offsets_topic::{OffsetCommitValue, OffsetsRecord, MAX_RECORD_STRING_BYTES};
 use crate::outcome::{CommitParams, FetchedOffset};

@@ -6,8 +6,11 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
+use bytes::Bytes;
+
+use super::membership::new_member_id;
 use super::*;
-use crate::offsets_topic::OffsetCommitValue;
+use crate::offsets_topic::{OffsetCommitValue, MAX_RECORD_STRING_BYTES};
 
 /// The partition the shard writes to.
 #[derive(Default)]
