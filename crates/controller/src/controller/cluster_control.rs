@@ -51,7 +51,10 @@ impl Controller {
         .await
     }
 
-    /// A broker's heartbeat.
+    /// BrokerHeartbeat: renews the broker's session; unfences it once it has
+    /// applied the metadata up to its registration; when it wants to shut
+    /// down, fences it and moves its leadership away; moves leadership and
+    /// ISR membership off the replicas it reports offline.
     pub async fn heartbeat(&self, heartbeat: BrokerHeartbeat) -> Result<HeartbeatReply, ApiError> {
         let op = ControllerOp::BrokerHeartbeat(heartbeat);
         self.route_as(

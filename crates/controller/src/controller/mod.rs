@@ -69,7 +69,7 @@ pub const CONTROLLER_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// What the controller needs from the broker configuration.
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
-    /// This node's id.
+    /// `node.id`.
     pub node_id: i32,
     /// `num.partitions`.
     pub num_partitions: i32,
@@ -94,13 +94,18 @@ pub type CommitOffset = i64;
 /// How long start-up waits for the quorum to elect a leader.
 pub const QUORUM_START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The controller.
+/// Every node's way to change metadata, controllers and broker-only
+/// nodes alike: an operation is carried out here when this node is the
+/// active controller and forwarded to the one that is otherwise.
 #[derive(Debug)]
 pub struct Controller {
     config: ControllerConfig,
     cluster_id: String,
     quorum: MetadataQuorum,
+    /// Forwards operations to the active controller.
     channel: ControllerChannel,
+    /// Serializes operations on the leader, so each is validated against
+    /// the image its predecessors left.
     write_lock: Mutex<()>,
     sessions: parking_lot::Mutex<BrokerSessions>,
     /// The term in which this node, as leader, last confirmed its image
@@ -353,12 +358,12 @@ impl Controller {
             .await
     }
 
-    /// The quorum.
+    /// The Raft quorum underneath: leadership, terms, the metadata log.
     pub fn quorum(&self) -> &MetadataQuorum {
         &self.quorum
     }
 
-    /// The cluster id.
+    /// The cluster id every controller RPC carries (`meta.properties`).
     pub fn cluster_id(&self) -> &str {
         &self.cluster_id
     }
@@ -471,6 +476,8 @@ fn every_request_failed<T>(
     ((0..n).map(|_| Err(err.clone())).collect(), None)
 }
 
+/// An answer of another kind than the operation sent asks for (a bug, or
+/// nodes of different versions): UNKNOWN_SERVER_ERROR.
 fn unexpected(answer: ControllerOpResult) -> ApiError {
     ApiError::new(
         ErrorCode::UnknownServerError,

@@ -41,7 +41,8 @@ pub const MAX_ELECTIONS_PER_REBALANCE: usize = 1_000;
 /// A topic to create.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CreateTopic {
-    /// Name.
+    /// Checked against Kafka's topic name rules, and against existing
+    /// names that differ only in `.` versus `_`.
     pub name: String,
     /// Partitions, −1 for `num.partitions`.
     pub num_partitions: i32,
@@ -56,22 +57,22 @@ pub struct CreateTopic {
 /// A topic that was (or, with `validate_only`, would be) created.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreatedTopic {
-    /// Its id.
+    /// Drawn at random by the active controller.
     pub topic_id: Uuid,
-    /// Partitions.
+    /// Partitions, with `num.partitions` resolved.
     pub num_partitions: i32,
-    /// Replication factor.
+    /// Replicas per partition, with `default.replication.factor` resolved.
     pub replication_factor: i16,
-    /// Config overrides.
+    /// The overrides given; defaults are not included.
     pub configs: BTreeMap<String, String>,
 }
 
 /// A topic to delete, by name or by id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TopicRef {
-    /// By name.
+    /// A name no topic has is UNKNOWN_TOPIC_OR_PARTITION.
     Name(String),
-    /// By id.
+    /// An id no topic has is UNKNOWN_TOPIC_ID.
     Id(Uuid),
     /// Neither or both were given.
     Invalid(String),
@@ -80,11 +81,12 @@ pub enum TopicRef {
 /// Partitions to add to a topic.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CreatePartitions {
-    /// Topic name.
+    /// The topic to grow.
     pub name: String,
     /// New total count.
     pub count: i32,
-    /// Replicas of each new partition, if given.
+    /// Replicas of each new partition; placed as for a new topic when
+    /// `None`.
     pub assignments: Option<Vec<Vec<i32>>>,
 }
 
@@ -120,7 +122,8 @@ impl Controller {
             .unwrap_or_else(|e| every_request_failed(n, &e))
     }
 
-    /// Adds partitions to topics.
+    /// CreatePartitions: grows each topic to its requested count; each
+    /// topic succeeds or fails on its own.
     pub async fn create_partitions(
         &self,
         requests: Vec<CreatePartitions>,
@@ -281,6 +284,8 @@ impl Controller {
         (results, offset)
     }
 
+    /// One topic of a CreateTopics request: checks it and adds its records
+    /// to `records`.
     fn plan_topic(
         &self,
         image: &MetadataImage,
