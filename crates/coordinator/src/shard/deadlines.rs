@@ -20,19 +20,56 @@ use super::membership::fail_waiters;
 use super::Shard;
 use crate::group::GroupState;
 
+/// A shard's timer key: at most one live timer each
+/// ([`KeyedTimers`](crate::timers::KeyedTimers)).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) enum Timer {
+    /// The member's `session_deadline`.
     Session { group: String, member: String },
+    /// The deadline of a member id handed out with MEMBER_ID_REQUIRED.
     Pending { group: String, member: String },
+    /// The group's `join_deadline`, while it prepares a rebalance.
     Join { group: String },
+    /// The group's `sync_deadline` in this generation.
     Sync { group: String, generation: i32 },
 }
 
+impl Timer {
+    pub(super) fn session(group: &str, member: &str) -> Self {
+        Self::Session {
+            group: group.to_string(),
+            member: member.to_string(),
+        }
+    }
+
+    pub(super) fn pending(group: &str, member: &str) -> Self {
+        Self::Pending {
+            group: group.to_string(),
+            member: member.to_string(),
+        }
+    }
+
+    pub(super) fn join(group: &str) -> Self {
+        Self::Join {
+            group: group.to_string(),
+        }
+    }
+
+    pub(super) fn sync(group: &str, generation: i32) -> Self {
+        Self::Sync {
+            group: group.to_string(),
+            generation,
+        }
+    }
+}
+
 impl Shard {
-    pub(super) fn schedule(&mut self, at: Instant, timer: Timer) {
+    /// Makes `timer` fire at `at`, unless it already fires earlier.
+    pub(super) fn arm(&mut self, timer: Timer, at: Instant) {
         self.timers.arm(timer, at);
     }
 
+    /// Gives a member a full session from `now`.
     pub(super) fn refresh_session(&mut self, group_id: &str, member_id: &str, now: Instant) {
         let Some(m) = self
             .groups
@@ -43,81 +80,85 @@ impl Shard {
         };
         m.session_deadline = now + Duration::from_millis(m.session_timeout_ms.max(0) as u64);
         let deadline = m.session_deadline;
-        self.schedule(
-            deadline,
-            Timer::Session {
-                group: group_id.to_string(),
-                member: member_id.to_string(),
-            },
-        );
+        self.arm(Timer::session(group_id, member_id), deadline);
     }
 
+    /// Acts on every timer due at `now` whose deadline has really passed;
+    /// one that fired early (the deadline moved later since it was armed)
+    /// is armed again for the deadline, one whose member or phase is gone
+    /// is dropped.
     pub(super) async fn fire_timers(&mut self) {
         let now = Instant::now();
         while let Some(timer) = self.timers.pop_due(now) {
-            match timer {
-                Timer::Session { group, member } => {
-                    self.on_session_timer(&group, &member, now).await
-                }
-                Timer::Pending { group, member } => {
-                    let deadline = self
-                        .groups
-                        .get(&group)
-                        .and_then(|g| g.pending_members.get(&member).copied());
-                    match deadline {
-                        Some(d) if d > now => self.schedule(d, Timer::Pending { group, member }),
-                        Some(_) => {
-                            if let Some(g) = self.groups.get_mut(&group) {
-                                g.pending_members.remove(&member);
-                            }
-                            self.maybe_complete_join(&group).await;
-                        }
-                        None => {}
-                    }
-                }
-                Timer::Join { group } => self.on_join_deadline(&group, now).await,
-                Timer::Sync { group, generation } => {
-                    self.on_sync_deadline(&group, generation, now).await
-                }
+            match self.deadline_of(&timer) {
+                None => {}
+                Some(deadline) if deadline > now => self.arm(timer, deadline),
+                Some(_) => self.on_deadline(timer, now).await,
             }
         }
     }
 
-    async fn on_session_timer(&mut self, group_id: &str, member_id: &str, now: Instant) {
+    /// The deadline `timer` stands for in the groups' state, if it still
+    /// applies.
+    fn deadline_of(&self, timer: &Timer) -> Option<Instant> {
+        match timer {
+            Timer::Session { group, member } => self
+                .groups
+                .get(group)?
+                .members
+                .get(member)
+                .map(|m| m.session_deadline),
+            Timer::Pending { group, member } => {
+                self.groups.get(group)?.pending_members.get(member).copied()
+            }
+            Timer::Join { group } => {
+                self.groups
+                    .get(group)
+                    .filter(|g| g.state == GroupState::PreparingRebalance)?
+                    .join_deadline
+            }
+            Timer::Sync { group, generation } => {
+                self.groups
+                    .get(group)
+                    .filter(|g| {
+                        matches!(
+                            g.state,
+                            GroupState::CompletingRebalance | GroupState::Stable
+                        ) && g.generation_id == *generation
+                    })?
+                    .sync_deadline
+            }
+        }
+    }
+
+    async fn on_deadline(&mut self, timer: Timer, now: Instant) {
+        match timer {
+            Timer::Session { group, member } => {
+                self.on_session_deadline(&group, &member, now).await
+            }
+            Timer::Pending { group, member } => {
+                if let Some(g) = self.groups.get_mut(&group) {
+                    g.pending_members.remove(&member);
+                }
+                self.maybe_complete_join(&group).await;
+            }
+            Timer::Join { group } => self.on_join_deadline(&group, now).await,
+            Timer::Sync { group, generation } => self.on_sync_deadline(&group, generation).await,
+        }
+    }
+
+    /// A member that let its session pass is removed, unless it waits in
+    /// JoinGroup or SyncGroup: that shows it is alive (a new member only up
+    /// to its rebalance timeout), so it gets another session.
+    async fn on_session_deadline(&mut self, group_id: &str, member_id: &str, now: Instant) {
         let Some(group) = self.groups.get_mut(group_id) else {
             return;
         };
         let Some(m) = group.members.get(member_id) else {
             return;
         };
-        if m.session_deadline > now {
-            // Refreshed since this was armed.
-            let deadline = m.session_deadline;
-            self.schedule(
-                deadline,
-                Timer::Session {
-                    group: group_id.to_string(),
-                    member: member_id.to_string(),
-                },
-            );
-            return;
-        }
-        // A member waiting in JoinGroup or SyncGroup is alive (a new member
-        // only up to its rebalance timeout).
-        let waiting = m.sync_waiter.is_some() || (m.join_waiter.is_some() && !m.is_new);
-        if waiting {
-            let deadline = now + Duration::from_millis(m.session_timeout_ms.max(0) as u64);
-            if let Some(m) = group.members.get_mut(member_id) {
-                m.session_deadline = deadline;
-            }
-            self.schedule(
-                deadline,
-                Timer::Session {
-                    group: group_id.to_string(),
-                    member: member_id.to_string(),
-                },
-            );
-            return;
+        if m.sync_waiter.is_some() || (m.join_waiter.is_some() && !m.is_new) {
+            return self.refresh_session(group_id, member_id, now);
         }
         tracing::info!(
             group = group_id,
@@ -130,26 +171,12 @@ impl Shard {
         self.after_member_removed(group_id).await;
     }
 
+    /// The join phase ends, unless the initial rebalance delay takes
+    /// another step because a member joined during the last one.
     async fn on_join_deadline(&mut self, group_id: &str, now: Instant) {
         let Some(group) = self.groups.get_mut(group_id) else {
             return;
         };
-        if group.state != GroupState::PreparingRebalance {
-            return;
-        }
-        match group.join_deadline {
-            None => return,
-            Some(d) if d > now => {
-                // A later round's deadline.
-                return self.schedule(
-                    d,
-                    Timer::Join {
-                        group: group_id.to_string(),
-                    },
-                );
-            }
-            Some(_) => {}
-        }
         if let Some(delay) = group.initial_delay.as_mut() {
             if delay.joined_in_round && delay.remaining_ms > 0 {
                 let next = delay.delay_ms.min(delay.remaining_ms);
@@ -157,12 +184,7 @@ impl Shard {
                 delay.joined_in_round = false;
                 let deadline = now + Duration::from_millis(next);
                 group.join_deadline = Some(deadline);
-                self.schedule(
-                    deadline,
-                    Timer::Join {
-                        group: group_id.to_string(),
-                    },
-                );
+                self.arm(Timer::join(group_id), deadline);
                 return;
             }
             group.initial_delay = None;
@@ -173,30 +195,10 @@ impl Shard {
     /// The sync phase ended: if the leader did not send the assignment, or
     /// some members never asked for theirs, the members that did not sync
     /// are removed and the group rebalances (Kafka's pending-sync expiry).
-    async fn on_sync_deadline(&mut self, group_id: &str, generation: i32, now: Instant) {
+    async fn on_sync_deadline(&mut self, group_id: &str, generation: i32) {
         let Some(group) = self.groups.get_mut(group_id) else {
             return;
         };
-        if !matches!(
-            group.state,
-            GroupState::CompletingRebalance | GroupState::Stable
-        ) || group.generation_id != generation
-        {
-            return;
-        }
-        match group.sync_deadline {
-            None => return,
-            Some(d) if d > now => {
-                return self.schedule(
-                    d,
-                    Timer::Sync {
-                        group: group_id.to_string(),
-                        generation,
-                    },
-                );
-            }
-            Some(_) => {}
-        }
         let laggards: Vec<String> = group
             .members
             .keys()

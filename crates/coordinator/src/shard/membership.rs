@@ -149,13 +149,7 @@ impl Shard {
             if p.require_known_member_id {
                 let deadline = now + Duration::from_millis(p.session_timeout_ms.max(0) as u64);
                 group.pending_members.insert(member_id.clone(), deadline);
-                self.schedule(
-                    deadline,
-                    Timer::Pending {
-                        group: p.group_id.clone(),
-                        member: member_id.clone(),
-                    },
-                );
+                self.arm(Timer::pending(&p.group_id, &member_id), deadline);
                 return refuse(reply, &member_id, ErrorCode::MemberIdRequired);
             }
             return self.add_member_and_rebalance(p, member_id, reply).await;
@@ -236,13 +230,7 @@ impl Shard {
         if let Some(d) = group.initial_delay.as_mut() {
             d.joined_in_round = true;
         }
-        self.schedule(
-            session_deadline,
-            Timer::Session {
-                group: p.group_id.clone(),
-                member: member_id,
-            },
-        );
+        self.arm(Timer::session(&p.group_id, &member_id), session_deadline);
         self.maybe_prepare_rebalance(&p.group_id).await;
     }
 
@@ -323,13 +311,7 @@ impl Shard {
         group.synced.remove(&old_id);
         let deadline = member.session_deadline;
         group.members.insert(new_id.clone(), member);
-        self.schedule(
-            deadline,
-            Timer::Session {
-                group: p.group_id.clone(),
-                member: new_id.clone(),
-            },
-        );
+        self.arm(Timer::session(&p.group_id, &new_id), deadline);
         let Some(group) = self.groups.get_mut(&p.group_id) else {
             return;
         };
@@ -374,13 +356,7 @@ impl Shard {
                             }
                             let deadline = m.session_deadline;
                             group.members.insert(old_id.clone(), m);
-                            self.schedule(
-                                deadline,
-                                Timer::Session {
-                                    group: group_id.clone(),
-                                    member: old_id.clone(),
-                                },
-                            );
+                            self.arm(Timer::session(&group_id, &old_id), deadline);
                         }
                         let _ = reply.send(JoinOutcome::error("", write_error(code)));
                     }

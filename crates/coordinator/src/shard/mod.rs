@@ -126,7 +126,7 @@ impl Shard {
             })
             .collect();
         for (group, member, deadline) in sessions {
-            self.schedule(deadline, Timer::Session { group, member });
+            self.arm(Timer::Session { group, member }, deadline);
         }
     }
 

@@ -69,20 +69,9 @@ impl Shard {
         };
         let deadline = now + Duration::from_millis(wait_ms);
         group.join_deadline = Some(deadline);
-        self.schedule(
-            deadline,
-            Timer::Join {
-                group: group_id.to_string(),
-            },
-        );
+        self.arm(Timer::join(group_id), deadline);
         for (member, at) in sessions {
-            self.schedule(
-                at,
-                Timer::Session {
-                    group: group_id.to_string(),
-                    member,
-                },
-            );
+            self.arm(Timer::session(group_id, &member), at);
         }
     }
 
@@ -119,12 +108,7 @@ impl Shard {
             // Only static members that did not rejoin: wait another round.
             let deadline = now + Duration::from_millis(group.rebalance_timeout_ms().max(0) as u64);
             group.join_deadline = Some(deadline);
-            self.schedule(
-                deadline,
-                Timer::Join {
-                    group: group_id.to_string(),
-                },
-            );
+            self.arm(Timer::join(group_id), deadline);
             return;
         }
         group.generation_id = next_generation(group.generation_id);
@@ -197,21 +181,9 @@ impl Shard {
         let generation = group.generation_id;
         tracing::info!(group = group_id, generation, members = sessions.len(), protocol = ?group.protocol_name, "group rebalanced");
         for (member, deadline) in sessions {
-            self.schedule(
-                deadline,
-                Timer::Session {
-                    group: group_id.to_string(),
-                    member,
-                },
-            );
+            self.arm(Timer::session(group_id, &member), deadline);
         }
-        self.schedule(
-            sync_deadline,
-            Timer::Sync {
-                group: group_id.to_string(),
-                generation,
-            },
-        );
+        self.arm(Timer::sync(group_id, generation), sync_deadline);
     }
 
     /// Writes the leader's assignment and, once it is committed, completes
