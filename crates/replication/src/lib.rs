@@ -22,7 +22,6 @@
     allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
-pub mod broker_client;
 pub mod clock;
 pub mod error;
 pub mod follower_progress;

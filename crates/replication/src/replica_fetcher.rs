@@ -38,12 +38,12 @@ use std::time::Duration;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{BrokerId, FetchRequest};
+use strom_client::BrokerClient;
 use strom_config::ReplicaFetchConfig;
 use strom_protocol::ErrorCode;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::broker_client::BrokerClient;
 use crate::clock::now_ms;
 use crate::partition::Partition;
 use crate::replication_quota::ReplicationQuota;
