@@ -72,6 +72,8 @@ pub const DELETE_DIR_SUFFIX: &str = "-delete";
 /// for an operator to inspect, never deleted automatically.
 pub const STRAY_DIR_SUFFIX: &str = "-stray";
 
+/// An opened log directory: its `.lock` stays locked as long as this
+/// lives.
 #[derive(Debug)]
 struct LogDir {
     path: PathBuf,
@@ -456,7 +458,7 @@ impl LogManager {
         self.logs.read().get(tp).cloned()
     }
 
-    /// Every log.
+    /// Every log, offline ones included, as of now.
     pub fn all(&self) -> Vec<Arc<Log>> {
         self.logs.read().values().cloned().collect()
     }
