@@ -20,6 +20,12 @@ use super::membership::fail_waiters;
 use super::Shard;
 use crate::group::GroupState;
 
+/// `timeout_ms` from `now`; a negative timeout (only a crafted record
+/// holds one) counts as zero.
+pub(super) fn deadline_after(now: Instant, timeout_ms: i32) -> Instant {
+    now + Duration::from_millis(timeout_ms.max(0) as u64)
+}
+
 /// A shard's timer key: at most one live timer each
 /// ([`KeyedTimers`](crate::timers::KeyedTimers)).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -78,7 +84,7 @@ impl Shard {
         else {
             return;
         };
-        m.session_deadline = now + Duration::from_millis(m.session_timeout_ms.max(0) as u64);
+        m.session_deadline = deadline_after(now, m.session_timeout_ms);
         let deadline = m.session_deadline;
         self.arm(Timer::session(group_id, member_id), deadline);
     }

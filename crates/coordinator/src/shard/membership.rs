@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::deadlines::Timer;
+use super::deadlines::{deadline_after, Timer};
 use super::rebalance::joined_members;
 use super::{now_ms, write_error, Shard};
 use crate::group::{Group, GroupState, Member};
@@ -147,7 +147,7 @@ impl Shard {
                 return self.add_member_and_rebalance(p, member_id, reply).await;
             }
             if p.require_known_member_id {
-                let deadline = now + Duration::from_millis(p.session_timeout_ms.max(0) as u64);
+                let deadline = deadline_after(now, p.session_timeout_ms);
                 group.pending_members.insert(member_id.clone(), deadline);
                 self.arm(Timer::pending(&p.group_id, &member_id), deadline);
                 return refuse(reply, &member_id, ErrorCode::MemberIdRequired);
@@ -295,7 +295,7 @@ impl Shard {
         member.client_host = p.client_host.clone();
         member.session_timeout_ms = p.session_timeout_ms;
         member.rebalance_timeout_ms = p.rebalance_timeout_ms;
-        member.session_deadline = now + Duration::from_millis(p.session_timeout_ms.max(0) as u64);
+        member.session_deadline = deadline_after(now, p.session_timeout_ms);
         for id in group.join_order.iter_mut().filter(|id| **id == old_id) {
             *id = new_id.clone();
         }
@@ -341,8 +341,7 @@ impl Shard {
                                 m.session_timeout_ms,
                                 m.rebalance_timeout_ms,
                             ) = old_client;
-                            m.session_deadline =
-                                now + Duration::from_millis(m.session_timeout_ms.max(0) as u64);
+                            m.session_deadline = deadline_after(now, m.session_timeout_ms);
                             for id in group.join_order.iter_mut().filter(|id| **id == new_id) {
                                 *id = old_id.clone();
                             }

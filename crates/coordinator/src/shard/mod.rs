@@ -30,7 +30,7 @@ use crate::group::{Group, GroupState, Member};
 use crate::offsets_topic::OffsetsRecord;
 use crate::outcome::*;
 use crate::timers::KeyedTimers;
-use deadlines::Timer;
+use deadlines::{deadline_after, Timer};
 use strom_config::GroupKeys as GroupConfig;
 
 /// Appends records to this shard's `__consumer_offsets` partition and
@@ -187,8 +187,7 @@ impl Shard {
                         assignment: m.assignment,
                         join_waiter: None,
                         sync_waiter: None,
-                        session_deadline: now
-                            + Duration::from_millis(m.session_timeout_ms.max(0) as u64),
+                        session_deadline: deadline_after(now, m.session_timeout_ms),
                         is_new: false,
                     });
                 }

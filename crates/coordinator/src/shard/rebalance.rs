@@ -11,7 +11,7 @@ use bytes::Bytes;
 use strom_protocol::ErrorCode;
 use tokio::time::Instant;
 
-use super::deadlines::Timer;
+use super::deadlines::{deadline_after, Timer};
 use super::{now_ms, write_error, Shard};
 use crate::group::{next_generation, Group, GroupState, InitialDelay};
 use crate::offsets_topic::OffsetsRecord;
@@ -45,7 +45,7 @@ impl Shard {
                     let _ = w.send(SyncOutcome::error(ErrorCode::RebalanceInProgress));
                     // It was alive until now (its heartbeats queue behind the
                     // SyncGroup): a full session to rejoin.
-                    let deadline = now + Duration::from_millis(m.session_timeout_ms.max(0) as u64);
+                    let deadline = deadline_after(now, m.session_timeout_ms);
                     m.session_deadline = m.session_deadline.max(deadline);
                     sessions.push((m.member_id.clone(), m.session_deadline));
                 }
@@ -106,7 +106,7 @@ impl Shard {
         }
         if !group.members.is_empty() && group.members.values().all(|m| m.join_waiter.is_none()) {
             // Only static members that did not rejoin: wait another round.
-            let deadline = now + Duration::from_millis(group.rebalance_timeout_ms().max(0) as u64);
+            let deadline = deadline_after(now, group.rebalance_timeout_ms());
             group.join_deadline = Some(deadline);
             self.arm(Timer::join(group_id), deadline);
             return;
@@ -151,7 +151,7 @@ impl Shard {
         }
         group.transition(GroupState::CompletingRebalance, wall);
         group.synced.clear();
-        let sync_deadline = now + Duration::from_millis(group.rebalance_timeout_ms().max(0) as u64);
+        let sync_deadline = deadline_after(now, group.rebalance_timeout_ms());
         group.sync_deadline = Some(sync_deadline);
         let leader = group.leader_id.clone().unwrap_or_default();
         let everyone = joined_members(group);
@@ -175,7 +175,7 @@ impl Shard {
                 });
             }
             m.is_new = false;
-            m.session_deadline = now + Duration::from_millis(m.session_timeout_ms.max(0) as u64);
+            m.session_deadline = deadline_after(now, m.session_timeout_ms);
             sessions.push((m.member_id.clone(), m.session_deadline));
         }
         let generation = group.generation_id;
