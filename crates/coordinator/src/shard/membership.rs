@@ -90,6 +90,8 @@ fn has_overlong_string(p: &JoinParams) -> bool {
 impl Shard {
     // ----- JoinGroup ---------------------------------------------------------
 
+    /// Refused or repeated joins are answered at once; otherwise the reply
+    /// waits with the member until the join phase ends.
     pub(super) async fn join(&mut self, p: JoinParams, reply: oneshot::Sender<JoinOutcome>) {
         let refuse = |reply: oneshot::Sender<JoinOutcome>, member: &str, code: ErrorCode| {
             let _ = reply.send(JoinOutcome::error(member, code));
@@ -399,6 +401,8 @@ impl Shard {
 
     // ----- SyncGroup ---------------------------------------------------------
 
+    /// Answered at once in a Stable group; while the group completes its
+    /// rebalance the reply waits for the leader's assignment.
     pub(super) async fn sync(&mut self, p: SyncParams, reply: oneshot::Sender<SyncOutcome>) {
         let now = Instant::now();
         let Some(group) = self.groups.get_mut(&p.group_id) else {
@@ -468,6 +472,8 @@ impl Shard {
 
     // ----- Heartbeat and LeaveGroup ------------------------------------------
 
+    /// Refreshes the member's session; REBALANCE_IN_PROGRESS tells it to
+    /// rejoin.
     pub(super) fn heartbeat(&mut self, p: &HeartbeatParams) -> Option<ErrorCode> {
         let now = Instant::now();
         let Some(group) = self.groups.get(&p.group_id) else {
@@ -489,6 +495,9 @@ impl Shard {
         (state == GroupState::PreparingRebalance).then_some(ErrorCode::RebalanceInProgress)
     }
 
+    /// Removes each listed member (a static one by instance id, fenced if
+    /// the member id is another's) or pending member id; the group
+    /// rebalances once if anyone left.
     pub(super) async fn leave(
         &mut self,
         group_id: &str,
@@ -544,6 +553,8 @@ impl Shard {
 
     // ----- DescribeGroups and ListGroups -------------------------------------
 
+    /// Members in join order; protocol, metadata and assignments only once
+    /// the group is Stable.
     pub(super) fn describe(&self, group_id: &str) -> Option<GroupDescription> {
         let g = self
             .groups
@@ -599,6 +610,8 @@ impl Shard {
     }
 }
 
+/// Whether `member_id` (with `instance`, if static) is a member of the
+/// group now: UNKNOWN_MEMBER_ID or FENCED_INSTANCE_ID if not.
 pub(super) fn validate_member(
     group: &Group,
     member_id: &str,
@@ -619,6 +632,7 @@ pub(super) fn validate_member(
     Ok(())
 }
 
+/// Answers whatever JoinGroup or SyncGroup of a removed member still waits.
 pub(super) fn fail_waiters(mut m: Member, code: ErrorCode) {
     if let Some(w) = m.join_waiter.take() {
         let _ = w.send(JoinOutcome::error(m.member_id.clone(), code));

@@ -6,10 +6,20 @@
 //! SyncGroup until the leader's assignment) leaves its reply channel with
 //! the member and is answered later by whatever completes it. Changes that
 //! must survive a restart (group metadata, committed offsets) are appended
-//! to the partition before they take effect or are acknowledged. Timers
-//! (sessions, join and sync phases, pending member ids) are keyed, one per
-//! member or phase ([`crate::timers`]): when one fires, the state decides
-//! (the deadline moved: arm again; the phase is over: ignore it).
+//! to the partition before they take effect or are acknowledged.
+//!
+//! This file holds the shard itself: its task loop, the commands it
+//! serves, and the replay that rebuilds its groups from the partition when
+//! leadership arrives. The rest follows Kafka's classes:
+//!
+//! - [`membership`]: JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
+//!   DescribeGroups and ListGroups (Kafka's `GroupCoordinator`);
+//! - [`rebalance`]: the join and sync phases that move a group from one
+//!   generation to the next;
+//! - [`deadlines`]: sessions, phases and pending member ids running out,
+//!   one keyed timer each ([`crate::timers`]);
+//! - [`offsets`]: committed offsets, their expiry, and deleting groups
+//!   (Kafka's `GroupMetadataManager`).
 
 mod deadlines;
 mod membership;
@@ -43,7 +53,7 @@ pub trait OffsetsWriter: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = Result<(), ErrorCode>> + Send + '_>>;
 }
 
-/// A request to a shard.
+/// A request to a shard, with the channel its answer goes back on.
 pub(crate) enum Command {
     Join(JoinParams, oneshot::Sender<JoinOutcome>),
     Sync(SyncParams, oneshot::Sender<SyncOutcome>),
@@ -72,6 +82,8 @@ pub(crate) enum Command {
     ),
 }
 
+/// Wall-clock milliseconds since the Unix epoch, as the records carry
+/// them.
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -93,7 +105,8 @@ fn write_error(code: ErrorCode) -> ErrorCode {
     }
 }
 
-/// The groups of one partition.
+/// The groups of one partition. Only the partition's task touches them, so
+/// nothing here is locked.
 pub(crate) struct Shard {
     groups: HashMap<String, Group>,
     timers: KeyedTimers<Timer>,

@@ -14,6 +14,11 @@ use crate::offsets_topic::{OffsetCommitValue, OffsetsRecord, MAX_RECORD_STRING_B
 use crate::outcome::{CommitParams, FetchedOffset};
 
 impl Shard {
+    /// With a member id or generation the commit must come from a member
+    /// of the current generation, and not while the group waits for its
+    /// assignment; without either it is taken only by a group without
+    /// members (a consumer that assigns itself partitions). The offsets go
+    /// in one batch; one whose metadata is too long is refused alone.
     pub(super) async fn commit(
         &mut self,
         p: CommitParams,
@@ -98,6 +103,8 @@ impl Shard {
         Ok(results)
     }
 
+    /// The listed partitions (offset -1 where nothing is committed), or
+    /// every committed offset of the group in topic-partition order.
     pub(super) fn fetch_offsets(
         &self,
         group_id: &str,
@@ -131,6 +138,8 @@ impl Shard {
         }
     }
 
+    /// Only an Empty group is deleted: a tombstone for each of its offsets,
+    /// then one for the group.
     pub(super) async fn delete_group(&mut self, group_id: &str) -> Option<ErrorCode> {
         let Some(group) = self.groups.get(group_id) else {
             return Some(ErrorCode::GroupIdNotFound);
@@ -162,6 +171,8 @@ impl Shard {
         None
     }
 
+    /// A group with members loses offsets only if it is a consumer group,
+    /// and only of topics none of its members subscribes to.
     pub(super) async fn delete_offsets(
         &mut self,
         group_id: &str,

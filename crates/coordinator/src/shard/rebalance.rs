@@ -31,6 +31,10 @@ impl Shard {
         self.maybe_complete_join(group_id).await;
     }
 
+    /// Starts a join phase: waiting SyncGroups get REBALANCE_IN_PROGRESS,
+    /// and the phase lasts the members' longest rebalance timeout (a group
+    /// that was Empty first waits `group.initial.rebalance.delay.ms`, again
+    /// while members keep joining).
     pub(super) fn prepare_rebalance(&mut self, group_id: &str) {
         let now = Instant::now();
         let wall = now_ms();
@@ -75,6 +79,8 @@ impl Shard {
         }
     }
 
+    /// Ends the join phase once every member has rejoined, unless the
+    /// initial delay still runs.
     pub(super) async fn maybe_complete_join(&mut self, group_id: &str) {
         let ready = self.groups.get(group_id).is_some_and(|g| {
             g.state == GroupState::PreparingRebalance
