@@ -1,7 +1,8 @@
-//! The simulated cluster both deterministic simulations run on
-//! (`simulation.rs`: the metadata quorum; `replication_simulation.rs`:
-//! partition replication on top of it), in one process on virtual time
-//! (tokio's paused clock).
+//! The simulated cluster the simulations run on (in this crate's tests:
+//! `simulation.rs`, the metadata quorum; `election_simulation.rs`, its
+//! elections; `replication_simulation.rs`, partition replication on top
+//! of it), in one process on virtual time (tokio's paused clock). A
+//! harness, not a deterministic replay: see below.
 //!
 //! Three nodes run the real quorum — openraft over the durable Raft log
 //! and image state machine in temporary directories — connected by an
@@ -16,7 +17,14 @@
 //! random source and the logs fsync on blocking threads, so the
 //! interleavings within a schedule can differ between runs of one seed; a
 //! failure message names the seed and what broke.
-#![allow(dead_code)] // Each test binary uses its part.
+// A test harness: it panics on what a test must not meet, and its items
+// are named for what they simulate.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    missing_docs
+)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -62,7 +70,7 @@ const HEARTBEAT_EVERY: Duration = Duration::from_millis(200);
 pub struct Rng(u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -70,7 +78,7 @@ impl Rng {
         z ^ (z >> 31)
     }
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.next_u64() % n.max(1)
     }
     pub fn chance(&mut self, per_mille: u64) -> bool {
         self.below(1000) < per_mille

@@ -15,7 +15,7 @@
 //!   a partition's leader.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-mod sim;
+use strom_sim as sim;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

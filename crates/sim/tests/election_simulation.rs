@@ -8,7 +8,7 @@
 //! `STROM_SIM_SEEDS=7,8 cargo test -p strom-controller --test election_simulation`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-mod sim;
+use strom_sim as sim;
 
 use std::sync::Arc;
 use std::time::Duration;

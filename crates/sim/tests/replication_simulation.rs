@@ -39,7 +39,7 @@
 //! - the quorum's invariants (see `simulation.rs`) hold too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-mod sim;
+use strom_sim as sim;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
