@@ -5,7 +5,7 @@
 //! (pre-vote), so on rejoining it deposes nobody; and a leader that stops
 //! cleanly hands leadership over at once. The rules are in
 //! `strom_controller::quorum_election`.
-//! `STROM_SIM_SEEDS=7,8 cargo test -p strom-controller --test election_simulation`.
+//! `STROM_SIM_SEEDS=7,8 cargo test -p strom-sim --test election_simulation`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use strom_sim as sim;

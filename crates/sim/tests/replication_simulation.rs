@@ -1,7 +1,7 @@
 //! A deterministic, seeded simulation of partition replication: the data
 //! plane of the three brokers of [`sim`]'s cluster, under its crashes,
 //! cuts, delays and losses. A seed replays the same fault schedule:
-//! `STROM_SIM_SEEDS=7,8 cargo test -p strom-controller --test replication_simulation`.
+//! `STROM_SIM_SEEDS=7,8 cargo test -p strom-sim --test replication_simulation`.
 //!
 //! Each node's broker is the real thing below the wire protocol: a
 //! `ReplicaManager` over its partition logs on disk (in the node's

@@ -3,7 +3,7 @@
 //! restart and are cut off from each other while their brokers register
 //! and heartbeat and a client keeps creating topics. A seed replays the
 //! same fault schedule:
-//! `STROM_SIM_SEEDS=7,8 cargo test -p strom-controller --test simulation`
+//! `STROM_SIM_SEEDS=7,8 cargo test -p strom-sim --test simulation`
 //! (default: a fixed set).
 //!
 //! Invariants checked:
