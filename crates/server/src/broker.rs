@@ -24,7 +24,7 @@ use strom_controller::quorum::QuorumConfig;
 use strom_controller::raft_types::ControllerNode;
 use strom_controller::{Controller, ControllerConfig, QUORUM_START_TIMEOUT};
 use strom_coordinator::{GroupCoordinator, ProducerIdManager};
-use strom_metadata::{BrokerEndpoint, BrokerRegistration};
+use strom_metadata::{BrokerEndpoint, BrokerRegistration, MetadataImage};
 use strom_replication::replica_fetcher::FetcherConfig;
 use strom_replication::{
     run_log_maintenance, shutdown_signalled, MaintenanceIntervals, ReplicaManager,
@@ -105,7 +105,7 @@ impl Broker {
         let log_manager = open_log_dirs(&config, &cluster_id).await?;
         let controller = run.start_quorum(&config, &log_manager, &cluster_id).await?;
         let lifecycle = run.register(&config, &controller).await?;
-        let replica_manager =
+        let (replica_manager, image) =
             load_partitions(&config, &log_manager, &controller, &lifecycle).await?;
         let state = assemble_state(
             config,
@@ -114,6 +114,7 @@ impl Broker {
             replica_manager,
             lifecycle,
             Arc::clone(&run.metrics),
+            image,
         );
         run.start_background_tasks(&state, &log_manager);
         wait_until_unfenced(&state).await?;
@@ -476,14 +477,15 @@ async fn open_log_dirs(
 }
 
 /// Phase 6: the partition logs, loaded (and recovered) and brought in line
-/// with the metadata; offline replicas are reported with every heartbeat
-/// from then on.
+/// with the metadata image it returns (everything after starts from that
+/// same image, so the metadata follower applies whatever comes later);
+/// offline replicas are reported with every heartbeat from then on.
 async fn load_partitions(
     config: &BrokerConfig,
     log_manager: &Arc<LogManager>,
     controller: &Controller,
     lifecycle: &BrokerLifecycle,
-) -> Result<Arc<ReplicaManager>, StartError> {
+) -> Result<(Arc<ReplicaManager>, Arc<MetadataImage>), StartError> {
     let replica_manager = Arc::new(ReplicaManager::new(
         config.node_id,
         Arc::clone(log_manager),
@@ -495,7 +497,7 @@ async fn load_partitions(
     }
     let image = controller.image();
     let summary = blocking({
-        let rm = Arc::clone(&replica_manager);
+        let (rm, image) = (Arc::clone(&replica_manager), Arc::clone(&image));
         move || {
             let summary = rm.load_logs(&image);
             rm.reconcile(&image);
@@ -512,7 +514,7 @@ async fn load_partitions(
         offline_logs = summary.offline_logs,
         "loaded partition logs"
     );
-    Ok(replica_manager)
+    Ok((replica_manager, image))
 }
 
 /// Phase 7: the state every request handler shares, with the group
@@ -525,9 +527,9 @@ fn assemble_state(
     replica_manager: Arc<ReplicaManager>,
     lifecycle: Arc<BrokerLifecycle>,
     metrics: Arc<BrokerMetrics>,
+    image: Arc<MetadataImage>,
 ) -> Arc<BrokerState> {
     let node_id = config.node_id;
-    let image = controller.image();
     let (image_tx, image_rx) = watch::channel(Arc::clone(&image));
     let groups = Arc::new(GroupCoordinator::new(
         config.group.clone(),
