@@ -1,5 +1,5 @@
-//! A memory-mapped file of fixed-size entries, the shared machinery of the
-//! offset index and the time index.
+//! A memory-mapped file of fixed-size entries, the file under
+//! [`crate::index::Index`] (the offset index and the time index).
 //!
 //! Like Kafka's `AbstractIndex`, the file of the active segment is
 //! preallocated to the index's maximum size (rounded down to whole entries)
@@ -229,11 +229,6 @@ impl IndexFile {
     /// Entries written.
     pub(crate) fn entries(&self) -> usize {
         self.entries
-    }
-
-    /// Whether another entry fits.
-    pub(crate) fn is_full(&self) -> bool {
-        (self.entries + 1) * self.entry_bytes > self.mapped_len()
     }
 
     /// Entries that still fit in the mapped file.

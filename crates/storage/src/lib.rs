@@ -5,12 +5,13 @@
 //! request's batch arrives as bytes, is checked by [`validate`] (Kafka's
 //! `LogValidator` without re-encoding), and is appended by [`log::Log`] to
 //! the active [`segment::LogSegment`] with its base offset assigned in place;
-//! the [`offset_index`] and [`time_index`] map offsets and timestamps to
-//! positions. Fetches read whole batches back by position. [`log_manager`]
-//! owns the directories: recovery of torn tails after a crash, retention,
-//! flushing, checkpoints ([`checkpoint`]) and `meta.properties`
-//! ([`meta_properties`]). [`leader_epoch`] keeps each partition's leader
-//! epoch cache, which replication truncates divergent followers by.
+//! the [`offset_index`] and [`time_index`] (each an [`index::Index`] of its
+//! own entries) map offsets and timestamps to positions. Fetches read whole
+//! batches back by position. [`log_manager`] owns the directories: recovery
+//! of torn tails after a crash, retention, flushing, checkpoints
+//! ([`checkpoint`]) and `meta.properties` ([`meta_properties`]).
+//! [`leader_epoch`] keeps each partition's leader epoch cache, which
+//! replication truncates divergent followers by.
 //! [`durable_file`] makes file replacements and new directory entries
 //! survive a power loss.
 //!
@@ -24,6 +25,7 @@
 pub mod checkpoint;
 pub mod durable_file;
 pub mod error;
+pub mod index;
 mod index_file;
 pub mod leader_epoch;
 pub mod log;

@@ -18,10 +18,8 @@
 //! its entries when the segment is rolled or the broker shuts down cleanly;
 //! trailing all-zero entries are unwritten space.
 
-use std::path::Path;
-
-use crate::error::{Result, StorageError};
-use crate::index_file::IndexFile;
+use crate::error::Result;
+use crate::index::{decode_relative_offset, encode_relative_offset, Index, IndexEntry};
 
 /// Bytes per offset index entry.
 pub const OFFSET_INDEX_ENTRY_BYTES: usize = 8;
@@ -35,139 +33,72 @@ pub struct OffsetPosition {
     pub position: u32,
 }
 
-/// A segment's offset index.
-#[derive(Debug)]
-pub struct OffsetIndex {
-    base_offset: i64,
-    file: IndexFile,
+impl IndexEntry for OffsetPosition {
+    const BYTES: usize = OFFSET_INDEX_ENTRY_BYTES;
+    const FREE_SLOTS_KEPT: usize = 0;
+    type Encoded = [u8; OFFSET_INDEX_ENTRY_BYTES];
+
+    fn decode(bytes: &[u8], base_offset: i64) -> Option<Self> {
+        let e: [u8; OFFSET_INDEX_ENTRY_BYTES] = bytes.try_into().ok()?;
+        let [r0, r1, r2, r3, p0, p1, p2, p3] = e;
+        Some(OffsetPosition {
+            offset: decode_relative_offset([r0, r1, r2, r3], base_offset),
+            position: u32::from_be_bytes([p0, p1, p2, p3]),
+        })
+    }
+
+    fn encode(&self, base_offset: i64) -> Option<Self::Encoded> {
+        let rel = encode_relative_offset(self.offset, base_offset)?;
+        let mut e = [0u8; OFFSET_INDEX_ENTRY_BYTES];
+        e[..4].copy_from_slice(&rel);
+        e[4..].copy_from_slice(&self.position.to_be_bytes());
+        Some(e)
+    }
+
+    fn key(&self) -> i64 {
+        self.offset
+    }
+
+    fn offset(&self) -> i64 {
+        self.offset
+    }
+
+    /// Strictly increasing in both fields.
+    fn follows(&self, prev: &Self) -> bool {
+        self.offset > prev.offset && self.position > prev.position
+    }
+
+    fn segment_start(base_offset: i64) -> Self {
+        OffsetPosition {
+            offset: base_offset,
+            position: 0,
+        }
+    }
 }
 
+/// A segment's offset index: [`OffsetIndex::lookup`] finds the last entry
+/// whose offset is `≤` the target, or the segment start (position 0).
+pub type OffsetIndex = Index<OffsetPosition>;
+
 impl OffsetIndex {
-    /// Opens the index of the segment starting at `base_offset`.
-    pub fn open(path: &Path, base_offset: i64, capacity_bytes: Option<usize>) -> Result<Self> {
-        Ok(Self {
-            base_offset,
-            file: IndexFile::open(path, OFFSET_INDEX_ENTRY_BYTES, capacity_bytes)?,
-        })
-    }
-
-    fn read(&self, i: usize) -> Option<OffsetPosition> {
-        let e: [u8; OFFSET_INDEX_ENTRY_BYTES] = self.file.entry(i)?.try_into().ok()?;
-        let [r0, r1, r2, r3, p0, p1, p2, p3] = e;
-        let rel = i32::from_be_bytes([r0, r1, r2, r3]);
-        let pos = u32::from_be_bytes([p0, p1, p2, p3]);
-        Some(OffsetPosition {
-            offset: self.base_offset.saturating_add(i64::from(rel)),
-            position: pos,
-        })
-    }
-
-    /// Number of entries.
-    pub fn entries(&self) -> usize {
-        self.file.entries()
-    }
-
-    /// Whether another entry fits.
-    pub fn is_full(&self) -> bool {
-        self.file.is_full()
-    }
-
-    /// The last entry.
-    pub fn last_entry(&self) -> Option<OffsetPosition> {
-        self.entries().checked_sub(1).and_then(|i| self.read(i))
-    }
-
     /// Appends `offset → position`. Entries that do not increase are
     /// ignored (returns false), as is an entry when the index is full; an
     /// error when its disk space cannot be reserved.
     pub fn append(&mut self, offset: i64, position: u32) -> Result<bool> {
-        let Ok(rel) = i32::try_from(offset - self.base_offset) else {
-            return Ok(false);
-        };
-        if rel < 0 {
-            return Ok(false);
-        }
-        if let Some(last) = self.last_entry() {
-            if offset <= last.offset || position <= last.position {
-                return Ok(false);
-            }
-        }
-        let mut e = [0u8; OFFSET_INDEX_ENTRY_BYTES];
-        e[..4].copy_from_slice(&rel.to_be_bytes());
-        e[4..].copy_from_slice(&position.to_be_bytes());
-        self.file.append(&e)
-    }
-
-    /// The last entry whose offset is `≤ target`, or the segment start.
-    pub fn lookup(&self, target: i64) -> OffsetPosition {
-        let start = OffsetPosition {
-            offset: self.base_offset,
-            position: 0,
-        };
-        // Binary search for the number of entries with offset <= target.
-        let (mut lo, mut hi) = (0usize, self.entries());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            match self.read(mid) {
-                Some(e) if e.offset <= target => lo = mid + 1,
-                _ => hi = mid,
-            }
-        }
-        lo.checked_sub(1)
-            .and_then(|i| self.read(i))
-            .unwrap_or(start)
-    }
-
-    /// Removes entries for offsets `≥ offset`.
-    pub fn truncate_to(&mut self, offset: i64) {
-        let keep = (0..self.entries())
-            .take_while(|&i| self.read(i).is_some_and(|e| e.offset < offset))
-            .count();
-        self.file.truncate_entries(keep);
-    }
-
-    /// Removes every entry.
-    pub fn reset(&mut self) {
-        self.file.truncate_entries(0);
+        self.append_entry(OffsetPosition { offset, position })
     }
 
     /// Checks what can be checked cheaply against the segment file: entries
     /// strictly increasing and positions inside the file.
     pub fn sanity_check(&self, log_size_bytes: u64) -> Result<()> {
-        let mut prev: Option<OffsetPosition> = None;
-        for i in 0..self.entries() {
-            let e = self
-                .read(i)
-                .ok_or_else(|| self.corrupt("unreadable entry".into()))?;
-            if u64::from(e.position) >= log_size_bytes.max(1) {
-                return Err(self.corrupt(format!(
+        self.check_entries(|i, e| {
+            (u64::from(e.position) >= log_size_bytes.max(1)).then(|| {
+                format!(
                     "entry {i} points at position {} beyond the log's {log_size_bytes} bytes",
                     e.position
-                )));
-            }
-            if let Some(p) = prev {
-                if e.offset <= p.offset || e.position <= p.position {
-                    return Err(self.corrupt(format!("entry {i} does not increase")));
-                }
-            }
-            prev = Some(e);
-        }
-        Ok(())
-    }
-
-    fn corrupt(&self, reason: String) -> StorageError {
-        StorageError::CorruptFile {
-            path: self.file.path().to_path_buf(),
-            reason,
-        }
-    }
-
-    pub(crate) fn file_mut(&mut self) -> &mut IndexFile {
-        &mut self.file
-    }
-
-    pub(crate) fn file(&self) -> &IndexFile {
-        &self.file
+                )
+            })
+        })
     }
 }
 
@@ -227,6 +158,17 @@ mod tests {
         );
         idx.sanity_check(5000).unwrap();
         assert!(idx.sanity_check(3000).is_err());
+    }
+
+    #[test]
+    fn entries_are_stored_as_the_format_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00000000000000000100.index");
+        let mut idx = OffsetIndex::open(&path, 100, Some(80)).unwrap();
+        assert!(idx.append(105, 0x0102_0304).unwrap());
+        idx.file_mut().trim().unwrap();
+        drop(idx);
+        assert_eq!(std::fs::read(&path).unwrap(), [0, 0, 0, 5, 1, 2, 3, 4]);
     }
 
     #[test]
