@@ -13,7 +13,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -52,13 +51,7 @@ pub struct QuorumDescription {
     pub voter_endpoints: Vec<(i32, ControllerNode)>,
 }
 
-/// Now, in milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub use strom_runtime::clock::now_ms;
 
 /// What the leader heard from one peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

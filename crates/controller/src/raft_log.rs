@@ -53,6 +53,7 @@ use crate::raft_types::{
     log_id, ControllerNode, MetadataBatch, MetadataLogId, MetadataRaft, MetadataVote,
     RaftStorageError,
 };
+use strom_runtime::clock::now_ms;
 
 /// Most bytes read from the log at once.
 const READ_CHUNK_BYTES: usize = 4 << 20;
@@ -73,12 +74,6 @@ enum StoredPayload {
         /// The set.
         membership: Membership<u64, ControllerNode>,
     },
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The metadata log's configuration: never deleted by retention, flushed
@@ -204,7 +199,7 @@ fn io_read(e: impl std::error::Error + 'static) -> RaftStorageError {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ControllerError> + Send + 'static,
 ) -> Result<T, ControllerError> {
-    tokio::task::spawn_blocking(f)
+    strom_runtime::blocking::run(f)
         .await
         .map_err(|e| ControllerError::Corrupt(format!("metadata log task failed: {e}")))?
 }

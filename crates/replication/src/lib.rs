@@ -22,7 +22,6 @@
     allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
-pub mod clock;
 pub mod error;
 pub mod follower_progress;
 pub mod log_maintenance;
@@ -31,9 +30,8 @@ pub mod replica_fetcher;
 pub mod replica_manager;
 pub mod replication_quota;
 
-pub use clock::lag_clock_ms;
 pub use error::ReplicaError;
-pub use log_maintenance::{run_log_maintenance, shutdown_signalled, MaintenanceIntervals};
+pub use log_maintenance::{run_log_maintenance, MaintenanceIntervals};
 pub use partition::{Partition, PartitionState};
 pub use replica_manager::{
     panic_boundary, special_timestamps, FetchParams, FetchPartition, FetchPartitionResult,

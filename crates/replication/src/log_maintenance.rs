@@ -1,5 +1,5 @@
 //! The periodic log work (retention, flushes, offset checkpoints, producer
-//! expiration) on its own schedule, and the shutdown signal tasks wait on.
+//! expiration) on its own schedule.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,7 +7,8 @@ use std::time::Duration;
 use strom_storage::LogManager;
 use tokio::sync::watch;
 
-use crate::clock::now_ms;
+use strom_runtime::clock::now_ms;
+use strom_runtime::shutdown;
 
 /// How often the periodic log work runs.
 #[derive(Debug, Clone, Copy)]
@@ -42,7 +43,7 @@ pub async fn run_log_maintenance(
     loop {
         let lm = Arc::clone(&log_manager);
         tokio::select! {
-            _ = shutdown_signalled(&mut shutdown) => return,
+            _ = shutdown::signalled(&mut shutdown) => return,
             _ = retention.tick() => {
                 let _ = tokio::task::spawn_blocking(move || lm.enforce_retention(now_ms())).await;
             }
@@ -59,16 +60,6 @@ pub async fn run_log_maintenance(
                     tracing::error!(error = %e, "cannot write offset checkpoints");
                 }
             }
-        }
-    }
-}
-
-/// Resolves once `shutdown` holds `true` (or its sender is gone). Holds no
-/// borrow across awaits, so it can sit in `tokio::select!` of a spawned task.
-pub async fn shutdown_signalled(shutdown: &mut watch::Receiver<bool>) {
-    while !*shutdown.borrow_and_update() {
-        if shutdown.changed().await.is_err() {
-            return;
         }
     }
 }

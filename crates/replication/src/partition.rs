@@ -16,9 +16,9 @@ use strom_storage::{Log, StorageError, TopicPartition};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::clock::lag_clock_ms;
 use crate::error::ReplicaError;
 use crate::follower_progress::{FollowerFetch, FollowerProgress, Followers};
+use strom_runtime::clock::lag_clock_ms;
 
 /// The partition's registration as this broker last applied it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,7 +175,7 @@ impl Partition {
     /// broker does not lead or `replica` is not one of the replicas, and
     /// OFFSET_OUT_OF_RANGE (nothing recorded) when `fetch_offset` is
     /// beyond the log end offset. `lag_clock_ms` is
-    /// [`crate::clock::lag_clock_ms`] now.
+    /// [`strom_runtime::clock::lag_clock_ms`] now.
     pub fn record_follower_fetch(
         &self,
         replica: i32,
@@ -281,7 +281,7 @@ impl Partition {
 
     /// As leader: in-sync followers behind for longer than `max_lag_ms`
     /// (`replica.lag.time.max.ms`), which the ISR should drop.
-    /// `lag_clock_ms` is [`crate::clock::lag_clock_ms`] now.
+    /// `lag_clock_ms` is [`strom_runtime::clock::lag_clock_ms`] now.
     pub fn lagging_followers(&self, lag_clock_ms: i64, max_lag_ms: i64) -> Vec<i32> {
         let s = self.state.read();
         if s.leader != self.node_id {
@@ -299,7 +299,7 @@ impl Partition {
     /// proposal stays pending until the metadata changes or
     /// [`Partition::isr_change_failed`]. Only followers `may_join` (per
     /// the metadata: registered and not fenced, as the controller demands)
-    /// are taken back. `lag_clock_ms` is [`crate::clock::lag_clock_ms`]
+    /// are taken back. `lag_clock_ms` is [`strom_runtime::clock::lag_clock_ms`]
     /// now.
     pub fn propose_isr_change(
         &self,

@@ -41,10 +41,10 @@ use kafka_protocol::messages::{BrokerId, FetchRequest};
 use strom_client::BrokerClient;
 use strom_config::ReplicaFetchConfig;
 use strom_protocol::ErrorCode;
+use strom_runtime::clock::now_ms;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::clock::now_ms;
 use crate::partition::Partition;
 use crate::replication_quota::ReplicationQuota;
 

@@ -26,9 +26,8 @@ use strom_controller::{Controller, ControllerConfig, QUORUM_START_TIMEOUT};
 use strom_coordinator::{GroupCoordinator, ProducerIdManager};
 use strom_metadata::{BrokerEndpoint, BrokerRegistration, MetadataImage};
 use strom_replication::replica_fetcher::FetcherConfig;
-use strom_replication::{
-    run_log_maintenance, shutdown_signalled, MaintenanceIntervals, ReplicaManager,
-};
+use strom_replication::{run_log_maintenance, MaintenanceIntervals, ReplicaManager};
+use strom_runtime::shutdown;
 use strom_storage::log_manager::discover_cluster_id;
 use strom_storage::LogManager;
 use thiserror::Error;
@@ -87,12 +86,13 @@ pub struct Broker {
     listeners: Vec<(String, SocketAddr)>,
 }
 
+/// Runs start-up and shutdown disk work on the blocking pool.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, StartError> {
-    tokio::task::spawn_blocking(f)
+    strom_runtime::blocking::run(f)
         .await
-        .map_err(|e| StartError::Task(e.to_string()))
+        .map_err(StartError::Task)
 }
 
 impl Broker {
@@ -176,10 +176,10 @@ impl Broker {
         }
         let state = Arc::clone(&self.state);
         blocking(move || -> Result<(), StartError> {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
-            state.replica_manager.log_manager().shutdown(now)?;
+            state
+                .replica_manager
+                .log_manager()
+                .shutdown(strom_runtime::clock::now_ms())?;
             Ok(())
         })
         .await??;
@@ -712,7 +712,7 @@ async fn follow_metadata(state: Arc<BrokerState>, mut shutdown: watch::Receiver<
     let mut images = state.controller.subscribe();
     loop {
         tokio::select! {
-            _ = shutdown_signalled(&mut shutdown) => return,
+            _ = shutdown::signalled(&mut shutdown) => return,
             changed = images.changed() => {
                 if changed.is_err() {
                     return;

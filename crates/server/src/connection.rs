@@ -21,7 +21,7 @@ use strom_protocol::header::{
     decode_request_header, encode_response_frame, HeaderError, RequestPreamble,
 };
 use strom_protocol::ErrorCode;
-use strom_replication::shutdown_signalled;
+use strom_runtime::shutdown;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -93,7 +93,7 @@ pub async fn serve_connection(
         let missing = needed.saturating_sub(rbuf.len());
         rbuf.reserve(missing.clamp(1, READ_CHUNK_BYTES));
         tokio::select! {
-            _ = shutdown_signalled(&mut shutdown) => return,
+            _ = shutdown::signalled(&mut shutdown) => return,
             read = tokio::time::timeout(idle, reader.read_buf(&mut rbuf)) => match read {
                 Ok(Ok(0)) => return,
                 Ok(Ok(_)) => {}

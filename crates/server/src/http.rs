@@ -34,7 +34,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use strom_replication::shutdown_signalled;
+use strom_runtime::shutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -74,7 +74,7 @@ pub async fn serve_http(
     let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
-            _ = shutdown_signalled(&mut shutdown) => break,
+            _ = shutdown::signalled(&mut shutdown) => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             accepted = listener.accept() => accepted,
         };

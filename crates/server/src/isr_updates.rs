@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strom_controller::isr_change::IsrChange;
-use strom_replication::{lag_clock_ms, shutdown_signalled};
+use strom_runtime::clock::lag_clock_ms;
+use strom_runtime::shutdown;
 use tokio::sync::watch;
 
 use crate::state::BrokerState;
@@ -27,7 +28,7 @@ pub async fn run_isr_updates(state: Arc<BrokerState>, mut shutdown: watch::Recei
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
-            _ = shutdown_signalled(&mut shutdown) => return,
+            _ = shutdown::signalled(&mut shutdown) => return,
         }
         if state.lifecycle.is_fenced() {
             continue;

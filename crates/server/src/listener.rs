@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use strom_replication::shutdown_signalled;
+use strom_runtime::shutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -30,7 +30,7 @@ pub async fn run_listener(
     let connection_shutdown = shutdown.clone();
     loop {
         tokio::select! {
-            _ = shutdown_signalled(&mut shutdown) => break,
+            _ = shutdown::signalled(&mut shutdown) => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
@@ -43,7 +43,7 @@ pub async fn run_listener(
                     connections.spawn(async move {
                         let ready = tokio::select! {
                             ready = state.wait_for(Option::is_some) => ready.ok().and_then(|s| s.clone()),
-                            _ = shutdown_signalled(&mut shutdown) => None,
+                            _ = shutdown::signalled(&mut shutdown) => None,
                         };
                         if let Some(state) = ready {
                             apply_socket_buffers(&stream, &state);

@@ -29,7 +29,7 @@ use serde::Deserialize;
 use strom_controller::config_change::{ConfigChange, ConfigOp, ConfigOpKind, ConfigResource};
 use strom_controller::{ApiError, CreatePartitions, CreateTopic};
 use strom_protocol::ErrorCode;
-use strom_replication::shutdown_signalled;
+use strom_runtime::shutdown;
 use tokio::sync::watch;
 
 use crate::state::BrokerState;
@@ -158,7 +158,7 @@ pub async fn provision_topics(
         attempt += 1;
         tokio::select! {
             _ = tokio::time::sleep(RETRY_INTERVAL) => {}
-            _ = shutdown_signalled(&mut shutdown) => return,
+            _ = shutdown::signalled(&mut shutdown) => return,
         }
     }
 }

@@ -774,6 +774,9 @@ impl tracing_subscriber::fmt::time::FormatTime for VirtualTime {
 /// Runs `run(seed)` for each seed on its own paused runtime, failing a run
 /// that does not end within `within` of virtual time. `STROM_SIM_LOG`
 /// (an env filter such as `info`) prints the nodes' logs on virtual time.
+/// The wall-clock time every simulated run starts at (2027-01-15).
+pub const SIMULATED_EPOCH_MS: i64 = 1_800_000_000_000;
+
 pub fn run_seeds<F: Future<Output = ()>>(
     seeds: Vec<u64>,
     within: Duration,
@@ -793,8 +796,13 @@ pub fn run_seeds<F: Future<Output = ()>>(
             .start_paused(true)
             .build()
             .unwrap();
-        // A run that hangs ends in virtual time, not CI time.
-        let finished = runtime.block_on(async { tokio::time::timeout(within, run(seed)).await });
+        // A run that hangs ends in virtual time, not CI time. The wall
+        // clock (timestamps, expiry, retention) follows virtual time too,
+        // from the same instant in every run.
+        let finished = runtime.block_on(async {
+            strom_runtime::clock::use_virtual_wall_clock(SIMULATED_EPOCH_MS);
+            tokio::time::timeout(within, run(seed)).await
+        });
         assert!(finished.is_ok(), "seed {seed}: the run hung");
         eprintln!("seed {seed}: invariants held");
     }

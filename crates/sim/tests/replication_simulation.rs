@@ -60,9 +60,9 @@ use strom_protocol::records::RecordIter;
 use strom_protocol::ErrorCode;
 use strom_replication::replica_fetcher::apply_fetched;
 use strom_replication::{
-    lag_clock_ms, FetchParams, FetchPartition, FetchPartitionResult, IsolationLevel, Partition,
-    ReplicaManager,
+    FetchParams, FetchPartition, FetchPartitionResult, IsolationLevel, Partition, ReplicaManager,
 };
+use strom_runtime::clock::lag_clock_ms;
 use strom_storage::log::ReadBound;
 use strom_storage::{LogManager, TopicPartition};
 use tokio::sync::watch;

@@ -42,6 +42,7 @@ use crate::outcome::*;
 use crate::timers::KeyedTimers;
 use deadlines::{deadline_after, Timer};
 use strom_config::GroupKeys as GroupConfig;
+use strom_runtime::clock::now_ms;
 
 /// Appends records to this shard's `__consumer_offsets` partition and
 /// waits until they are committed.
@@ -80,14 +81,6 @@ pub(crate) enum Command {
         Vec<(String, i32)>,
         oneshot::Sender<Result<Vec<Option<ErrorCode>>, ErrorCode>>,
     ),
-}
-
-/// Wall-clock milliseconds since the Unix epoch, as the records carry
-/// them.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Kafka's mapping of append failures to what group clients expect.

@@ -30,6 +30,7 @@ use strom_config::throttle::{throttled_rate, FOLLOWER_THROTTLED_RATE, LEADER_THR
 use strom_config::{LogDefaults, TopicConfig};
 use strom_metadata::{ConfigResourceType, MetadataImage};
 use strom_protocol::ErrorCode;
+use strom_runtime::clock::{lag_clock_ms, now_ms};
 use strom_storage::log::{LogAppendInfo, ReadBound};
 use strom_storage::log_manager::LoadSummary;
 use strom_storage::{LogManager, StorageError, TopicPartition};
@@ -37,7 +38,6 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::clock::{lag_clock_ms, now_ms};
 use crate::error::ReplicaError;
 use crate::partition::{Partition, PartitionState};
 use crate::replica_fetcher::{run_replica_fetcher, FetcherConfig};
