@@ -16,10 +16,8 @@
 //! scan batches from that offset. The file is preallocated and trimmed like
 //! the offset index.
 
-use std::path::Path;
-
-use crate::error::{Result, StorageError};
-use crate::index_file::IndexFile;
+use crate::error::Result;
+use crate::index::{decode_relative_offset, encode_relative_offset, Index, IndexEntry};
 
 /// Bytes per time index entry.
 pub const TIME_INDEX_ENTRY_BYTES: usize = 12;
@@ -33,142 +31,108 @@ pub struct TimestampOffset {
     pub offset: i64,
 }
 
-/// A segment's time index.
-#[derive(Debug)]
-pub struct TimeIndex {
-    base_offset: i64,
-    file: IndexFile,
-}
+impl IndexEntry for TimestampOffset {
+    const BYTES: usize = TIME_INDEX_ENTRY_BYTES;
+    /// Like Kafka, one slot stays free for the final entry written when the
+    /// segment is rolled or closed.
+    const FREE_SLOTS_KEPT: usize = 1;
+    type Encoded = [u8; TIME_INDEX_ENTRY_BYTES];
 
-impl TimeIndex {
-    /// Opens the time index of the segment starting at `base_offset`.
-    pub fn open(path: &Path, base_offset: i64, capacity_bytes: Option<usize>) -> Result<Self> {
-        Ok(Self {
-            base_offset,
-            file: IndexFile::open(path, TIME_INDEX_ENTRY_BYTES, capacity_bytes)?,
-        })
-    }
-
-    fn read(&self, i: usize) -> Option<TimestampOffset> {
-        let e = self.file.entry(i)?;
-        let ts: [u8; 8] = e.get(..8)?.try_into().ok()?;
-        let rel: [u8; 4] = e.get(8..12)?.try_into().ok()?;
-        let rel = i32::from_be_bytes(rel);
+    fn decode(bytes: &[u8], base_offset: i64) -> Option<Self> {
+        let ts: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+        let rel: [u8; 4] = bytes.get(8..12)?.try_into().ok()?;
         Some(TimestampOffset {
             timestamp: i64::from_be_bytes(ts),
-            offset: self.base_offset.saturating_add(i64::from(rel)),
+            offset: decode_relative_offset(rel, base_offset),
         })
     }
 
-    /// Number of entries.
-    pub fn entries(&self) -> usize {
-        self.file.entries()
+    /// None for a negative timestamp too.
+    fn encode(&self, base_offset: i64) -> Option<Self::Encoded> {
+        let rel = encode_relative_offset(self.offset, base_offset)?;
+        if self.timestamp < 0 {
+            return None;
+        }
+        let mut e = [0u8; TIME_INDEX_ENTRY_BYTES];
+        e[..8].copy_from_slice(&self.timestamp.to_be_bytes());
+        e[8..].copy_from_slice(&rel);
+        Some(e)
     }
 
-    /// Whether the index is full. Like Kafka, one slot stays free for the
-    /// final entry written when the segment is rolled or closed.
-    pub fn is_full(&self) -> bool {
-        self.file.free_slots() < 2
+    fn key(&self) -> i64 {
+        self.timestamp
     }
 
-    /// The last entry.
-    pub fn last_entry(&self) -> Option<TimestampOffset> {
-        self.entries().checked_sub(1).and_then(|i| self.read(i))
+    fn offset(&self) -> i64 {
+        self.offset
     }
 
+    /// Strictly increasing in timestamp, non-decreasing in offset.
+    fn follows(&self, prev: &Self) -> bool {
+        self.timestamp > prev.timestamp && self.offset >= prev.offset
+    }
+
+    /// Timestamp −1.
+    fn segment_start(base_offset: i64) -> Self {
+        TimestampOffset {
+            timestamp: -1,
+            offset: base_offset,
+        }
+    }
+}
+
+/// A segment's time index: [`TimeIndex::lookup`] finds the last entry with
+/// timestamp `≤` the target, or the segment start with timestamp −1. It is
+/// full while one slot is still free, for the final entry.
+pub type TimeIndex = Index<TimestampOffset>;
+
+impl TimeIndex {
     /// Appends `timestamp → offset` if the timestamp is larger than the last
     /// entry's and the offset not smaller. Returns whether it was appended;
     /// an error when its disk space cannot be reserved.
     pub fn maybe_append(&mut self, timestamp: i64, offset: i64) -> Result<bool> {
-        let Ok(rel) = i32::try_from(offset - self.base_offset) else {
-            return Ok(false);
-        };
-        if rel < 0 || timestamp < 0 {
-            return Ok(false);
-        }
-        if let Some(last) = self.last_entry() {
-            if timestamp <= last.timestamp || offset < last.offset {
-                return Ok(false);
-            }
-        }
-        let mut e = [0u8; TIME_INDEX_ENTRY_BYTES];
-        e[..8].copy_from_slice(&timestamp.to_be_bytes());
-        e[8..].copy_from_slice(&rel.to_be_bytes());
-        self.file.append(&e)
-    }
-
-    /// The last entry with timestamp `≤ target`, or the segment start with
-    /// timestamp −1.
-    pub fn lookup(&self, target: i64) -> TimestampOffset {
-        let (mut lo, mut hi) = (0usize, self.entries());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            match self.read(mid) {
-                Some(e) if e.timestamp <= target => lo = mid + 1,
-                _ => hi = mid,
-            }
-        }
-        lo.checked_sub(1)
-            .and_then(|i| self.read(i))
-            .unwrap_or(TimestampOffset {
-                timestamp: -1,
-                offset: self.base_offset,
-            })
-    }
-
-    /// Removes entries for offsets `≥ offset`.
-    pub fn truncate_to(&mut self, offset: i64) {
-        let keep = (0..self.entries())
-            .take_while(|&i| self.read(i).is_some_and(|e| e.offset < offset))
-            .count();
-        self.file.truncate_entries(keep);
-    }
-
-    /// Removes every entry.
-    pub fn reset(&mut self) {
-        self.file.truncate_entries(0);
+        self.append_entry(TimestampOffset { timestamp, offset })
     }
 
     /// Entries strictly increasing in timestamp and non-decreasing in offset,
     /// offsets not beyond `max_offset`.
     pub fn sanity_check(&self, max_offset: i64) -> Result<()> {
-        let mut prev: Option<TimestampOffset> = None;
-        for i in 0..self.entries() {
-            let e = self
-                .read(i)
-                .ok_or_else(|| self.corrupt("unreadable entry".into()))?;
-            if e.offset > max_offset {
-                return Err(self.corrupt(format!("entry {i} points past offset {max_offset}")));
-            }
-            if let Some(p) = prev {
-                if e.timestamp <= p.timestamp || e.offset < p.offset {
-                    return Err(self.corrupt(format!("entry {i} does not increase")));
-                }
-            }
-            prev = Some(e);
-        }
-        Ok(())
-    }
-
-    fn corrupt(&self, reason: String) -> StorageError {
-        StorageError::CorruptFile {
-            path: self.file.path().to_path_buf(),
-            reason,
-        }
-    }
-
-    pub(crate) fn file_mut(&mut self) -> &mut IndexFile {
-        &mut self.file
-    }
-
-    pub(crate) fn file(&self) -> &IndexFile {
-        &self.file
+        self.check_entries(|i, e| {
+            (e.offset > max_offset).then(|| format!("entry {i} points past offset {max_offset}"))
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entries_are_stored_as_the_format_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00000000000000000100.timeindex");
+        let mut idx = TimeIndex::open(&path, 100, Some(120)).unwrap();
+        assert!(idx.maybe_append(0x0102_0304_0506_0708, 107).unwrap());
+        idx.file_mut().trim().unwrap();
+        drop(idx);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            [1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 7]
+        );
+    }
+
+    #[test]
+    fn one_slot_stays_free_for_the_final_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.timeindex");
+        let mut idx = TimeIndex::open(&path, 0, Some(36)).unwrap();
+        assert!(idx.maybe_append(1, 1).unwrap());
+        assert!(!idx.is_full());
+        assert!(idx.maybe_append(2, 2).unwrap());
+        assert!(idx.is_full());
+        assert!(idx.maybe_append(3, 3).unwrap(), "the final entry fits");
+        assert!(!idx.maybe_append(4, 4).unwrap());
+    }
 
     #[test]
     fn only_increasing_timestamps_are_kept() {
