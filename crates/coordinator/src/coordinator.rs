@@ -15,7 +15,7 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use parking_lot::RwLock;
-use strom_controller::CreateTopic;
+use strom_controller::{Controller, CreateTopic};
 use strom_metadata::MetadataImage;
 use strom_protocol::batch::BatchIter;
 use strom_protocol::ErrorCode;
@@ -34,6 +34,10 @@ use strom_config::GroupKeys as GroupConfig;
 const SHARD_QUEUE_LEN: usize = 1024;
 /// Bytes read at once when loading a partition.
 const LOAD_READ_BYTES: usize = 4 << 20;
+/// How long [`GroupCoordinator::coordinator_for`] waits for
+/// `__consumer_offsets` to be created and applied before answering
+/// COORDINATOR_NOT_AVAILABLE.
+const OFFSETS_TOPIC_CREATE_WAIT: Duration = Duration::from_secs(10);
 
 struct ShardHandle {
     commands: mpsc::Sender<Command>,
@@ -240,7 +244,7 @@ impl GroupCoordinator {
     /// How to create `__consumer_offsets`: Kafka's settings, with the
     /// replication factor capped by the brokers there are (so a single
     /// node works out of the box).
-    pub fn offsets_topic_spec(&self, live_brokers: usize) -> CreateTopic {
+    fn offsets_topic_spec(&self, live_brokers: usize) -> CreateTopic {
         let rf = self
             .config
             .offsets_topic_replication_factor
@@ -258,6 +262,79 @@ impl GroupCoordinator {
                     Some(self.config.offsets_topic_segment_bytes.to_string()),
                 ),
             ],
+        }
+    }
+
+    /// The broker coordinating `group_id` (FindCoordinator): the leader of
+    /// its `__consumer_offsets` partition, with the image that names it.
+    /// The first call creates the topic through `controller` (Kafka's
+    /// `offsets.topic.*` settings, the replication factor capped by the
+    /// live brokers) and waits until this broker has applied it, so a new
+    /// cluster answers the first request instead of
+    /// COORDINATOR_NOT_AVAILABLE. Every failure is COORDINATOR_NOT_AVAILABLE:
+    /// the client asks again.
+    pub async fn coordinator_for(
+        &self,
+        controller: &Controller,
+        group_id: &str,
+    ) -> Result<CoordinatorNode, ErrorCode> {
+        let image = self.with_offsets_topic(controller).await?;
+        let leader = self
+            .partition_of(&image, group_id)
+            .and_then(|partition| {
+                image
+                    .topic(CONSUMER_OFFSETS_TOPIC)?
+                    .partitions
+                    .get(&partition)
+            })
+            .map(|p| p.leader)
+            .filter(|leader| *leader >= 0)
+            .ok_or(ErrorCode::CoordinatorNotAvailable)?;
+        Ok(CoordinatorNode {
+            node_id: leader,
+            image,
+        })
+    }
+
+    /// The applied image once `__consumer_offsets` is in it, creating the
+    /// topic first if it is not.
+    async fn with_offsets_topic(
+        &self,
+        controller: &Controller,
+    ) -> Result<Arc<MetadataImage>, ErrorCode> {
+        let image = self.image.borrow().clone();
+        if image.topic(CONSUMER_OFFSETS_TOPIC).is_some() {
+            return Ok(image);
+        }
+        let spec = self.offsets_topic_spec(image.unfenced_brokers().count());
+        let (results, _) = controller
+            .create_topics(vec![spec], false, OFFSETS_TOPIC_CREATE_WAIT)
+            .await;
+        match results.into_iter().next() {
+            Some(Ok(created)) => {
+                tracing::info!(
+                    topic = CONSUMER_OFFSETS_TOPIC,
+                    partitions = created.num_partitions,
+                    replication_factor = created.replication_factor,
+                    "created the group coordinator's topic"
+                );
+            }
+            Some(Err(e)) if e.code == ErrorCode::TopicAlreadyExists => {}
+            Some(Err(e)) => {
+                tracing::warn!(error = ?e.code, message = ?e.message, "cannot create __consumer_offsets");
+                return Err(ErrorCode::CoordinatorNotAvailable);
+            }
+            None => return Err(ErrorCode::CoordinatorNotAvailable),
+        }
+        let mut applied = self.image.clone();
+        let reached = tokio::time::timeout(
+            OFFSETS_TOPIC_CREATE_WAIT,
+            applied.wait_for(|img| img.topic(CONSUMER_OFFSETS_TOPIC).is_some()),
+        )
+        .await;
+        match reached {
+            Ok(Ok(img)) => Ok(Arc::clone(&img)),
+            _ => Err(ErrorCode::CoordinatorNotAvailable),
         }
     }
 

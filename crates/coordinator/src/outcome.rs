@@ -1,7 +1,10 @@
 //! What group requests ask and what they get, independent of the wire
 //! versions: the handlers translate Kafka's messages to and from these.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
+use strom_metadata::MetadataImage;
 use strom_protocol::ErrorCode;
 
 /// A JoinGroup.
@@ -229,4 +232,14 @@ pub struct GroupListing {
     pub protocol_type: String,
     /// State name.
     pub state: &'static str,
+}
+
+/// Where a group is coordinated, as FindCoordinator answers it.
+#[derive(Debug, Clone)]
+pub struct CoordinatorNode {
+    /// The leader of the group's `__consumer_offsets` partition.
+    pub node_id: i32,
+    /// The image that names it as leader: the handler finds the node's
+    /// endpoint on the client's listener there.
+    pub image: Arc<MetadataImage>,
 }
