@@ -16,9 +16,9 @@ use crate::raft_types::ControllerNode;
 /// One partition's requested reassignment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionReassignment {
-    /// Topic name.
+    /// By name: an unknown one is UNKNOWN_TOPIC_OR_PARTITION.
     pub topic: String,
-    /// Partition index.
+    /// A partition the topic does not have is UNKNOWN_TOPIC_OR_PARTITION.
     pub partition: i32,
     /// The replicas to move to; `None` cancels the one under way.
     pub target: Option<Vec<i32>>,
@@ -27,9 +27,10 @@ pub struct PartitionReassignment {
 /// A broker's heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerHeartbeat {
-    /// The broker.
+    /// The node id the broker registered with.
     pub broker_id: i32,
-    /// Its registration's epoch.
+    /// Its registration's epoch: a heartbeat from any other registration
+    /// is STALE_BROKER_EPOCH.
     pub broker_epoch: i64,
     /// The metadata offset it has applied.
     pub applied_offset: i64,
@@ -53,23 +54,23 @@ pub struct HeartbeatReply {
 /// An operation for the active controller.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ControllerOp {
-    /// CreateTopics.
+    /// CreateTopics: each topic is created or refused on its own.
     CreateTopics {
-        /// Topics.
+        /// In request order; a name given twice fails both.
         topics: Vec<CreateTopic>,
-        /// Validate only.
+        /// Check and answer as if created, committing nothing.
         validate_only: bool,
     },
-    /// DeleteTopics.
+    /// DeleteTopics: each topic is deleted or refused on its own.
     DeleteTopics {
-        /// Topics.
+        /// By name or by id (DeleteTopics v6+), in request order.
         topics: Vec<TopicRef>,
     },
-    /// CreatePartitions.
+    /// CreatePartitions: each topic grows or is refused on its own.
     CreatePartitions {
-        /// Requests.
+        /// One per topic, in request order.
         requests: Vec<CreatePartitions>,
-        /// Validate only.
+        /// Check and answer as if grown, committing nothing.
         validate_only: bool,
     },
     /// A broker (re-)registers.
@@ -78,12 +79,13 @@ pub enum ControllerOp {
     BrokerHeartbeat(BrokerHeartbeat),
     /// A broker needs producer ids.
     AllocateProducerIds {
-        /// The broker.
+        /// The broker the block is recorded for.
         broker_id: i32,
-        /// Its epoch.
+        /// Its registration's epoch, recorded with the block (Kafka's
+        /// ProducerIdsRecord); not checked.
         broker_epoch: i64,
     },
-    /// ElectLeaders.
+    /// ElectLeaders: a new leader for each partition, or why not.
     ElectLeaders {
         /// Preferred or unclean.
         election: ElectionType,
@@ -101,17 +103,18 @@ pub enum ControllerOp {
         /// Whether the replication factor may change (v1).
         allow_replication_factor_change: bool,
     },
-    /// IncrementalAlterConfigs.
+    /// IncrementalAlterConfigs, and the legacy AlterConfigs (a change
+    /// that replaces every key).
     IncrementalAlterConfigs {
         /// Each resource's changes.
         changes: Vec<ConfigChange>,
-        /// Validate only.
+        /// Check and answer as if applied, committing nothing.
         validate_only: bool,
     },
     /// A broker-only node asks to follow the metadata log as an observer,
     /// replicated to at `endpoint`.
     AddObserver {
-        /// Its node id.
+        /// Its `node.id`, as the Raft learner's id.
         node_id: u64,
         /// Where the controllers reach it (its inter-broker listener).
         endpoint: ControllerNode,
