@@ -29,6 +29,7 @@ use crate::offsets_topic::{
 use crate::outcome::*;
 use crate::shard::{Command, OffsetsWriter, Shard};
 use strom_config::GroupKeys as GroupConfig;
+use strom_runtime::clock::now_ms;
 
 /// Commands queued per shard before senders wait.
 const SHARD_QUEUE_LEN: usize = 1024;
@@ -72,12 +73,6 @@ struct PartitionWriter {
     replica_manager: Arc<ReplicaManager>,
     image: watch::Receiver<Arc<MetadataImage>>,
     timeout: Duration,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Encodes records as one uncompressed batch.
