@@ -26,6 +26,10 @@
     missing_docs
 )]
 
+mod brokers;
+mod faults;
+mod net;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
@@ -66,196 +70,10 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// A broker's heartbeat interval.
 const HEARTBEAT_EVERY: Duration = Duration::from_millis(200);
 
-/// splitmix64: small, seedable, good enough to schedule faults.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-    pub fn chance(&mut self, per_mille: u64) -> bool {
-        self.below(1000) < per_mille
-    }
-}
-
-/// The simulated network and the nodes on it.
-pub struct Net {
-    pub rng: Mutex<Rng>,
-    /// Running nodes.
-    pub up: Mutex<BTreeMap<u64, Arc<Controller>>>,
-    /// Directed links that drop everything.
-    pub cut: Mutex<BTreeSet<(u64, u64)>>,
-    /// Requests or answers lost, per mille.
-    loss_per_mille: u64,
-}
-
-impl Net {
-    /// Whether a message from `from` gets to `to` now (the client is always
-    /// up, and never cut off).
-    fn link_up(&self, from: u64, to: u64) -> bool {
-        let up = |id: u64| id == CLIENT || self.up.lock().contains_key(&id);
-        (from == to || !self.cut.lock().contains(&(from, to))) && up(from) && up(to)
-    }
-
-    fn reachable(&self, from: u64, to: u64) -> Option<Arc<Controller>> {
-        if !self.link_up(from, to) {
-            return None;
-        }
-        self.up.lock().get(&to).cloned()
-    }
-
-    /// Carries a message from `from` to `to`: a short delay, then the
-    /// receiving node if the link is up and the message not lost.
-    pub async fn deliver(&self, from: u64, to: u64) -> Option<Arc<Controller>> {
-        let (delay, lost) = {
-            let mut rng = self.rng.lock();
-            (1 + rng.below(10), rng.chance(self.loss_per_mille))
-        };
-        tokio::time::sleep(Duration::from_millis(delay)).await;
-        if lost {
-            return None;
-        }
-        self.reachable(from, to)
-    }
-
-    /// Whether an answer from `to` makes it back to `from`.
-    pub async fn answer_arrives(&self, from: u64, to: u64) -> bool {
-        let (delay, lost) = {
-            let mut rng = self.rng.lock();
-            (1 + rng.below(10), rng.chance(self.loss_per_mille))
-        };
-        tokio::time::sleep(Duration::from_millis(delay)).await;
-        !lost && self.link_up(to, from)
-    }
-}
-
-#[derive(Clone)]
-struct SimNetwork {
-    from: u64,
-    net: Arc<Net>,
-}
-
-struct SimPeer {
-    from: u64,
-    to: u64,
-    net: Arc<Net>,
-}
-
-impl ElectionPeers for SimNetwork {
-    fn pre_vote<'a>(
-        &'a self,
-        target: u64,
-        _node: &'a ControllerNode,
-        request: PreVoteRequest,
-    ) -> PeerFuture<'a, Option<PreVoteResponse>> {
-        Box::pin(async move {
-            let node = self.net.deliver(self.from, target).await?;
-            let answer = node.quorum().pre_vote(request).await;
-            drop(node);
-            self.net
-                .answer_arrives(self.from, target)
-                .await
-                .then_some(answer)
-        })
-    }
-
-    fn elect_now<'a>(&'a self, target: u64, _node: &'a ControllerNode) -> PeerFuture<'a, bool> {
-        Box::pin(async move {
-            let Some(node) = self.net.deliver(self.from, target).await else {
-                return false;
-            };
-            let called = node.quorum().elect_now(self.from).await;
-            drop(node);
-            called && self.net.answer_arrives(self.from, target).await
-        })
-    }
-}
-
-impl RaftNetworkFactory<MetadataRaft> for SimNetwork {
-    type Network = SimPeer;
-
-    async fn new_client(&mut self, target: u64, _node: &ControllerNode) -> SimPeer {
-        SimPeer {
-            from: self.from,
-            to: target,
-            net: Arc::clone(&self.net),
-        }
-    }
-}
-
-fn unreachable<E: std::error::Error>() -> RPCError<u64, ControllerNode, E> {
-    RPCError::Unreachable(Unreachable::new(&std::io::Error::other("link down")))
-}
-
-fn lost<E: std::error::Error>() -> RPCError<u64, ControllerNode, E> {
-    RPCError::Network(NetworkError::new(&std::io::Error::other("answer lost")))
-}
-
-impl RaftNetwork<MetadataRaft> for SimPeer {
-    async fn append_entries(
-        &mut self,
-        rpc: AppendEntriesRequest<MetadataRaft>,
-        _option: RPCOption,
-    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, ControllerNode, RaftError<u64>>> {
-        let node = self
-            .net
-            .deliver(self.from, self.to)
-            .await
-            .ok_or_else(unreachable)?;
-        let r = node.quorum().append_entries(rpc).await;
-        drop(node);
-        if !self.net.answer_arrives(self.from, self.to).await {
-            return Err(lost());
-        }
-        r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.to, e)))
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        rpc: InstallSnapshotRequest<MetadataRaft>,
-        _option: RPCOption,
-    ) -> Result<
-        InstallSnapshotResponse<u64>,
-        RPCError<u64, ControllerNode, RaftError<u64, InstallSnapshotError>>,
-    > {
-        let node = self
-            .net
-            .deliver(self.from, self.to)
-            .await
-            .ok_or_else(unreachable)?;
-        let r = node.quorum().install_snapshot(rpc).await;
-        drop(node);
-        if !self.net.answer_arrives(self.from, self.to).await {
-            return Err(lost());
-        }
-        r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.to, e)))
-    }
-
-    async fn vote(
-        &mut self,
-        rpc: VoteRequest<u64>,
-        _option: RPCOption,
-    ) -> Result<VoteResponse<u64>, RPCError<u64, ControllerNode, RaftError<u64>>> {
-        let node = self
-            .net
-            .deliver(self.from, self.to)
-            .await
-            .ok_or_else(unreachable)?;
-        let r = node.quorum().vote(rpc).await;
-        drop(node);
-        if !self.net.answer_arrives(self.from, self.to).await {
-            return Err(lost());
-        }
-        r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.to, e)))
-    }
-}
+pub use brokers::{run_broker, spawn_brokers};
+pub use faults::{inject_fault, run_faults};
+use net::SimNetwork;
+pub use net::{Net, Rng};
 
 /// What the quorum monitors saw.
 #[derive(Default)]
@@ -616,140 +434,6 @@ fn fenced_leader(image: &MetadataImage) -> Option<String> {
     None
 }
 
-/// The broker on node `id`: registers once per node incarnation (again
-/// when its registration is refused or expired), heartbeats while its node
-/// runs.
-pub async fn run_broker(cluster: Arc<Cluster>, id: u64, mut stop: watch::Receiver<bool>) {
-    // One incarnation id per start of the node, as a broker process has.
-    let mut incarnation_id = (0, Uuid::nil());
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(HEARTBEAT_EVERY) => {}
-            _ = stop.changed() => return,
-        }
-        let Some(node) = cluster.node(id) else {
-            continue;
-        };
-        let applied = node.image().offset;
-        drop(node);
-        let incarnation = cluster.incarnation(id);
-        if incarnation_id.0 != incarnation {
-            incarnation_id = (incarnation, Uuid::new_v4());
-        }
-        match cluster.broker_epoch(id) {
-            None => {
-                let registration = BrokerRegistration {
-                    broker_id: id as i32,
-                    incarnation_id: incarnation_id.1,
-                    broker_epoch: 0,
-                    endpoints: Vec::new(),
-                    rack: None,
-                    fenced: true,
-                };
-                if let Some(ControllerOpResult::RegisterBroker(Ok(epoch))) = cluster
-                    .route(id, ControllerOp::RegisterBroker(registration))
-                    .await
-                {
-                    cluster
-                        .registrations
-                        .lock()
-                        .insert(id, (incarnation, epoch));
-                }
-            }
-            Some(broker_epoch) => {
-                let heartbeat = BrokerHeartbeat {
-                    broker_id: id as i32,
-                    broker_epoch,
-                    applied_offset: applied,
-                    want_shutdown: false,
-                    offline_replicas: Vec::new(),
-                };
-                if let Some(ControllerOpResult::BrokerHeartbeat(Err(e))) = cluster
-                    .route(id, ControllerOp::BrokerHeartbeat(heartbeat))
-                    .await
-                {
-                    if e.code == ErrorCode::StaleBrokerEpoch
-                        || e.code == ErrorCode::BrokerIdNotRegistered
-                    {
-                        cluster.registrations.lock().remove(&id);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Starts every node's broker ([`run_broker`]) until `stop`.
-pub fn spawn_brokers(
-    cluster: &Arc<Cluster>,
-    stop: &watch::Receiver<bool>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    NODES
-        .iter()
-        .map(|id| tokio::spawn(run_broker(Arc::clone(cluster), *id, stop.clone())))
-        .collect()
-}
-
-/// One random fault (or repair).
-pub async fn inject_fault(cluster: &Cluster) {
-    let (action, a, b) = {
-        let mut rng = cluster.net.rng.lock();
-        (rng.below(10), 1 + rng.below(3), 1 + rng.below(3))
-    };
-    let down: Vec<u64> = NODES
-        .iter()
-        .copied()
-        .filter(|id| cluster.node(*id).is_none())
-        .collect();
-    match action {
-        // Crash a node (at most one down at a time keeps a majority most
-        // of the run; cuts can still take it away).
-        0 | 1 if down.is_empty() => cluster.crash_node(a).await,
-        0..=2 => {
-            for id in down {
-                cluster.start_node(id).await;
-            }
-        }
-        // Cut one link, both ways.
-        3 | 4 if a != b => {
-            let mut cut = cluster.net.cut.lock();
-            cut.insert((a, b));
-            cut.insert((b, a));
-        }
-        // Isolate a node.
-        5 => {
-            let mut cut = cluster.net.cut.lock();
-            for other in NODES {
-                if other != a {
-                    cut.insert((a, other));
-                    cut.insert((other, a));
-                }
-            }
-        }
-        // Heal everything.
-        6 | 7 => cluster.net.cut.lock().clear(),
-        // Crash the leader: with pre-vote, faults that hit only followers
-        // leave a working leader alone, so leadership moves only when the
-        // leader itself is hit.
-        8 if down.is_empty() => {
-            if let Some((leader, _)) = cluster.leader() {
-                cluster.crash_node(leader).await;
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Injects faults at random intervals for `phase` of virtual time.
-pub async fn run_faults(cluster: &Cluster, phase: Duration) {
-    let started = tokio::time::Instant::now();
-    while started.elapsed() < phase {
-        let pause = 300 + cluster.net.rng.lock().below(1_500);
-        tokio::time::sleep(Duration::from_millis(pause)).await;
-        inject_fault(cluster).await;
-    }
-}
-
 /// The seeds to run: `STROM_SIM_SEEDS=7,8` or `default`.
 pub fn seeds(default: std::ops::RangeInclusive<u64>) -> Vec<u64> {
     match std::env::var("STROM_SIM_SEEDS") {
@@ -771,12 +455,12 @@ impl tracing_subscriber::fmt::time::FormatTime for VirtualTime {
     }
 }
 
-/// Runs `run(seed)` for each seed on its own paused runtime, failing a run
-/// that does not end within `within` of virtual time. `STROM_SIM_LOG`
-/// (an env filter such as `info`) prints the nodes' logs on virtual time.
 /// The wall-clock time every simulated run starts at (2027-01-15).
 pub const SIMULATED_EPOCH_MS: i64 = 1_800_000_000_000;
 
+/// Runs `run(seed)` for each seed on its own paused runtime, failing a run
+/// that does not end within `within` of virtual time. `STROM_SIM_LOG`
+/// (an env filter such as `info`) prints the nodes' logs on virtual time.
 pub fn run_seeds<F: Future<Output = ()>>(
     seeds: Vec<u64>,
     within: Duration,
