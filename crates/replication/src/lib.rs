@@ -15,7 +15,6 @@
 //! in-sync replica has; with this broker alone in the ISR it follows the
 //! log end offset. As follower, it is fed by a [`replica_fetcher`] that
 //! fetches from its leader; leaders propose ISR changes to the controller.
-//! The periodic log work runs in [`log_maintenance`].
 
 #![cfg_attr(
     test,
@@ -24,14 +23,12 @@
 
 pub mod error;
 pub mod follower_progress;
-pub mod log_maintenance;
 pub mod partition;
 pub mod replica_fetcher;
 pub mod replica_manager;
 pub mod replication_quota;
 
 pub use error::ReplicaError;
-pub use log_maintenance::{run_log_maintenance, MaintenanceIntervals};
 pub use partition::{Partition, PartitionState};
 pub use replica_manager::{
     panic_boundary, special_timestamps, FetchParams, FetchPartition, FetchPartitionResult,

@@ -26,10 +26,10 @@ use strom_controller::{Controller, ControllerConfig, QUORUM_START_TIMEOUT};
 use strom_coordinator::{GroupCoordinator, ProducerIdManager};
 use strom_metadata::{BrokerEndpoint, BrokerRegistration, MetadataImage};
 use strom_replication::replica_fetcher::FetcherConfig;
-use strom_replication::{run_log_maintenance, MaintenanceIntervals, ReplicaManager};
+use strom_replication::ReplicaManager;
 use strom_runtime::shutdown;
 use strom_storage::log_manager::discover_cluster_id;
-use strom_storage::LogManager;
+use strom_storage::{LogManager, MaintenanceIntervals};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -387,8 +387,7 @@ impl Running {
                 self.shutdown_rx.clone(),
             ));
         }
-        self.tasks.spawn(run_log_maintenance(
-            Arc::clone(log_manager),
+        self.tasks.spawn(Arc::clone(log_manager).run_maintenance(
             maintenance_intervals(&state.config),
             self.shutdown_rx.clone(),
         ));

@@ -9,7 +9,8 @@
 //! own entries) map offsets and timestamps to positions. Fetches read whole
 //! batches back by position. [`log_manager`] owns the directories: recovery
 //! of torn tails after a crash, retention, flushing, checkpoints
-//! ([`checkpoint`]) and `meta.properties` ([`meta_properties`]).
+//! ([`checkpoint`]) and `meta.properties` ([`meta_properties`]), and
+//! schedules that periodic work itself ([`log_maintenance`]).
 //! [`leader_epoch`] keeps each partition's leader epoch cache, which
 //! replication truncates divergent followers by.
 //! [`durable_file`] makes file replacements and new directory entries
@@ -29,6 +30,7 @@ pub mod index;
 mod index_file;
 pub mod leader_epoch;
 pub mod log;
+pub mod log_maintenance;
 pub mod log_manager;
 pub mod meta_properties;
 pub mod offset_index;
@@ -42,6 +44,7 @@ mod test_batches;
 
 pub use error::{Result, StorageError};
 pub use log::{Log, LogAppendInfo, LogOffsets, LogReadInfo, ReadBound};
+pub use log_maintenance::MaintenanceIntervals;
 pub use log_manager::LogManager;
 
 /// A topic name and partition number.
