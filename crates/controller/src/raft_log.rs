@@ -30,9 +30,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::RecordBatchDecoder;
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
     Entry, EntryPayload, LogState, Membership, OptionalSend, RaftLogReader, StorageIOError,
@@ -42,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use strom_config::TopicConfig;
 use strom_metadata::MetadataRecord;
 use strom_protocol::batch::{BatchHeader, BatchIter};
+use strom_protocol::batch_builder::BatchBuilder;
 use strom_storage::log::{LoadOptions, Log};
 use strom_storage::log_manager::METADATA_LOG_DIR_NAME;
 use strom_storage::{ReadBound, TopicPartition};
@@ -105,32 +104,8 @@ fn encode_entry(entry: &Entry<MetadataRaft>) -> Result<BytesMut, ControllerError
     };
     let value = serde_json::to_vec(&payload)
         .map_err(|e| ControllerError::Corrupt(format!("cannot encode entry: {e}")))?;
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: now_ms(),
-        key: None,
-        value: Some(Bytes::from(value)),
-        headers: Default::default(),
-    };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        std::slice::from_ref(&record),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .map_err(|e| ControllerError::Corrupt(format!("cannot encode entry: {e}")))?;
-    Ok(buf)
+    let batch = BatchBuilder::of_records(now_ms(), [(None, Some(Bytes::from(value)))]).build();
+    Ok(BytesMut::from(&batch[..]))
 }
 
 /// Decodes the entry a batch holds.

@@ -10,14 +10,13 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::RecordBatchDecoder;
 use parking_lot::RwLock;
 use strom_controller::{Controller, CreateTopic};
 use strom_metadata::MetadataImage;
 use strom_protocol::batch::BatchIter;
+use strom_protocol::batch_builder::BatchBuilder;
 use strom_protocol::ErrorCode;
 use strom_replication::ReplicaManager;
 use strom_storage::{ReadBound, TopicPartition};
@@ -76,40 +75,11 @@ struct PartitionWriter {
 }
 
 /// Encodes records as one uncompressed batch.
-fn encode_batch(records: &[OffsetsRecord]) -> Result<Bytes, ErrorCode> {
-    let now = now_ms();
-    let kafka_records: Vec<Record> = records
+fn encode_batch(records: &[OffsetsRecord]) -> Bytes {
+    let records = records
         .iter()
-        .enumerate()
-        .map(|(i, r)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder starts a new batch whenever offset − sequence
-            // changes; this keeps one batch with base sequence −1.
-            sequence: i as i32 - 1,
-            timestamp: now,
-            key: Some(r.encode_key()),
-            value: r.encode_value(),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &kafka_records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .map_err(|_| ErrorCode::UnknownServerError)?;
-    Ok(buf.freeze())
+        .map(|r| (Some(r.encode_key()), r.encode_value()));
+    Bytes::from(BatchBuilder::of_records(now_ms(), records).build())
 }
 
 impl OffsetsWriter for PartitionWriter {
@@ -118,7 +88,7 @@ impl OffsetsWriter for PartitionWriter {
         records: Vec<OffsetsRecord>,
     ) -> Pin<Box<dyn Future<Output = Result<(), ErrorCode>> + Send + '_>> {
         Box::pin(async move {
-            let batch = encode_batch(&records)?;
+            let batch = encode_batch(&records);
             let image = self.image.borrow().clone();
             let results = self
                 .replica_manager

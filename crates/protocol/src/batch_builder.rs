@@ -1,8 +1,12 @@
-//! A small builder of uncompressed v2 record batches, for tests, tools and
-//! benchmarks that need exact control over every header field (including
-//! wrong ones). The broker stores what producers send as it is; the
-//! batches it writes itself (`__consumer_offsets` records, metadata log
-//! entries) are encoded with kafka-protocol's `RecordBatchEncoder`.
+//! The one builder of uncompressed v2 record batches. The broker stores
+//! what producers send as it is; the batches it writes itself
+//! (`__consumer_offsets` records, metadata log entries) are built here with
+//! [`BatchBuilder::of_records`], and tests, tools and benchmarks use the
+//! same builder with exact control over every header field (including
+//! wrong ones). Compressed batches in tests come from kafka-protocol's
+//! encoder, the way a client would make them.
+
+use bytes::Bytes;
 
 use crate::batch::{compute_crc, BATCH_HEADER_BYTES, LOG_OVERHEAD_BYTES, MAGIC_V2};
 use crate::varint::{write_varint, write_varlong};
@@ -11,9 +15,9 @@ use crate::varint::{write_varint, write_varlong};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecordSpec {
     /// Key (`None` = null).
-    pub key: Option<Vec<u8>>,
+    pub key: Option<Bytes>,
     /// Value (`None` = null).
-    pub value: Option<Vec<u8>>,
+    pub value: Option<Bytes>,
     /// Headers.
     pub headers: Vec<(String, Option<Vec<u8>>)>,
     /// Timestamp delta from the batch's base timestamp.
@@ -50,21 +54,48 @@ pub struct BatchBuilder {
 impl BatchBuilder {
     /// A batch of `values` (null keys, timestamps `base_timestamp + i`).
     pub fn of_values(base_timestamp: i64, values: &[&[u8]]) -> Self {
+        Self::without_producer(
+            base_timestamp,
+            values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| RecordSpec {
+                    value: Some(Bytes::copy_from_slice(v)),
+                    timestamp_delta: i as i64,
+                    ..Default::default()
+                })
+                .collect(),
+        )
+    }
+
+    /// A batch of `(key, value)` records all stamped `timestamp` (create
+    /// time), with no producer id and no leader epoch (the leader's append
+    /// assigns offsets and epoch): the batches the broker writes itself.
+    pub fn of_records(
+        timestamp: i64,
+        records: impl IntoIterator<Item = (Option<Bytes>, Option<Bytes>)>,
+    ) -> Self {
+        Self::without_producer(
+            timestamp,
+            records
+                .into_iter()
+                .map(|(key, value)| RecordSpec {
+                    key,
+                    value,
+                    ..Default::default()
+                })
+                .collect(),
+        )
+    }
+
+    fn without_producer(base_timestamp: i64, records: Vec<RecordSpec>) -> Self {
         Self {
             base_timestamp,
             producer_id: -1,
             producer_epoch: -1,
             base_sequence: -1,
             partition_leader_epoch: -1,
-            records: values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| RecordSpec {
-                    value: Some(v.to_vec()),
-                    timestamp_delta: i as i64,
-                    ..Default::default()
-                })
-                .collect(),
+            records,
             ..Default::default()
         }
     }
@@ -128,5 +159,45 @@ fn write_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
             write_varint(out, b.len() as i32);
             out.extend_from_slice(b);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::check_batch;
+    use kafka_protocol::records::RecordBatchDecoder;
+
+    #[test]
+    fn a_built_batch_decodes_with_kafka_protocol_and_its_crc_holds() {
+        let records = [
+            (
+                Some(Bytes::from_static(b"k1")),
+                Some(Bytes::from_static(b"v1")),
+            ),
+            (Some(Bytes::from_static(b"k2")), None),
+            (None, Some(Bytes::from_static(b"v3"))),
+        ];
+        let built = BatchBuilder::of_records(1_700_000_000_000, records.clone()).build();
+        let header = check_batch(&built).unwrap();
+        assert_eq!(header.last_offset_delta, 2);
+        assert_eq!(header.records_count, 3);
+        assert_eq!(header.producer_id, -1);
+        assert_eq!(header.base_sequence, -1);
+        assert_eq!(header.max_timestamp, 1_700_000_000_000);
+
+        let mut bytes = Bytes::from(built);
+        let decoded = RecordBatchDecoder::decode(&mut bytes).unwrap();
+        let got: Vec<_> = decoded
+            .records
+            .iter()
+            .map(|r| (r.offset, r.timestamp, r.key.clone(), r.value.clone()))
+            .collect();
+        let want: Vec<_> = records
+            .iter()
+            .enumerate()
+            .map(|(i, (k, v))| (i as i64, 1_700_000_000_000, k.clone(), v.clone()))
+            .collect();
+        assert_eq!(got, want);
     }
 }
