@@ -54,6 +54,20 @@ pub trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = Reply<Self::Response>> + Send;
 }
 
+/// Calls `count` with the error code of each partition of each topic: the
+/// walk most responses' [`Handler::error_codes`] share, whatever the types.
+pub fn count_partition_errors<T, P>(
+    topics: &[T],
+    partitions: impl Fn(&T) -> &[P],
+    error_code: impl Fn(&P) -> i16,
+    count: &mut dyn FnMut(i16),
+) {
+    topics
+        .iter()
+        .flat_map(partitions)
+        .for_each(|p| count(error_code(p)));
+}
+
 /// A response ready to be framed.
 pub trait AnyResponse: Send {
     /// Appends the response frame to `out`.

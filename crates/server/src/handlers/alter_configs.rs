@@ -10,7 +10,7 @@ use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse, ApiKey
 use kafka_protocol::protocol::VersionRange;
 use strom_controller::config_change::{ConfigChange, ConfigOp, ConfigOpKind};
 
-use super::config_changes::{alter_configs, config_resource, error_parts};
+use super::config_changes::{alter_configs, config_resource, resource_responses};
 use crate::context::RequestContext;
 use crate::registry::{Handler, Reply};
 
@@ -52,19 +52,8 @@ impl Handler for AlterConfigsHandler {
             })
             .collect();
         let outcomes = alter_configs(&ctx, proposed, request.validate_only).await;
-        let responses = request
-            .resources
-            .iter()
-            .zip(outcomes)
-            .map(|(r, outcome)| {
-                let (code, message) = error_parts(outcome);
-                AlterConfigsResourceResponse::default()
-                    .with_resource_type(r.resource_type)
-                    .with_resource_name(r.resource_name.clone())
-                    .with_error_code(code)
-                    .with_error_message(message)
-            })
-            .collect();
+        let responses =
+            resource_responses!(AlterConfigsResourceResponse, request.resources, outcomes);
         Reply::Respond(AlterConfigsResponse::default().with_responses(responses))
     }
 }

@@ -21,7 +21,7 @@ use strom_controller::ApiError;
 
 use super::{metadata_wait, str_bytes};
 use crate::context::RequestContext;
-use crate::registry::{Handler, Reply};
+use crate::registry::{count_partition_errors, Handler, Reply};
 
 /// AlterPartitionReassignments.
 pub struct AlterPartitionReassignmentsHandler;
@@ -38,11 +38,7 @@ impl Handler for AlterPartitionReassignmentsHandler {
 
     fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
         count(r.error_code);
-        for t in &r.responses {
-            for p in &t.partitions {
-                count(p.error_code);
-            }
-        }
+        count_partition_errors(&r.responses, |t| &t.partitions, |p| p.error_code, count);
     }
 
     async fn handle(

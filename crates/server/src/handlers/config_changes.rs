@@ -24,6 +24,26 @@ pub(super) fn error_parts(outcome: Result<(), ApiError>) -> (i16, Option<StrByte
     }
 }
 
+/// Each resource's answer from its outcome, in request order: AlterConfigs
+/// and IncrementalAlterConfigs answer alike in types of their own.
+macro_rules! resource_responses {
+    ($response:ident, $resources:expr, $outcomes:expr) => {
+        $resources
+            .iter()
+            .zip($outcomes)
+            .map(|(r, outcome)| {
+                let (code, message) = $crate::handlers::config_changes::error_parts(outcome);
+                $response::default()
+                    .with_resource_type(r.resource_type)
+                    .with_resource_name(r.resource_name.clone())
+                    .with_error_code(code)
+                    .with_error_message(message)
+            })
+            .collect()
+    };
+}
+pub(super) use resource_responses;
+
 /// The resource a request names by Kafka's type id and name.
 pub(super) fn config_resource(resource_type: i8, name: String) -> ConfigResource {
     match resource_type {

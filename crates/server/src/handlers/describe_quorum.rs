@@ -19,7 +19,7 @@ use strom_protocol::ErrorCode;
 
 use super::str_bytes;
 use crate::context::RequestContext;
-use crate::registry::{Handler, Reply};
+use crate::registry::{count_partition_errors, Handler, Reply};
 
 /// DescribeQuorum.
 pub struct DescribeQuorumHandler;
@@ -73,11 +73,7 @@ impl Handler for DescribeQuorumHandler {
 
     fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
         count(r.error_code);
-        for t in &r.topics {
-            for p in &t.partitions {
-                count(p.error_code);
-            }
-        }
+        count_partition_errors(&r.topics, |t| &t.partitions, |p| p.error_code, count);
     }
 
     async fn handle(

@@ -15,7 +15,7 @@ use strom_protocol::ErrorCode;
 
 use super::{metadata_wait, str_bytes};
 use crate::context::RequestContext;
-use crate::registry::{Handler, Reply};
+use crate::registry::{count_partition_errors, Handler, Reply};
 
 /// ElectLeaders.
 pub struct ElectLeadersHandler;
@@ -28,11 +28,12 @@ impl Handler for ElectLeadersHandler {
 
     fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
         count(r.error_code);
-        for t in &r.replica_election_results {
-            for p in &t.partition_result {
-                count(p.error_code);
-            }
-        }
+        count_partition_errors(
+            &r.replica_election_results,
+            |t| &t.partition_result,
+            |p| p.error_code,
+            count,
+        );
     }
 
     async fn handle(

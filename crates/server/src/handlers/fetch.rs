@@ -61,7 +61,7 @@ use strom_storage::TopicPartition;
 
 use super::topic_name_of;
 use crate::context::RequestContext;
-use crate::registry::{Handler, Reply};
+use crate::registry::{count_partition_errors, Handler, Reply};
 
 /// Fetch.
 pub struct FetchHandler;
@@ -99,11 +99,7 @@ impl Handler for FetchHandler {
 
     fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
         count(r.error_code);
-        for t in &r.responses {
-            for p in &t.partitions {
-                count(p.error_code);
-            }
-        }
+        count_partition_errors(&r.responses, |t| &t.partitions, |p| p.error_code, count);
     }
 
     async fn handle(ctx: RequestContext, request: FetchRequest) -> Reply<FetchResponse> {

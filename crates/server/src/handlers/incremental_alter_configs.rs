@@ -13,7 +13,7 @@ use strom_controller::config_change::{ConfigChange, ConfigOp, ConfigOpKind};
 use strom_controller::ApiError;
 use strom_protocol::ErrorCode;
 
-use super::config_changes::{alter_configs, config_resource, error_parts};
+use super::config_changes::{alter_configs, config_resource, resource_responses};
 use crate::context::RequestContext;
 use crate::registry::{Handler, Reply};
 
@@ -60,19 +60,8 @@ impl Handler for IncrementalAlterConfigsHandler {
             })
             .collect();
         let outcomes = alter_configs(&ctx, proposed, request.validate_only).await;
-        let responses = request
-            .resources
-            .iter()
-            .zip(outcomes)
-            .map(|(r, outcome)| {
-                let (code, message) = error_parts(outcome);
-                AlterConfigsResourceResponse::default()
-                    .with_resource_type(r.resource_type)
-                    .with_resource_name(r.resource_name.clone())
-                    .with_error_code(code)
-                    .with_error_message(message)
-            })
-            .collect();
+        let responses =
+            resource_responses!(AlterConfigsResourceResponse, request.resources, outcomes);
         Reply::Respond(IncrementalAlterConfigsResponse::default().with_responses(responses))
     }
 }

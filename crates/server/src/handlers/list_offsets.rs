@@ -20,7 +20,7 @@ use strom_storage::TopicPartition;
 use super::str_bytes_v3;
 use crate::context::RequestContext;
 use crate::legacy::V3;
-use crate::registry::{Handler, Reply};
+use crate::registry::{count_partition_errors, Handler, Reply};
 
 /// ListOffsets.
 pub struct ListOffsetsHandler;
@@ -50,11 +50,7 @@ impl Handler for ListOffsetsHandler {
     const VERSIONS: VersionRange = VersionRange { min: 1, max: 10 };
 
     fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
-        for t in &r.topics {
-            for p in &t.partitions {
-                count(p.error_code);
-            }
-        }
+        count_partition_errors(&r.topics, |t| &t.partitions, |p| p.error_code, count);
     }
 
     async fn handle(

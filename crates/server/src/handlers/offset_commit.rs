@@ -21,7 +21,7 @@ use strom_coordinator::outcome::{CommitParams, OffsetToCommit};
 use strom_protocol::{error_code, ErrorCode};
 
 use crate::context::RequestContext;
-use crate::registry::{Handler, Reply};
+use crate::registry::{count_partition_errors, Handler, Reply};
 
 /// OffsetCommit.
 pub struct OffsetCommitHandler;
@@ -33,11 +33,7 @@ impl Handler for OffsetCommitHandler {
     const VERSIONS: VersionRange = VersionRange { min: 2, max: 9 };
 
     fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
-        for t in &r.topics {
-            for p in &t.partitions {
-                count(p.error_code);
-            }
-        }
+        count_partition_errors(&r.topics, |t| &t.partitions, |p| p.error_code, count);
     }
 
     async fn handle(

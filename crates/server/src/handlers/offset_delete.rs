@@ -11,7 +11,7 @@ use kafka_protocol::protocol::VersionRange;
 use strom_protocol::{error_code, ErrorCode};
 
 use crate::context::RequestContext;
-use crate::registry::{Handler, Reply};
+use crate::registry::{count_partition_errors, Handler, Reply};
 
 /// OffsetDelete.
 pub struct OffsetDeleteHandler;
@@ -24,11 +24,7 @@ impl Handler for OffsetDeleteHandler {
 
     fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
         count(r.error_code);
-        for t in &r.topics {
-            for p in &t.partitions {
-                count(p.error_code);
-            }
-        }
+        count_partition_errors(&r.topics, |t| &t.partitions, |p| p.error_code, count);
     }
 
     async fn handle(

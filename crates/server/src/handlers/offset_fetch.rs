@@ -21,10 +21,34 @@ use strom_protocol::ErrorCode;
 
 use super::str_bytes;
 use crate::context::RequestContext;
-use crate::registry::{Handler, Reply};
+use crate::registry::{count_partition_errors, Handler, Reply};
 
 /// OffsetFetch.
 pub struct OffsetFetchHandler;
+
+/// The response's topics from a group's committed offsets: v8+ (per group)
+/// and older responses differ only in their types' names.
+macro_rules! committed_offsets {
+    ($topic:ident, $partition:ident, $topics:expr) => {
+        $topics
+            .into_iter()
+            .map(|(name, offsets): (TopicName, Vec<FetchedOffset>)| {
+                $topic::default().with_name(name).with_partitions(
+                    offsets
+                        .into_iter()
+                        .map(|o| {
+                            $partition::default()
+                                .with_partition_index(o.partition)
+                                .with_committed_offset(o.offset)
+                                .with_committed_leader_epoch(o.leader_epoch)
+                                .with_metadata(Some(str_bytes(o.metadata)))
+                        })
+                        .collect(),
+                )
+            })
+            .collect()
+    };
+}
 
 /// Requested partitions by topic; `None` for all.
 type Wanted = Option<Vec<(TopicName, Vec<i32>)>>;
@@ -62,14 +86,10 @@ impl Handler for OffsetFetchHandler {
 
     fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
         count(r.error_code);
-        for t in &r.topics {
-            t.partitions.iter().for_each(|p| count(p.error_code));
-        }
+        count_partition_errors(&r.topics, |t| &t.partitions, |p| p.error_code, count);
         for g in &r.groups {
             count(g.error_code);
-            for t in &g.topics {
-                t.partitions.iter().for_each(|p| count(p.error_code));
-            }
+            count_partition_errors(&g.topics, |t| &t.partitions, |p| p.error_code, count);
         }
     }
 
@@ -91,27 +111,11 @@ impl Handler for OffsetFetchHandler {
                     OffsetFetchResponseGroup::default().with_group_id(group.group_id.clone());
                 groups.push(match fetch_group(&ctx, &group.group_id, &wanted).await {
                     Err(code) => response.with_error_code(code.code()),
-                    Ok(topics) => response.with_topics(
+                    Ok(topics) => response.with_topics(committed_offsets!(
+                        OffsetFetchResponseTopics,
+                        OffsetFetchResponsePartitions,
                         topics
-                            .into_iter()
-                            .map(|(name, offsets)| {
-                                OffsetFetchResponseTopics::default()
-                                    .with_name(name)
-                                    .with_partitions(
-                                        offsets
-                                            .into_iter()
-                                            .map(|o| {
-                                                OffsetFetchResponsePartitions::default()
-                                                    .with_partition_index(o.partition)
-                                                    .with_committed_offset(o.offset)
-                                                    .with_committed_leader_epoch(o.leader_epoch)
-                                                    .with_metadata(Some(str_bytes(o.metadata)))
-                                            })
-                                            .collect(),
-                                    )
-                            })
-                            .collect(),
-                    ),
+                    )),
                 });
             }
             return Reply::Respond(OffsetFetchResponse::default().with_groups(groups));
@@ -153,25 +157,11 @@ impl Handler for OffsetFetchHandler {
                 return Reply::Respond(OffsetFetchResponse::default().with_topics(failed));
             }
         };
-        let topics = topics
-            .into_iter()
-            .map(|(name, offsets)| {
-                OffsetFetchResponseTopic::default()
-                    .with_name(name)
-                    .with_partitions(
-                        offsets
-                            .into_iter()
-                            .map(|o| {
-                                OffsetFetchResponsePartition::default()
-                                    .with_partition_index(o.partition)
-                                    .with_committed_offset(o.offset)
-                                    .with_committed_leader_epoch(o.leader_epoch)
-                                    .with_metadata(Some(str_bytes(o.metadata)))
-                            })
-                            .collect(),
-                    )
-            })
-            .collect();
+        let topics = committed_offsets!(
+            OffsetFetchResponseTopic,
+            OffsetFetchResponsePartition,
+            topics
+        );
         Reply::Respond(OffsetFetchResponse::default().with_topics(topics))
     }
 }

@@ -17,7 +17,7 @@ use kafka_protocol::protocol::VersionRange;
 use strom_storage::TopicPartition;
 
 use crate::context::RequestContext;
-use crate::registry::{Handler, Reply};
+use crate::registry::{count_partition_errors, Handler, Reply};
 
 /// OffsetForLeaderEpoch.
 pub struct OffsetForLeaderEpochHandler;
@@ -29,11 +29,7 @@ impl Handler for OffsetForLeaderEpochHandler {
     const VERSIONS: VersionRange = VersionRange { min: 2, max: 4 };
 
     fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
-        for t in &r.topics {
-            for p in &t.partitions {
-                count(p.error_code);
-            }
-        }
+        count_partition_errors(&r.topics, |t| &t.partitions, |p| p.error_code, count);
     }
 
     async fn handle(

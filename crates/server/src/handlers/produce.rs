@@ -25,7 +25,7 @@ use strom_storage::TopicPartition;
 
 use super::{str_bytes, topic_name_of};
 use crate::context::RequestContext;
-use crate::registry::{Handler, Reply};
+use crate::registry::{count_partition_errors, Handler, Reply};
 
 /// Produce.
 pub struct ProduceHandler;
@@ -63,11 +63,12 @@ impl Handler for ProduceHandler {
     const ADVERTISED_MIN_VERSION: i16 = 0;
 
     fn error_codes(r: &Self::Response, count: &mut dyn FnMut(i16)) {
-        for t in &r.responses {
-            for p in &t.partition_responses {
-                count(p.error_code);
-            }
-        }
+        count_partition_errors(
+            &r.responses,
+            |t| &t.partition_responses,
+            |p| p.error_code,
+            count,
+        );
     }
 
     async fn handle(ctx: RequestContext, request: ProduceRequest) -> Reply<ProduceResponse> {
