@@ -641,7 +641,7 @@ impl MetadataQuorum {
             tracing::warn!(error = %e, "the metadata quorum did not stop cleanly");
         }
         let log = self.log.clone();
-        tokio::task::spawn_blocking(move || log.close())
+        strom_runtime::blocking::run(move || log.close())
             .await
             .map_err(unavailable)?
     }

@@ -102,7 +102,7 @@ impl RaftSnapshotBuilder<MetadataRaft> for MetadataSnapshotBuilder {
             image: self.image.to_snapshot(),
         };
         let store = self.snapshots.clone();
-        let bytes = tokio::task::spawn_blocking(move || {
+        let bytes = strom_runtime::blocking::run(move || {
             let bytes = snapshot::encode(&contents)?;
             store.save(&contents.meta, &bytes)?;
             Ok::<_, ControllerError>(bytes)
@@ -199,7 +199,7 @@ impl RaftStateMachine<MetadataRaft> for MetadataStateMachine {
         }
         let store = self.snapshots.clone();
         let save_meta = meta.clone();
-        tokio::task::spawn_blocking(move || store.save(&save_meta, &bytes))
+        strom_runtime::blocking::run(move || store.save(&save_meta, &bytes))
             .await
             .map_err(|e| {
                 io_error(ControllerError::Corrupt(format!(

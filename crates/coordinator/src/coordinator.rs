@@ -357,7 +357,7 @@ impl GroupCoordinator {
             tokio::spawn(async move {
                 let started = std::time::Instant::now();
                 let load_tp = tp.clone();
-                let loaded_shard = tokio::task::spawn_blocking(move || {
+                let loaded_shard = strom_runtime::blocking::run(move || {
                     let mut shard = Shard::new(config, writer);
                     let count = read_partition(&rm, &load_tp, &mut |r| shard.replay(r));
                     shard.start_sessions();

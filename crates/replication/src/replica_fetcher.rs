@@ -165,7 +165,7 @@ pub async fn run_replica_fetcher(
             }
         }
         let quota = Arc::clone(&quota);
-        let applied = tokio::task::spawn_blocking(move || {
+        let applied = strom_runtime::blocking::run(move || {
             // Every answer is applied, whatever the others did.
             let applied: Vec<bool> = answers
                 .into_iter()

@@ -719,7 +719,7 @@ async fn follow_metadata(state: Arc<BrokerState>, mut shutdown: watch::Receiver<
                 let image = images.borrow_and_update().clone();
                 let rm = Arc::clone(&state.replica_manager);
                 let applied = Arc::clone(&image);
-                if let Err(e) = tokio::task::spawn_blocking(move || rm.reconcile(&applied)).await {
+                if let Err(e) = strom_runtime::blocking::run(move || rm.reconcile(&applied)).await {
                     tracing::error!(error = %e, "metadata reconciliation failed");
                 }
                 state.replica_manager.sync_fetchers(

@@ -52,17 +52,17 @@ impl LogManager {
             tokio::select! {
                 _ = shutdown::signalled(&mut shutdown) => return,
                 _ = retention.tick() => {
-                    let _ = tokio::task::spawn_blocking(move || lm.enforce_retention(now_ms())).await;
+                    let _ = strom_runtime::blocking::run(move || lm.enforce_retention(now_ms())).await;
                 }
                 _ = flush.tick() => {
-                    let _ = tokio::task::spawn_blocking(move || lm.flush_due(now_ms())).await;
+                    let _ = strom_runtime::blocking::run(move || lm.flush_due(now_ms())).await;
                 }
                 _ = producers.tick() => {
                     let ms = intervals.producer_expiration_ms;
-                    let _ = tokio::task::spawn_blocking(move || lm.remove_expired_producers(now_ms(), ms)).await;
+                    let _ = strom_runtime::blocking::run(move || lm.remove_expired_producers(now_ms(), ms)).await;
                 }
                 _ = checkpoint.tick() => {
-                    let r = tokio::task::spawn_blocking(move || lm.checkpoint()).await;
+                    let r = strom_runtime::blocking::run(move || lm.checkpoint()).await;
                     if let Ok(Err(e)) = r {
                         tracing::error!(error = %e, "cannot write offset checkpoints");
                     }

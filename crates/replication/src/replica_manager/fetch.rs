@@ -145,7 +145,7 @@ impl ReplicaManager {
             let baseline = appended(&live);
             let (live_for_read, partitions_for_read) = (Arc::clone(&live), Arc::clone(&partitions));
             let quota = Arc::clone(&self.leader_quota);
-            let results = tokio::task::spawn_blocking(move || {
+            let results = strom_runtime::blocking::run(move || {
                 read_pass(&live_for_read, &partitions_for_read, params, &quota)
             })
             .await

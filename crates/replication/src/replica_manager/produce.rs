@@ -17,7 +17,7 @@ impl ReplicaManager {
             .into_iter()
             .map(|(tp, records)| self.leader_partition(image, &tp, -1).map(|p| (p, records)))
             .collect();
-        let appended = tokio::task::spawn_blocking(move || {
+        let appended = strom_runtime::blocking::run(move || {
             let now = now_ms();
             targets
                 .into_iter()

@@ -66,7 +66,7 @@ impl Handler for ListOffsetsHandler {
             _ => None,
         };
         let rm = std::sync::Arc::clone(&ctx.broker.replica_manager);
-        let topics = tokio::task::spawn_blocking(move || {
+        let topics = strom_runtime::blocking::run(move || {
             let mut seen = HashSet::new();
             request
                 .topics
@@ -138,7 +138,7 @@ impl Handler for ListOffsetsV0Handler {
         let image = ctx.image();
         let from_consumer = request.replica_id.0 == CONSUMER_REPLICA_ID;
         let rm = std::sync::Arc::clone(&ctx.broker.replica_manager);
-        let topics = tokio::task::spawn_blocking(move || {
+        let topics = strom_runtime::blocking::run(move || {
             request
                 .topics
                 .into_iter()
