@@ -251,7 +251,7 @@ fn fetch_request(followed: &[Arc<Partition>], config: &FetcherConfig) -> FetchRe
 /// Applies one partition's answer to a follower fetch, by the rules above;
 /// false when the partition must wait (an error that only the metadata or
 /// time can fix). Public for fetchers over other transports (the
-/// deterministic simulation).
+/// simulated cluster of `strom-sim`).
 pub fn apply_fetched(p: &Partition, data: PartitionData) -> bool {
     let now = now_ms();
     let tp = p.topic_partition();

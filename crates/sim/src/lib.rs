@@ -13,8 +13,8 @@
 //! runs out). Clients sit outside the cut links (node [`CLIENT`]): they
 //! reach every running node, subject to delay and loss. Every fault, delay
 //! and loss comes from a seeded generator, so a seed replays the same
-//! fault schedule. openraft draws its election timeouts from its own
-//! random source and the logs fsync on blocking threads, so the
+//! fault schedule. The election timer draws its timeouts from the
+//! operating system's random source and the logs fsync on blocking threads, so the
 //! interleavings within a schedule can differ between runs of one seed; a
 //! failure message names the seed and what broke.
 // A test harness: it panics on what a test must not meet, and its items

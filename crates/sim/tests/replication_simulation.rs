@@ -1,4 +1,4 @@
-//! A deterministic, seeded simulation of partition replication: the data
+//! A seeded simulation of partition replication: the data
 //! plane of the three brokers of [`sim`]'s cluster, under its crashes,
 //! cuts, delays and losses. A seed replays the same fault schedule:
 //! `STROM_SIM_SEEDS=7,8 cargo test -p strom-sim --test replication_simulation`.

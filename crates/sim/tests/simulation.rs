@@ -1,4 +1,4 @@
-//! A deterministic, seeded simulation of the metadata quorum and the broker
+//! A seeded simulation of the metadata quorum and the broker
 //! lifecycle on the simulated cluster of [`sim`]: three nodes crash,
 //! restart and are cut off from each other while their brokers register
 //! and heartbeat and a client keeps creating topics. A seed replays the
