@@ -1,7 +1,7 @@
 //! The `strom` binary: parses the command line, loads the configuration,
 //! sets up logging and runs a broker until SIGTERM or Ctrl-C. All the work
 //! happens in the library crates; this file only wires them, and holds
-//! what is the process's own concern (the global allocator, [`allocator`]).
+//! what is the process's own concern (its descriptor limit).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -11,14 +11,6 @@ use clap::{Args, Parser, Subcommand};
 use strom_config::{BrokerConfig, ConfigInputs};
 use strom_server::provisioning::{read_topics, TopicSpec};
 use strom_server::Broker;
-
-mod allocator;
-use allocator::BrokerAllocator;
-
-/// Large reservations made from request contents must never abort the
-/// process; see [`allocator`].
-#[global_allocator]
-static ALLOCATOR: BrokerAllocator = BrokerAllocator;
 
 /// Strom, a Kafka-compatible message broker.
 #[derive(Debug, Parser)]

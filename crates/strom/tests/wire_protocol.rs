@@ -158,6 +158,66 @@ fn bad_frames_close_only_their_connection() {
     assert_eq!(r.error_code, 0);
 }
 
+/// Array counts claiming billions of elements in frames of a few bytes, of
+/// every array shape the decoders have: a top-level array (Metadata v0), a
+/// compact one (Metadata v12), one nested in another (Produce v3's
+/// partitions), and arrays of the Kafka 3.9 schemas kept for versions
+/// Kafka 4 removed (CreateTopics v0, DescribeConfigs v0). The broker runs
+/// under a 4 GiB address-space limit, as on a host that does not overcommit
+/// memory: a decoder that reserved capacity from the count would ask for
+/// tens of gigabytes and abort the process. Each request must only close
+/// its own connection.
+#[test]
+fn count_bombs_fail_to_decode_under_an_address_space_limit() {
+    const ADDRESS_SPACE_LIMIT_BYTES: u64 = 4 << 30;
+    let mut b = strom_test_utils::BrokerProcess::prepare(
+        BIN,
+        strom_test_utils::free_port(),
+        &[],
+        "info,strom_server=debug",
+    )
+    .unwrap();
+    b.address_space_limit_bytes = Some(ADDRESS_SPACE_LIMIT_BYTES);
+    b.spawn().unwrap();
+    let frame = |body: &[u8]| {
+        let mut f = (body.len() as i32).to_be_bytes().to_vec();
+        f.extend_from_slice(body);
+        f
+    };
+    // Header v1: api key, version, correlation id 1, null client id.
+    let header = |api: u8, version: u8| vec![0, api, 0, version, 0, 0, 0, 1, 0xff, 0xff];
+    let billions = [0x7f, 0xff, 0xff, 0xff];
+    let mut metadata_v0 = header(3, 0);
+    metadata_v0.extend_from_slice(&billions);
+    // Header v2 adds empty tagged fields; 2^32 - 2 as a compact count.
+    let mut metadata_v12 = header(3, 12);
+    metadata_v12.extend_from_slice(&[0, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+    // Null transactional id, acks 1, timeout 1 s, one topic "x" with
+    // billions of partitions.
+    let mut produce_v3 = header(0, 3);
+    produce_v3.extend_from_slice(&[0xff, 0xff, 0, 1, 0, 0, 0x03, 0xe8, 0, 0, 0, 1, 0, 1, b'x']);
+    produce_v3.extend_from_slice(&billions);
+    let mut create_topics_v0 = header(19, 0);
+    create_topics_v0.extend_from_slice(&billions);
+    let mut describe_configs_v0 = header(32, 0);
+    describe_configs_v0.extend_from_slice(&billions);
+    for (body, what) in [
+        (metadata_v0, "Metadata v0"),
+        (metadata_v12, "Metadata v12 (compact)"),
+        (produce_v3, "Produce v3 (nested)"),
+        (create_topics_v0, "CreateTopics v0 (Kafka 3.9 schema)"),
+        (describe_configs_v0, "DescribeConfigs v0 (Kafka 3.9 schema)"),
+    ] {
+        assert_closes_and_survives(&b, &frame(&body), what);
+        assert!(b.is_running(), "{what}: the broker died:\n{}", b.log());
+    }
+    assert!(
+        !b.log().contains("memory allocation"),
+        "an allocation failed:\n{}",
+        b.log()
+    );
+}
+
 #[test]
 fn pipelined_requests_are_answered_in_order() {
     let b = broker(&[]);

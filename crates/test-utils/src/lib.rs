@@ -120,6 +120,10 @@ pub struct BrokerProcess {
     pub config_file: Option<PathBuf>,
     /// Extra environment variables (a fault-injection preload, say).
     pub env: Vec<(String, String)>,
+    /// The process's address-space limit (`RLIMIT_AS`), in bytes: a host
+    /// that does not overcommit memory, where an allocation beyond what the
+    /// process may map fails at once.
+    pub address_space_limit_bytes: Option<u64>,
     log_path: PathBuf,
     _temp: Option<tempfile::TempDir>,
 }
@@ -161,6 +165,7 @@ impl BrokerProcess {
             controller_only: false,
             config_file: None,
             env: Vec::new(),
+            address_space_limit_bytes: None,
             log_path: temp.path().join("broker.log"),
             _temp: Some(temp),
         })
@@ -211,6 +216,25 @@ impl BrokerProcess {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        if let Some(bytes) = self.address_space_limit_bytes {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: between fork and exec the closure only calls
+            // setrlimit, which is async-signal-safe, on a struct it owns.
+            #[allow(unsafe_code)]
+            unsafe {
+                cmd.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: bytes,
+                        rlim_max: bytes,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_AS, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
         self.child = Some(cmd.spawn().context("spawn strom")?);
         Ok(())
     }
