@@ -108,8 +108,8 @@ fn encode_entry(entry: &Entry<MetadataRaft>) -> Result<BytesMut, ControllerError
     Ok(BytesMut::from(&batch[..]))
 }
 
-/// Decodes the entry a batch holds.
-fn decode_entry(
+/// Decodes the entry a batch holds (public for the fuzz targets).
+pub fn decode_entry(
     header: &BatchHeader,
     batch: Bytes,
 ) -> Result<Entry<MetadataRaft>, ControllerError> {

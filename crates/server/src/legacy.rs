@@ -15,7 +15,7 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 
 /// A message of Kafka 3.9's schemas, usable where the current traits are
 /// expected.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct V3<T>(pub T);
 
 impl<T: kafka_protocol_v3::protocol::Decodable> Decodable for V3<T> {

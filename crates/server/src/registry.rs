@@ -30,8 +30,9 @@ pub enum Reply<R> {
 
 /// One Kafka API.
 pub trait Handler: Send + Sync + 'static {
-    /// Request message.
-    type Request: Decodable + Send + 'static;
+    /// Request message (encodable and with a default too, so the fuzz
+    /// targets can make a seed of every served version).
+    type Request: Decodable + Encodable + Default + Send + 'static;
     /// Response message.
     type Response: Encodable + Send + 'static;
     /// The API.
@@ -129,6 +130,16 @@ trait ErasedHandler: Send + Sync {
     fn versions(&self) -> VersionRange;
     fn advertised_min(&self) -> i16;
     fn call(&self, ctx: RequestContext, body: Bytes) -> BoxedReply;
+    fn decode_only(&self, version: i16, body: Bytes) -> Result<(), DispatchError>;
+    fn encode_default(&self, version: i16) -> Option<Bytes>;
+}
+
+fn decode_request<H: Handler>(version: i16, mut body: Bytes) -> Result<H::Request, DispatchError> {
+    H::Request::decode(&mut body, version).map_err(|e| DispatchError::Malformed {
+        api: H::API_KEY,
+        version,
+        reason: e.to_string(),
+    })
 }
 
 struct Adapter<H>(PhantomData<fn() -> H>);
@@ -142,15 +153,20 @@ impl<H: Handler> ErasedHandler for Adapter<H> {
         H::ADVERTISED_MIN_VERSION
     }
 
-    fn call(&self, ctx: RequestContext, mut body: Bytes) -> BoxedReply {
+    fn decode_only(&self, version: i16, body: Bytes) -> Result<(), DispatchError> {
+        decode_request::<H>(version, body).map(drop)
+    }
+
+    fn encode_default(&self, version: i16) -> Option<Bytes> {
+        let mut out = BytesMut::new();
+        H::Request::default().encode(&mut out, version).ok()?;
+        Some(out.freeze())
+    }
+
+    fn call(&self, ctx: RequestContext, body: Bytes) -> BoxedReply {
         Box::pin(async move {
             let version = ctx.api_version;
-            let request =
-                H::Request::decode(&mut body, version).map_err(|e| DispatchError::Malformed {
-                    api: H::API_KEY,
-                    version,
-                    reason: e.to_string(),
-                })?;
+            let request = decode_request::<H>(version, body)?;
             let metrics = Arc::clone(&ctx.broker.metrics);
             Ok(match H::handle(ctx, request).await {
                 Reply::Respond(r) => {
@@ -225,6 +241,26 @@ impl HandlerRegistry {
             .map(|(_, min, _, max)| VersionRange { min, max })
     }
 
+    /// The handler serving `version` of `api`.
+    fn handler_for(&self, api: ApiKey, version: i16) -> Result<&dyn ErasedHandler, DispatchError> {
+        let list = self
+            .handlers
+            .get(&(api as i16))
+            .ok_or(DispatchError::UnsupportedApi(api as i16))?;
+        list.iter()
+            .find(|h| {
+                let v = h.versions();
+                v.min <= version && version <= v.max
+            })
+            .map(|h| h.as_ref())
+            .ok_or_else(|| DispatchError::UnsupportedVersion {
+                api,
+                version,
+                min: list.iter().map(|h| h.versions().min).min().unwrap_or(0),
+                max: list.iter().map(|h| h.versions().max).max().unwrap_or(0),
+            })
+    }
+
     /// Runs the handler for `api`.
     pub async fn dispatch(
         &self,
@@ -232,24 +268,31 @@ impl HandlerRegistry {
         ctx: RequestContext,
         body: Bytes,
     ) -> Result<Reply<Box<dyn AnyResponse>>, DispatchError> {
-        let list = self
-            .handlers
-            .get(&(api as i16))
-            .ok_or(DispatchError::UnsupportedApi(api as i16))?;
-        let version = ctx.api_version;
-        let handler = list.iter().find(|h| {
-            let v = h.versions();
-            v.min <= version && version <= v.max
-        });
-        match handler {
-            Some(h) => h.call(ctx, body).await,
-            None => Err(DispatchError::UnsupportedVersion {
-                api,
-                version,
-                min: list.iter().map(|h| h.versions().min).min().unwrap_or(0),
-                max: list.iter().map(|h| h.versions().max).max().unwrap_or(0),
-            }),
-        }
+        self.handler_for(api, ctx.api_version)?
+            .call(ctx, body)
+            .await
+    }
+
+    /// Decodes a request body as [`Self::dispatch`] would, without handling
+    /// it (the fuzz targets' way in).
+    pub fn decode_only(&self, api: ApiKey, version: i16, body: Bytes) -> Result<(), DispatchError> {
+        self.handler_for(api, version)?.decode_only(version, body)
+    }
+
+    /// `(api key, version, body)` of a default request at every served
+    /// version, encoded: seeds for fuzzing the decoders.
+    pub fn default_requests(&self) -> Vec<(i16, i16, Bytes)> {
+        self.handlers
+            .iter()
+            .flat_map(|(key, list)| {
+                list.iter().flat_map(move |h| {
+                    let v = h.versions();
+                    (v.min..=v.max).filter_map(move |version| {
+                        Some((*key, version, h.encode_default(version)?))
+                    })
+                })
+            })
+            .collect()
     }
 }
 

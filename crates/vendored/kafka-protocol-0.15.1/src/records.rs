@@ -1090,11 +1090,16 @@ impl Record {
 
         // Timestamp delta
         let timestamp_delta: i32 = types::VarInt.decode(buf)?;
-        let timestamp = batch_decode_info.min_timestamp + timestamp_delta as i64;
+        // Strom patch: a delta that overflows is a corrupt record, not a panic.
+        let Some(timestamp) = batch_decode_info.min_timestamp.checked_add(timestamp_delta as i64) else {
+            bail!("Record timestamp delta {timestamp_delta} overflows");
+        };
 
         // Offset delta
         let offset_delta: i32 = types::VarInt.decode(buf)?;
-        let offset = batch_decode_info.min_offset + offset_delta as i64;
+        let Some(offset) = batch_decode_info.min_offset.checked_add(offset_delta as i64) else {
+            bail!("Record offset delta {offset_delta} overflows");
+        };
         let sequence = batch_decode_info.base_sequence.wrapping_add(offset_delta);
 
         // Key
