@@ -267,3 +267,68 @@ fn without_a_budget_the_same_clients_push_the_broker_past_that_bound() {
         f.held_peak
     );
 }
+
+/// `queued.max.requests` counts requests being read or handled, broker-wide:
+/// with one allowed, a request whose body is still arriving makes another
+/// connection wait, not read; both are answered once it is in. A request
+/// parked in a purgatory (a fetch's long poll) gives its place back, so the
+/// produce it waits for is read at once, not after the poll's deadline.
+#[test]
+fn queued_max_requests_bounds_requests_in_hand_but_not_parked_ones() {
+    let b = broker(&["queued.max.requests=1"]);
+    let mut admin = connect(&b);
+    assert_eq!(
+        create_topic(&mut admin, "parked", 1, &[]).topics[0].error_code,
+        0
+    );
+
+    // A request whose last byte is held back holds the only place.
+    let mut slow = connect(&b);
+    let (_, frame) = slow
+        .encode_request(ApiKey::ApiVersions, 3, &api_versions_request())
+        .unwrap();
+    slow.send_raw(&frame[..frame.len() - 1]).unwrap();
+    assert!(wait_until(DEADLINE, || metric(
+        &b,
+        "strom_request_queue_requests"
+    ) == 1.0));
+    let waits_before = metric(&b, "strom_request_queue_waits_total");
+    let mut queued = connect(&b);
+    let (_, frame2) = queued
+        .encode_request(ApiKey::ApiVersions, 3, &api_versions_request())
+        .unwrap();
+    queued.send_raw(&frame2).unwrap();
+    assert!(wait_until(DEADLINE, || metric(
+        &b,
+        "strom_request_queue_waits_total"
+    ) > waits_before));
+    slow.send_raw(&frame[frame.len() - 1..]).unwrap();
+    assert!(slow.recv_frame().unwrap().is_some());
+    assert!(queued.recv_frame().unwrap().is_some());
+
+    // A long poll parks and gives its place back.
+    let long_poll_ms = 20_000;
+    let mut consumer = connect(&b);
+    let poll = fetch_request("parked", 0, 0, 1 << 20)
+        .with_max_wait_ms(long_poll_ms)
+        .with_min_bytes(1);
+    let (cid, frame) = consumer.encode_request(ApiKey::Fetch, 12, &poll).unwrap();
+    let started = std::time::Instant::now();
+    consumer.send_raw(&frame).unwrap();
+    assert!(wait_until(DEADLINE, || {
+        metric(&b, r#"strom_purgatory_requests{purgatory="fetch"}"#) == 1.0
+            && metric(&b, "strom_request_queue_requests") == 0.0
+    }));
+    let mut producer = connect(&b);
+    assert_eq!(produce(&mut producer, "parked", 0, &[b"v"]), (0, 0));
+    let raw = consumer.recv_frame().unwrap().unwrap();
+    let r: FetchResponse =
+        strom_test_utils::KafkaConnection::decode_response(ApiKey::Fetch, 12, cid, raw).unwrap();
+    let records = r.responses[0].partitions[0].records.clone().unwrap();
+    assert_eq!(decode_records(&records), vec![(0, b"v".to_vec())]);
+    assert!(
+        started.elapsed() < Duration::from_millis(long_poll_ms as u64 / 2),
+        "the produce waited for the long poll's deadline: {:?}",
+        started.elapsed()
+    );
+}
