@@ -7,8 +7,9 @@
 //! it takes its whole size from the broker-wide request budget
 //! (`queued.max.requests`, `queued.max.request.bytes`;
 //! [`crate::request_budget`]) before a byte of its body is read, waiting,
-//! not reading, while the budget has no room; only then is room reserved,
-//! and the buffer's pages fill only as bytes arrive. Nothing past the end of
+//! not reading, while the budget has no room; only then is room reserved
+//! (all of it against a bytes budget, else as bytes arrive), and the
+//! buffer's pages fill only as bytes arrive. Nothing past the end of
 //! the frame is read until it has been handled, so pipelined requests wait
 //! in the kernel's buffers (TCP flow control), as Kafka mutes a connection
 //! while it serves a request. A malformed frame, an unknown API or an
@@ -108,15 +109,22 @@ pub async fn serve_connection(
         let missing = needed.saturating_sub(rbuf.len()).max(1);
         if rbuf.len() >= FRAME_SIZE_PREFIX_BYTES && permit.is_none() {
             // The frame's size is known and checked: its room in the budget
-            // first (waiting here, not reading, while there is none), then
-            // in the buffer, all at once so the buffer never regrows.
+            // first, waiting here, not reading, while there is none.
             let frame_bytes = u64::try_from(needed).unwrap_or(u64::MAX);
             tokio::select! {
                 _ = shutdown::signalled(&mut shutdown) => return,
                 taken = state.request_budget.acquire(frame_bytes, peer) => permit = Some(taken),
             }
         }
-        rbuf.reserve(missing);
+        // Against a bytes budget, the frame's whole room at once (the budget
+        // bounds the sum; one allocation, no regrowth, no freed pieces left
+        // in the allocator). Without one, room grows with the bytes that
+        // arrive, so claimed sizes alone commit no memory.
+        if state.request_budget.limits().max_bytes.is_some() {
+            rbuf.reserve(missing);
+        } else {
+            rbuf.reserve(missing.min(READ_CHUNK_BYTES));
+        }
         // Never past the end of this frame (or its size prefix).
         let mut frame_reader = (&mut reader).take(missing.min(READ_CHUNK_BYTES) as u64);
         tokio::select! {
