@@ -111,7 +111,8 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     key!("socket.request.max.bytes", Int, Some("104857600"), AT_LEAST_1, "Largest request frame accepted."),
     key!("socket.send.buffer.bytes", Int, Some("102400"), ANY, "SO_SNDBUF of client connections; -1 keeps the OS default."),
     key!("socket.receive.buffer.bytes", Int, Some("102400"), ANY, "SO_RCVBUF of client connections; -1 keeps the OS default."),
-    key!("queued.max.requests", Int, Some("500"), AT_LEAST_1, "Requests read ahead on one connection while earlier ones are served."),
+    key!("queued.max.requests", Int, Some("500"), AT_LEAST_1, "Most requests the broker holds at once, counted over all client connections: a request counts from the moment its body is read until its handling ends or it waits in a purgatory (acks=all, a fetch's long poll, a group's rebalance). Kafka bounds its network-to-I/O-thread queue with this key; Strom handles requests on the connection that read them, so this is the same bound on requests read but not yet handled. At the limit, connections stop reading until a request finishes."),
+    key!("queued.max.request.bytes", Long, Some("-1"), ANY, "Most request bytes the broker holds at once, counted over all client connections: a frame's whole declared size is taken when its size prefix arrives, before its body is read, and given back when its handling ends or it waits in a purgatory. At the limit, connections stop reading until bytes are given back. -1 (or any value ≤ 0) is unlimited; otherwise it must be at least socket.request.max.bytes, as Kafka requires."),
     key!("connections.max.idle.ms", Long, Some("600000"), AT_LEAST_0, "Idle connections are closed after this long."),
     key!("max.connections", Int, Some("2147483647"), AT_LEAST_0, "Most client connections accepted at once."),
     key!("num.network.threads", Int, Some("3"), AT_LEAST_1, "Accepted; Strom serves connections on one async runtime."),
@@ -295,8 +296,11 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: usize,
     /// `fetch.max.bytes`.
     pub fetch_max_bytes: i32,
-    /// `queued.max.requests`.
+    /// `queued.max.requests`: requests held at once, broker-wide.
     pub queued_max_requests: usize,
+    /// `queued.max.request.bytes`: request bytes held at once, broker-wide;
+    /// `None` (the key ≤ 0) is unlimited.
+    pub queued_max_request_bytes: Option<u64>,
     /// `connections.max.idle.ms`.
     pub connections_max_idle_ms: u64,
     /// `max.connections`.
@@ -653,6 +657,24 @@ impl BrokerConfig {
             u64::try_from(r.req_int(name)?).map_err(|_| inconsistent(name, "must not be negative"))
         };
 
+        // Kafka's rule: a budget smaller than the largest frame could never
+        // admit that frame.
+        let socket_request_max_bytes = usize_of("socket.request.max.bytes")?;
+        let queued_max_request_bytes = u64::try_from(r.req_int("queued.max.request.bytes")?)
+            .ok()
+            .filter(|&b| b > 0);
+        if let Some(budget) = queued_max_request_bytes {
+            if budget < socket_request_max_bytes as u64 {
+                return Err(inconsistent(
+                    "queued.max.request.bytes",
+                    format!(
+                        "{budget} is smaller than socket.request.max.bytes={socket_request_max_bytes}; \
+                         it must be at least that (or -1 for unlimited)"
+                    ),
+                ));
+            }
+        }
+
         let http_listener = r.text("http.listener")?;
         let log_defaults = LogDefaults::from_broker(&set)?;
         let cluster_id = r.text("cluster.id")?;
@@ -700,9 +722,10 @@ impl BrokerConfig {
             default_replication_factor: r.req_int("default.replication.factor")? as i16,
             auto_create_topics_enable: r.boolean("auto.create.topics.enable")?,
             delete_topic_enable: r.boolean("delete.topic.enable")?,
-            socket_request_max_bytes: usize_of("socket.request.max.bytes")?,
+            socket_request_max_bytes,
             fetch_max_bytes: r.req_int("fetch.max.bytes")? as i32,
             queued_max_requests: usize_of("queued.max.requests")?,
+            queued_max_request_bytes,
             connections_max_idle_ms: u64_of("connections.max.idle.ms")?,
             max_connections: usize_of("max.connections")?,
             socket_send_buffer_bytes: r.req_int("socket.send.buffer.bytes")? as i32,

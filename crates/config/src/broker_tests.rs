@@ -187,3 +187,36 @@ fn the_sample_server_properties_loads_without_warnings() {
         "PLAINTEXT://127.0.0.1:9092"
     );
 }
+
+#[test]
+fn queued_max_request_bytes_is_unlimited_or_at_least_the_largest_frame() {
+    let load = |pairs: &[(&str, &str)]| BrokerConfig::load(&inputs(pairs));
+    let c = load(&[]).unwrap().config;
+    assert_eq!(c.queued_max_request_bytes, None);
+    assert_eq!(c.queued_max_requests, 500);
+    for unlimited in ["-1", "0"] {
+        let c = load(&[("queued.max.request.bytes", unlimited)])
+            .unwrap()
+            .config;
+        assert_eq!(c.queued_max_request_bytes, None, "{unlimited}");
+    }
+    let c = load(&[
+        ("queued.max.request.bytes", "8388608"),
+        ("socket.request.max.bytes", "8388608"),
+    ])
+    .unwrap()
+    .config;
+    assert_eq!(c.queued_max_request_bytes, Some(8_388_608));
+    // Kafka refuses a budget smaller than socket.request.max.bytes.
+    match load(&[("queued.max.request.bytes", "8388608")]) {
+        Err(ConfigError::Inconsistent { key, message }) => {
+            assert_eq!(key, "queued.max.request.bytes");
+            assert!(
+                message.contains("socket.request.max.bytes=104857600"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(load(&[("queued.max.requests", "0")]).is_err());
+}

@@ -419,6 +419,10 @@ impl GroupCoordinator {
         make: impl FnOnce(oneshot::Sender<T>) -> Command,
     ) -> Result<T, ErrorCode> {
         let tx = self.shard_for(group_id)?;
+        // The shard may answer only after other members' requests (a
+        // rebalance) or the replicas' fetches (a commit): the request budget
+        // this request holds goes back first (`strom_runtime::parking`).
+        strom_runtime::parking::parked();
         let (reply, rx) = oneshot::channel();
         tx.send(make(reply))
             .await

@@ -8,6 +8,8 @@
 //! - [`shutdown`]: the signal background tasks stop on.
 //! - [`blocking`]: disk work on tokio's blocking pool, never on an async
 //!   worker.
+//! - [`parking`]: a request about to wait on other clients (a purgatory)
+//!   lets its connection give back the request budget it holds.
 //!
 //! It knows nothing of Kafka; the crates above it (replication,
 //! coordinator, controller, server) use it instead of copies of their own.
@@ -19,4 +21,5 @@
 
 pub mod blocking;
 pub mod clock;
+pub mod parking;
 pub mod shutdown;

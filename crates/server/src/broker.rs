@@ -541,6 +541,13 @@ fn assemble_state(
     handlers::register_all(&mut registry);
     let producer_ids =
         ProducerIdManager::new(node_id, lifecycle.broker_epoch(), Arc::clone(&controller));
+    let request_budget = crate::request_budget::RequestBudget::new(
+        crate::request_budget::RequestBudgetLimits {
+            max_requests: config.queued_max_requests,
+            max_bytes: config.queued_max_request_bytes,
+        },
+        metrics.request_budget(),
+    );
     Arc::new(BrokerState {
         config,
         cluster_id,
@@ -552,6 +559,7 @@ fn assemble_state(
         registry,
         image: image_tx,
         metrics,
+        request_budget,
     })
 }
 

@@ -2,12 +2,18 @@
 //!
 //! Requests on a connection are handled one after another, as Kafka does,
 //! so a client's pipelined produce requests are appended in the order it
-//! sent them. Every whole frame already received is handled before the
-//! responses are written in one go, which keeps pipelined clients fast. A
-//! frame larger than `socket.request.max.bytes` is refused before any room
-//! is reserved for it, and the receive buffer only grows as bytes actually
-//! arrive. A malformed frame, an unknown API or an unsupported version
-//! closes this connection only, with a log line.
+//! sent them. A frame larger than `socket.request.max.bytes` is refused
+//! from its size prefix, before any room is reserved for it. A frame within
+//! it takes its whole size from the broker-wide request budget
+//! (`queued.max.requests`, `queued.max.request.bytes`;
+//! [`crate::request_budget`]) before a byte of its body is read, waiting,
+//! not reading, while the budget has no room; only then is room reserved
+//! (all of it against a bytes budget, else as bytes arrive), and the
+//! buffer's pages fill only as bytes arrive. Nothing past the end of
+//! the frame is read until it has been handled, so pipelined requests wait
+//! in the kernel's buffers (TCP flow control), as Kafka mutes a connection
+//! while it serves a request. A malformed frame, an unknown API or an
+//! unsupported version closes this connection only, with a log line.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
-use strom_protocol::frame::{split_frame, FrameStatus};
+use strom_protocol::frame::{split_frame, FrameStatus, FRAME_SIZE_PREFIX_BYTES};
 use strom_protocol::header::{
     decode_request_header, encode_response_frame, HeaderError, RequestPreamble,
 };
@@ -29,6 +35,7 @@ use tracing::Instrument;
 
 use crate::context::RequestContext;
 use crate::registry::Reply;
+use crate::request_budget::RequestPermit;
 use crate::state::BrokerState;
 
 /// Most bytes read from the socket at once.
@@ -56,15 +63,24 @@ pub async fn serve_connection(
     let (mut reader, mut writer) = stream.into_split();
     let max_frame_bytes = state.config.socket_request_max_bytes;
     let idle = Duration::from_millis(state.config.connections_max_idle_ms.max(1));
-    let mut rbuf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let mut rbuf = BytesMut::new();
     let mut wbuf = BytesMut::new();
+    // The request budget held for the frame in `rbuf`, taken once its size
+    // is known and before its body is read.
+    let mut permit: Option<RequestPermit> = None;
     loop {
         let needed = loop {
             match split_frame(&mut rbuf, max_frame_bytes) {
                 Ok(FrameStatus::Frame(frame)) => {
-                    match handle_frame(&state, frame.freeze(), peer, &listener_name, &mut wbuf)
-                        .await
-                    {
+                    let handled = handle_frame(
+                        &state,
+                        frame.freeze(),
+                        peer,
+                        &listener_name,
+                        &mut wbuf,
+                        permit.take(),
+                    );
+                    match handled.await {
                         Outcome::Continue => {}
                         Outcome::Close => {
                             let _ = write_out(&mut writer, &mut wbuf, idle).await;
@@ -90,11 +106,30 @@ pub async fn serve_connection(
         if *shutdown.borrow() {
             return;
         }
-        let missing = needed.saturating_sub(rbuf.len());
-        rbuf.reserve(missing.clamp(1, READ_CHUNK_BYTES));
+        let missing = needed.saturating_sub(rbuf.len()).max(1);
+        if rbuf.len() >= FRAME_SIZE_PREFIX_BYTES && permit.is_none() {
+            // The frame's size is known and checked: its room in the budget
+            // first, waiting here, not reading, while there is none.
+            let frame_bytes = u64::try_from(needed).unwrap_or(u64::MAX);
+            tokio::select! {
+                _ = shutdown::signalled(&mut shutdown) => return,
+                taken = state.request_budget.acquire(frame_bytes, peer) => permit = Some(taken),
+            }
+        }
+        // Against a bytes budget, the frame's whole room at once (the budget
+        // bounds the sum; one allocation, no regrowth, no freed pieces left
+        // in the allocator). Without one, room grows with the bytes that
+        // arrive, so claimed sizes alone commit no memory.
+        if state.request_budget.limits().max_bytes.is_some() {
+            rbuf.reserve(missing);
+        } else {
+            rbuf.reserve(missing.min(READ_CHUNK_BYTES));
+        }
+        // Never past the end of this frame (or its size prefix).
+        let mut frame_reader = (&mut reader).take(missing.min(READ_CHUNK_BYTES) as u64);
         tokio::select! {
             _ = shutdown::signalled(&mut shutdown) => return,
-            read = tokio::time::timeout(idle, reader.read_buf(&mut rbuf)) => match read {
+            read = tokio::time::timeout(idle, frame_reader.read_buf(&mut rbuf)) => match read {
                 Ok(Ok(0)) => return,
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
@@ -130,8 +165,28 @@ async fn write_out(
     }
 }
 
-/// Handles one request frame, appending any response to `out`.
+/// Handles one request frame, appending any response to `out`. The
+/// frame's share of the request budget is given back when its handling
+/// ends, or as soon as it waits on other clients
+/// (`strom_runtime::parking::parked`).
 async fn handle_frame(
+    state: &Arc<BrokerState>,
+    frame: Bytes,
+    peer: SocketAddr,
+    listener_name: &Arc<str>,
+    out: &mut BytesMut,
+    permit: Option<RequestPermit>,
+) -> Outcome {
+    let give_back = Box::new(move || drop(permit));
+    strom_runtime::parking::with_park_hook(
+        give_back,
+        handle_request(state, frame, peer, listener_name, out),
+    )
+    .await
+}
+
+/// Decodes one request frame's header, dispatches it and encodes the reply.
+async fn handle_request(
     state: &Arc<BrokerState>,
     mut frame: Bytes,
     peer: SocketAddr,

@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod provisioning;
 pub mod readiness;
 pub mod registry;
+pub mod request_budget;
 pub mod state;
 
 pub use broker::{Broker, StartError};

@@ -43,6 +43,9 @@ pub struct BrokerMetrics {
     connections: IntGaugeVec,
     connections_accepted: IntCounterVec,
     purgatory: IntGaugeVec,
+    request_queue_bytes: IntGauge,
+    request_queue_requests: IntGauge,
+    request_queue_waits: IntCounter,
     isr_shrinks: IntCounter,
     isr_expands: IntCounter,
     under_replicated: IntGauge,
@@ -174,6 +177,24 @@ impl BrokerMetrics {
                 "Requests waiting: acks=all produce requests for the in-sync replicas \
                  (produce), fetch requests for data (fetch), at the moment of the scrape.",
                 &["purgatory"],
+            )?,
+            request_queue_bytes: gauge(
+                &r,
+                "strom_request_queue_bytes",
+                "Request bytes read (or being read) from client connections and not yet handled, \
+                 held against queued.max.request.bytes.",
+            )?,
+            request_queue_requests: gauge(
+                &r,
+                "strom_request_queue_requests",
+                "Requests read (or being read) from client connections and not yet handled, held \
+                 against queued.max.requests.",
+            )?,
+            request_queue_waits: counter(
+                &r,
+                "strom_request_queue_waits_total",
+                "Times a client connection stopped reading because queued.max.requests or \
+                 queued.max.request.bytes was reached.",
             )?,
             isr_shrinks: counter(
                 &r,
@@ -313,6 +334,15 @@ impl BrokerMetrics {
             self.isr_shrinks.inc();
         } else if to > from {
             self.isr_expands.inc();
+        }
+    }
+
+    /// The metrics of the broker-wide request budget.
+    pub fn request_budget(&self) -> crate::request_budget::RequestBudgetMetrics {
+        crate::request_budget::RequestBudgetMetrics {
+            bytes: self.request_queue_bytes.clone(),
+            requests: self.request_queue_requests.clone(),
+            waits: self.request_queue_waits.clone(),
         }
     }
 

@@ -38,6 +38,9 @@ pub struct BrokerState {
     pub(crate) image: watch::Sender<Arc<MetadataImage>>,
     /// The node's metrics.
     pub metrics: Arc<BrokerMetrics>,
+    /// Requests read from client connections and not yet handled
+    /// (`queued.max.requests`, `queued.max.request.bytes`).
+    pub request_budget: Arc<crate::request_budget::RequestBudget>,
 }
 
 impl BrokerState {

@@ -84,11 +84,14 @@ pub struct ReplicaManager {
     delayed_fetches: AtomicUsize,
 }
 
-/// Counts one request in a purgatory while it lives.
+/// Counts one request in a purgatory while it lives. Entering tells the
+/// connection serving the request that it now waits on other clients, so it
+/// gives back the request budget it holds for it (`strom_runtime::parking`).
 struct Delayed<'a>(&'a AtomicUsize);
 
 impl<'a> Delayed<'a> {
     fn enter(count: &'a AtomicUsize) -> Self {
+        strom_runtime::parking::parked();
         count.fetch_add(1, Ordering::Relaxed);
         Self(count)
     }
