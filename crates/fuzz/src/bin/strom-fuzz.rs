@@ -128,12 +128,15 @@ fn main() -> anyhow::Result<()> {
                 seed,
             })?;
             println!(
-                "{} frames on {} connections in {:.1} s ({:.0} frames/s), {} bytes answered",
+                "{} frames on {} connections in {:.1} s ({:.0} frames/s): {} answered, {} closed the connection, {} unanswered within {:?}",
                 report.frames_sent,
                 report.connections_opened,
                 report.elapsed.as_secs_f64(),
                 report.frames_sent as f64 / report.elapsed.as_secs_f64().max(1e-9),
-                report.bytes_received
+                report.answered,
+                report.closed,
+                report.unanswered,
+                net::ANSWER_WAIT
             );
         }
     }
