@@ -11,8 +11,11 @@
 //! |  3 | lz4    | LZ4 frames |
 //! |  4 | zstd   | zstd frames, window at most 2^[`MAX_ZSTD_WINDOW_LOG`] bytes |
 //!
-//! [`for_each_record`] walks the records of a batch without holding more
-//! than one record's bytes.
+//! [`for_each_record_summary`] walks the records of a batch holding no
+//! record's key, value or headers at all (what validation and timestamp
+//! lookups need: a few fields per record, read through a stream whose
+//! buffer is [`RECORD_WALK_BUFFER_BYTES`]); [`for_each_record`] hands each
+//! record's bytes to its visitor, one record at a time.
 
 use std::io::{self, BufRead, BufReader, Read};
 
@@ -153,6 +156,159 @@ pub fn decompressing_reader<'a>(
     Ok(reader)
 }
 
+/// The buffer a record walk reads decompressed bytes through.
+pub const RECORD_WALK_BUFFER_BYTES: usize = 8 << 10;
+
+/// What a record walk learns of a record without holding its key, value or
+/// headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordSummary {
+    /// Offset relative to the batch's base offset.
+    pub offset_delta: i32,
+    /// Timestamp relative to the batch's base timestamp.
+    pub timestamp_delta: i64,
+    /// Whether the key is non-null.
+    pub has_key: bool,
+    /// Number of headers.
+    pub header_count: i32,
+}
+
+/// Reads a zig-zag varlong from a stream.
+fn read_varlong_stream<R: BufRead>(r: &mut R) -> Result<i64, BatchError> {
+    let mut raw: u64 = 0;
+    for i in 0..10 {
+        let byte = match r.fill_buf().map_err(|e| invalid(e.to_string()))?.first() {
+            Some(b) => *b,
+            None => return Err(invalid("field runs past the end of the record")),
+        };
+        r.consume(1);
+        raw |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64));
+        }
+    }
+    Err(invalid("varlong too long"))
+}
+
+/// Reads a zig-zag varint from a stream, which must hold one.
+fn read_field_varint<R: BufRead>(r: &mut R) -> Result<i32, BatchError> {
+    read_varint_stream(r)?.ok_or_else(|| invalid("field runs past the end of the record"))
+}
+
+/// Reads a nullable length (−1 for null) and passes over that many bytes,
+/// handing them to `chunk` a buffer at a time; whether it was non-null.
+fn pass_nullable_bytes<R: BufRead>(
+    r: &mut R,
+    mut chunk: impl FnMut(&[u8]) -> Result<(), BatchError>,
+) -> Result<bool, BatchError> {
+    let len = read_field_varint(r)?;
+    if len == -1 {
+        return Ok(false);
+    }
+    let mut left = u64::try_from(len).map_err(|_| invalid(format!("negative length {len}")))?;
+    while left > 0 {
+        let available = r.fill_buf().map_err(|e| invalid(e.to_string()))?;
+        if available.is_empty() {
+            return Err(invalid("field runs past the end of the record"));
+        }
+        let n = available
+            .len()
+            .min(usize::try_from(left).unwrap_or(usize::MAX));
+        chunk(available.get(..n).unwrap_or(&[]))?;
+        r.consume(n);
+        left -= n as u64;
+    }
+    Ok(true)
+}
+
+/// Checks UTF-8 across chunk boundaries: `carry` holds the start of a
+/// character cut by the previous chunk.
+fn check_utf8_chunk(carry: &mut Vec<u8>, chunk: &[u8]) -> Result<(), BatchError> {
+    let not_utf8 = || invalid("header key is not UTF-8");
+    let mut joined;
+    let bytes = if carry.is_empty() {
+        chunk
+    } else {
+        joined = std::mem::take(carry);
+        joined.extend_from_slice(chunk);
+        &joined[..]
+    };
+    match std::str::from_utf8(bytes) {
+        Ok(_) => Ok(()),
+        // A character cut at the end: its first bytes wait for the next.
+        Err(e) if e.error_len().is_none() => {
+            carry.extend_from_slice(bytes.get(e.valid_up_to()..).unwrap_or(&[]));
+            Ok(())
+        }
+        Err(_) => Err(not_utf8()),
+    }
+}
+
+/// Reads one record of `len` bytes from `r`, holding none of its key,
+/// value or headers; the same checks as [`parse_record_body`].
+fn summarize_record<R: BufRead>(r: &mut R, len: u64) -> Result<RecordSummary, BatchError> {
+    let mut record = r.take(len);
+    let mut attributes = [0u8; 1];
+    record
+        .read_exact(&mut attributes)
+        .map_err(|_| invalid("field runs past the end of the record"))?;
+    let timestamp_delta = read_varlong_stream(&mut record)?;
+    let offset_delta = read_field_varint(&mut record)?;
+    let has_key = pass_nullable_bytes(&mut record, |_| Ok(()))?;
+    pass_nullable_bytes(&mut record, |_| Ok(()))?;
+    let header_count = read_field_varint(&mut record)?;
+    if header_count < 0 {
+        return Err(invalid(format!("negative header count {header_count}")));
+    }
+    for _ in 0..header_count {
+        let mut carry = Vec::new();
+        let non_null = pass_nullable_bytes(&mut record, |c| check_utf8_chunk(&mut carry, c))?;
+        if !non_null {
+            return Err(invalid("null header key"));
+        }
+        if !carry.is_empty() {
+            return Err(invalid("header key is not UTF-8"));
+        }
+        pass_nullable_bytes(&mut record, |_| Ok(()))?;
+    }
+    if record.limit() != 0 {
+        return Err(invalid(format!(
+            "record declares {len} bytes but its fields use {}",
+            len - record.limit()
+        )));
+    }
+    Ok(RecordSummary {
+        offset_delta,
+        timestamp_delta,
+        has_key,
+        header_count,
+    })
+}
+
+/// Calls `visit` with each record's summary, decompressing as a bounded
+/// stream through a buffer of [`RECORD_WALK_BUFFER_BYTES`] and holding no
+/// record's bytes, however large. Stops at the first error, the
+/// visitor's or the batch's.
+pub fn for_each_record_summary<E: From<BatchError>>(
+    batch: &[u8],
+    header: &BatchHeader,
+    mut visit: impl FnMut(&RecordSummary) -> Result<(), E>,
+) -> Result<(), E> {
+    let payload = batch
+        .get(crate::batch::BATCH_HEADER_BYTES..header.size_bytes().min(batch.len()))
+        .unwrap_or(&[]);
+    let mut reader = BufReader::with_capacity(
+        RECORD_WALK_BUFFER_BYTES,
+        decompressing_reader(header.compression()?, payload)?,
+    );
+    while let Some(len) = read_varint_stream(&mut reader)? {
+        let len =
+            u64::try_from(len).map_err(|_| invalid(format!("negative record length {len}")))?;
+        visit(&summarize_record(&mut reader, len)?)?;
+    }
+    Ok(())
+}
+
 /// Reads a zig-zag varint from a stream; `Ok(None)` at a clean end.
 fn read_varint_stream<R: BufRead>(r: &mut R) -> Result<Option<i32>, BatchError> {
     let mut raw: u32 = 0;
@@ -262,6 +418,86 @@ mod tests {
             .unwrap();
             assert_eq!(seen, values, "{c:?}");
         }
+    }
+
+    #[test]
+    fn summaries_agree_with_parsed_records_for_every_codec() {
+        let values: Vec<Vec<u8>> = (0..50)
+            .map(|i| format!("value-{i}-{}", "z".repeat(i * 100)).into_bytes())
+            .collect();
+        for c in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let b = batch(c, &values);
+            let h = BatchHeader::parse(&b).unwrap();
+            let mut parsed = Vec::new();
+            for_each_record::<BatchError>(&b, &h, |r| {
+                parsed.push(RecordSummary {
+                    offset_delta: r.offset_delta,
+                    timestamp_delta: r.timestamp_delta,
+                    has_key: r.key.is_some(),
+                    header_count: r.header_count,
+                });
+                Ok(())
+            })
+            .unwrap();
+            let mut summarized = Vec::new();
+            for_each_record_summary::<BatchError>(&b, &h, |r| {
+                summarized.push(*r);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(summarized, parsed, "{c:?}");
+            assert_eq!(summarized.len(), 50);
+        }
+    }
+
+    #[test]
+    fn summaries_check_what_parsing_checks() {
+        use crate::batch_builder::{BatchBuilder, RecordSpec};
+        let record = |headers: Vec<(String, Option<Vec<u8>>)>| {
+            let mut b = BatchBuilder::of_values(0, &[b"v"]);
+            b.records = vec![RecordSpec {
+                value: Some(Bytes::from_static(b"v")),
+                headers,
+                ..Default::default()
+            }];
+            b.build()
+        };
+        let ok = record(vec![("h\u{e9}".into(), Some(b"x".to_vec()))]);
+        let h = BatchHeader::parse(&ok).unwrap();
+        assert!(for_each_record_summary::<BatchError>(&ok, &h, |_| Ok(())).is_ok());
+        // Invalid UTF-8 in a header key, and a record longer than its fields.
+        let mut bad = record(vec![("ab".into(), None)]);
+        let at = bad.windows(2).position(|w| w == b"ab").unwrap();
+        bad[at] = 0xff;
+        let h = BatchHeader::parse(&bad).unwrap();
+        assert!(for_each_record::<BatchError>(&bad, &h, |_| Ok(())).is_err());
+        assert!(for_each_record_summary::<BatchError>(&bad, &h, |_| Ok(())).is_err());
+        let mut long = ok.clone();
+        long.extend_from_slice(&[0, 0]);
+        long[61] += 4; // the record's length varint (zig-zag: +2 bytes)
+        let h = BatchHeader::parse(&long).unwrap();
+        assert!(for_each_record_summary::<BatchError>(&long, &h, |_| Ok(())).is_err());
+    }
+
+    #[test]
+    fn a_record_inflating_to_hundreds_of_megabytes_is_walked_in_a_small_buffer() {
+        // One 200 MiB value: summarizing holds none of it.
+        let big = vec![vec![7u8; 200 << 20]];
+        let b = batch(Compression::Zstd, &big);
+        let h = BatchHeader::parse(&b).unwrap();
+        let mut n = 0;
+        for_each_record_summary::<BatchError>(&b, &h, |_| {
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, 1);
     }
 
     #[test]

@@ -51,7 +51,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use strom_protocol::batch::{BatchError, BatchHeader, BATCH_HEADER_BYTES, LOG_OVERHEAD_BYTES};
-use strom_protocol::compression::for_each_record;
+use strom_protocol::compression::for_each_record_summary;
 
 use crate::error::{Result, StorageError};
 use crate::offset_index::{OffsetIndex, OffsetPosition};
@@ -731,7 +731,7 @@ impl SegmentReader {
         let batch = self.read(position, header.size_bytes())?;
         let log_append = header.timestamp_type()
             == strom_protocol::kafka_protocol::records::TimestampType::LogAppend;
-        let walked = for_each_record(&batch, header, |record| {
+        let walked = for_each_record_summary(&batch, header, |record| {
             let offset = header
                 .base_offset
                 .saturating_add(i64::from(record.offset_delta));

@@ -6,7 +6,8 @@
 //! larger than `max.message.bytes` (whole batch, offset and length fields
 //! included), with a matching CRC32C, a consistent record count, no control
 //! records, and a sequence when it has a producer id. Then every record is
-//! walked (compressed batches are decompressed to do so, but stored as
+//! walked (compressed batches are decompressed as a stream to do so, holding
+//! no record's key or value, but stored as
 //! received): records must be well-formed and as many as the header says,
 //! with offset deltas 0, 1, … `last_offset_delta` in order, compressed or
 //! not (offsets are assigned in place: base offset plus delta, so a record
@@ -18,7 +19,7 @@
 use bytes::{Bytes, BytesMut};
 use strom_config::{MessageTimestampType, TopicConfig};
 use strom_protocol::batch::{self, BatchError, BatchHeader, BatchIter};
-use strom_protocol::compression::for_each_record;
+use strom_protocol::compression::for_each_record_summary;
 use strom_protocol::kafka_protocol::records::{Compression, TimestampType};
 
 use crate::error::{Result, StorageError};
@@ -104,8 +105,8 @@ pub fn validate_client_records(
     Ok(out)
 }
 
-/// Walks the records (compressed batches as a bounded stream); returns the
-/// largest record timestamp.
+/// Walks the records (compressed batches as a bounded stream, holding no
+/// record's key or value); returns the largest record timestamp.
 fn check_records(
     whole: &Bytes,
     header: &BatchHeader,
@@ -116,7 +117,7 @@ fn check_records(
     let batch_log_append = header.timestamp_type() == TimestampType::LogAppend;
     let mut count = 0i32;
     let mut max_timestamp = -1i64;
-    for_each_record(whole, header, |record| {
+    for_each_record_summary(whole, header, |record| {
         // Offsets are assigned in place (base offset + delta), so a record
         // out of line would get an offset outside its batch.
         if record.offset_delta != count {
@@ -126,7 +127,7 @@ fn check_records(
                 header.last_offset_delta
             )));
         }
-        if config.cleanup_compact && record.key.is_none() {
+        if config.cleanup_compact && !record.has_key {
             return Err(StorageError::InvalidRecord(
                 "compacted topic cannot accept a record without a key".into(),
             ));
