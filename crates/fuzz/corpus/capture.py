@@ -331,14 +331,17 @@ def main():
         except OSError:
             return False
 
-    wait_until(ready, what="strom to listen")
-    bootstrap = f"127.0.0.1:{proxy.port}"
-    for name, run in [("kcat", run_kcat), ("confluent", run_confluent), ("kafka-python", run_kafka_python)]:
-        proxy.client = name
-        run(bootstrap)
-    time.sleep(1.5)  # one checkpoint interval, so the checkpoint files are written
-    broker.send_signal(signal.SIGTERM)
-    broker.wait(timeout=60)
+    try:
+        wait_until(ready, what="strom to listen")
+        bootstrap = f"127.0.0.1:{proxy.port}"
+        for name, run in [("kcat", run_kcat), ("confluent", run_confluent),
+                          ("kafka-python", run_kafka_python)]:
+            proxy.client = name
+            run(bootstrap)
+        time.sleep(1.5)  # one checkpoint interval, so the checkpoint files are written
+    finally:
+        broker.send_signal(signal.SIGTERM)
+        broker.wait(timeout=60)
 
     clear("request")
     kept = {}
