@@ -17,6 +17,13 @@
 //! * A producer the partition does not know (new, or expired) may start at
 //!   any sequence.
 //!
+//! A partition remembers at most [`MAX_PRODUCERS_PER_PARTITION`]
+//! producers: clients can write with any producer id, so without a bound
+//! random ids would grow this state (and its snapshots) without end. Past
+//! the bound the least recently appending tenth is forgotten at once, as
+//! if expired (`producer.id.expiration.ms`), with a log line; an active
+//! producer is the last to go.
+//!
 //! # Snapshot file format
 //!
 //! `<offset>.snapshot` (20-digit zero-padded offset) in the partition's
@@ -59,6 +66,9 @@ use crate::segment::segment_file_stem;
 pub const MAX_CACHED_BATCHES_PER_PRODUCER: usize = 5;
 /// Extension of snapshot files.
 pub const SNAPSHOT_FILE_SUFFIX: &str = ".snapshot";
+/// Most producers one partition remembers (see the module docs); about
+/// 250 bytes each.
+pub const MAX_PRODUCERS_PER_PARTITION: usize = 20_000;
 const SNAPSHOT_VERSION: i16 = 1;
 /// Bytes of a snapshot's version and CRC.
 const SNAPSHOT_HEADER_BYTES: usize = 6;
@@ -190,8 +200,18 @@ impl ProducerStateManager {
     /// Records an appended batch (offsets assigned). Also used to replay
     /// the log on load.
     pub fn update(&mut self, header: &BatchHeader, append_ms: i64) {
+        self.update_bounded(header, append_ms, MAX_PRODUCERS_PER_PARTITION)
+    }
+
+    /// [`Self::update`] with the producer bound given.
+    fn update_bounded(&mut self, header: &BatchHeader, append_ms: i64, max_producers: usize) {
         if header.producer_id < 0 {
             return;
+        }
+        if self.producers.len() >= max_producers
+            && !self.producers.contains_key(&header.producer_id)
+        {
+            self.forget_least_recent(max_producers);
         }
         let entry = self
             .producers
@@ -216,6 +236,30 @@ impl ProducerStateManager {
             entry.batches.pop_front();
         }
         entry.last_append_ms = entry.last_append_ms.max(append_ms);
+    }
+
+    /// Forgets the least recently appending tenth of `max_producers` (at
+    /// least one), so that a new producer fits.
+    fn forget_least_recent(&mut self, max_producers: usize) {
+        let keep = max_producers.saturating_sub((max_producers / 10).max(1));
+        let mut by_age: Vec<(i64, i64)> = self
+            .producers
+            .iter()
+            .map(|(id, e)| (e.last_append_ms, *id))
+            .collect();
+        let forget = by_age.len().saturating_sub(keep);
+        if forget == 0 {
+            return;
+        }
+        by_age.select_nth_unstable(forget - 1);
+        for (_, id) in by_age.iter().take(forget) {
+            self.producers.remove(id);
+        }
+        tracing::warn!(
+            forgotten = forget,
+            max_producers,
+            "a partition's producer state reached its bound: the least recently appending producers are forgotten, as if expired"
+        );
     }
 
     /// Forgets producers idle for `expiration_ms` (`producer.id.expiration.ms`).
@@ -405,6 +449,28 @@ impl Reader<'_> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn random_producer_ids_stay_within_the_bound_and_the_active_producer_is_kept() {
+        let mut state = ProducerStateManager::new();
+        let max = 100;
+        // One producer keeps appending while 1,000 one-off ids arrive.
+        let mut active_seq = 0;
+        for i in 0..1_000i64 {
+            state.update_bounded(&header(1_000_000 + i, 0, 0, 1, i), i, max);
+            state.update_bounded(&header(7, 0, active_seq, 1, i), i, max);
+            active_seq += 1;
+            assert!(state.len() <= max, "{} producers", state.len());
+        }
+        let active = state.entry(7).expect("the active producer is remembered");
+        assert_eq!(active.batches.back().unwrap().last_sequence, active_seq - 1);
+        // The most recent one-off ids are remembered, the oldest forgotten.
+        assert!(state.entry(1_000_999).is_some());
+        assert!(state.entry(1_000_000).is_none());
+        // Snapshots stay as bounded as the state.
+        let decoded = ProducerStateManager::decode_snapshot(&state.encode_snapshot()).unwrap();
+        assert_eq!(decoded.len(), state.len());
+    }
 
     fn header(pid: i64, epoch: i16, first_seq: i32, records: i32, base_offset: i64) -> BatchHeader {
         BatchHeader {
