@@ -2,9 +2,10 @@
 //! `max.connections.per.ip` (and its overrides) close the extra connection
 //! at accept, `max.connection.creation.rate` delays accepts,
 //! `connections.max.idle.ms` is measured per connection (a trickle of bytes
-//! does not keep a connection open; a request being handled is not idle), a
-//! client that stops reading holds only its own connection, and the HTTP
-//! probes keep answering while other HTTP clients hold connections.
+//! does not keep a connection open; a request being handled, or a wait for
+//! the request budget, is not idle), a client that stops reading holds only
+//! its own connection, and the HTTP probes keep answering while other HTTP
+//! clients hold connections.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -372,4 +373,39 @@ fn http_probes_answer_while_idle_and_slow_clients_hold_connections() {
     assert!(closed("header_timeout") >= 1.0, "{text}");
     let log = b.log();
     assert!(log.contains("HTTP_HEADER_READ_TIMEOUT"), "{log}");
+}
+
+#[test]
+fn a_wait_for_the_request_budget_is_not_idle_time() {
+    let b = broker(&[IDLE_MS, "queued.max.requests=1"]);
+    // A takes the whole budget (one request) with a frame it never
+    // finishes, and is closed as idle after 2 s.
+    let mut a = TcpStream::connect(b.bootstrap()).unwrap();
+    a.write_all(&100i32.to_be_bytes()).unwrap();
+    a.write_all(&[0]).unwrap();
+    assert!(wait_until(Duration::from_secs(5), || metric(
+        &b,
+        "strom_request_queue_requests"
+    ) == 1.0));
+    // B's size prefix arrives while A holds the budget: B waits for it.
+    let mut bc = TcpStream::connect(b.bootstrap()).unwrap();
+    bc.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let frame = api_versions_frame(9);
+    bc.write_all(&frame[..4]).unwrap();
+    assert!(wait_until(Duration::from_secs(5), || metric(
+        &b,
+        "strom_request_queue_waits_total"
+    ) >= 1.0));
+    assert!(closed_within(&mut a, Duration::from_secs(5)));
+    // By now B's prefix is more than the idle time old, but B spent that
+    // time waiting for the budget, not idling: the rest of its request, a
+    // second after it got the budget, is still answered.
+    std::thread::sleep(Duration::from_secs(1));
+    bc.write_all(&frame[4..]).unwrap();
+    let mut size = [0u8; 4];
+    bc.read_exact(&mut size)
+        .expect("a connection that waited for the budget was closed as idle");
+    let mut body = vec![0u8; i32::from_be_bytes(size).clamp(0, 1 << 20) as usize];
+    bc.read_exact(&mut body).unwrap();
+    assert_eq!(&body[..4], &9i32.to_be_bytes());
 }
