@@ -409,3 +409,26 @@ fn a_wait_for_the_request_budget_is_not_idle_time() {
     bc.read_exact(&mut body).unwrap();
     assert_eq!(&body[..4], &9i32.to_be_bytes());
 }
+
+#[test]
+fn the_longest_idle_time_is_accepted_and_means_never() {
+    let b = broker(&["connections.max.idle.ms=9223372036854775807"]);
+    let mut c = connect(&b);
+    c.send(ApiKey::ApiVersions, 3, &api_versions_request())
+        .unwrap();
+    // A partial frame arms the idle deadline, billions of years away: the
+    // connection stays open and nothing overflows.
+    c.send_raw(&100i32.to_be_bytes()).unwrap();
+    c.set_read_timeout(Duration::from_millis(500));
+    assert!(matches!(c.recv_frame(), Err(_)), "no answer, no close");
+    let mut other = connect(&b);
+    other
+        .send(ApiKey::ApiVersions, 3, &api_versions_request())
+        .unwrap();
+    assert_eq!(
+        metric(&b, r#"strom_connections{listener="PLAINTEXT"}"#),
+        2.0,
+        "{}",
+        b.log()
+    );
+}
