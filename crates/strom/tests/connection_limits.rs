@@ -420,7 +420,7 @@ fn the_longest_idle_time_is_accepted_and_means_never() {
     // connection stays open and nothing overflows.
     c.send_raw(&100i32.to_be_bytes()).unwrap();
     c.set_read_timeout(Duration::from_millis(500));
-    assert!(matches!(c.recv_frame(), Err(_)), "no answer, no close");
+    assert!(c.recv_frame().is_err(), "no answer, no close");
     let mut other = connect(&b);
     other
         .send(ApiKey::ApiVersions, 3, &api_versions_request())
