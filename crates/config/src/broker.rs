@@ -113,8 +113,11 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     key!("socket.receive.buffer.bytes", Int, Some("102400"), ANY, "SO_RCVBUF of client connections; -1 keeps the OS default."),
     key!("queued.max.requests", Int, Some("500"), AT_LEAST_1, "Most requests the broker holds at once, counted over all client connections: a request counts from the moment its body is read until its handling ends or it waits in a purgatory (acks=all, a fetch's long poll, a group's rebalance). Kafka bounds its network-to-I/O-thread queue with this key; Strom handles requests on the connection that read them, so this is the same bound on requests read but not yet handled. At the limit, connections stop reading until a request finishes."),
     key!("queued.max.request.bytes", Long, Some("-1"), ANY, "Most request bytes the broker holds at once, counted over all client connections: a frame's whole declared size is taken when its size prefix arrives, before its body is read, and given back when its handling ends or it waits in a purgatory. At the limit, connections stop reading until bytes are given back. -1 (or any value ≤ 0) is unlimited; otherwise it must be at least socket.request.max.bytes, as Kafka requires."),
-    key!("connections.max.idle.ms", Long, Some("600000"), AT_LEAST_0, "Idle connections are closed after this long."),
-    key!("max.connections", Int, Some("2147483647"), AT_LEAST_0, "Most client connections accepted at once."),
+    key!("connections.max.idle.ms", Long, Some("600000"), AT_LEAST_0, "A client connection is closed when no complete request has arrived and no response has been written for this long, whatever trickle of bytes arrives; time spent handling a request (a long-poll fetch, an acks=all produce) or waiting for the request budget (queued.max.requests) does not count. A response the client does not read for this long also closes it."),
+    key!("max.connections", Int, Some("2147483647"), AT_LEAST_0, "Most client connections open at once, over every client listener; one more is closed as it is accepted (Kafka makes it wait in the backlog instead), counted in strom_connections_refused_total{limit=\"max.connections\"}."),
+    key!("max.connections.per.ip", Int, Some("2147483647"), AT_LEAST_0, "Most client connections open at once from one IP address (unless max.connections.per.ip.overrides names it); one more is closed as it is accepted, with a log line and strom_connections_refused_total{limit=\"max.connections.per.ip\"}. 0 is allowed only with overrides (only the listed hosts may connect), as Kafka requires."),
+    key!("max.connections.per.ip.overrides", String, Some(""), ANY, "Per-IP exceptions to max.connections.per.ip, as host:count,host:count; a host is an IP address or a hostname resolved once at start-up."),
+    key!("max.connection.creation.rate", Int, Some("2147483647"), AT_LEAST_1, "Most new client connections accepted per second, broker-wide (the inter-broker listener is exempt, as in Kafka). Past it, accepting is delayed, not refused: new connections wait in the listen backlog until the rate allows them; strom_connections_throttled_total and strom_connection_accept_throttle_seconds_total count the delays."),
     key!("num.network.threads", Int, Some("3"), AT_LEAST_1, "Accepted; Strom serves connections on one async runtime."),
     key!("num.io.threads", Int, Some("8"), AT_LEAST_1, "Accepted; Strom serves requests on one async runtime."),
     key!("num.recovery.threads.per.data.dir", Int, Some("2"), AT_LEAST_1, "Accepted; logs are recovered one directory at a time."),
@@ -305,6 +308,13 @@ pub struct BrokerConfig {
     pub connections_max_idle_ms: u64,
     /// `max.connections`.
     pub max_connections: usize,
+    /// `max.connections.per.ip`.
+    pub max_connections_per_ip: usize,
+    /// `max.connections.per.ip.overrides`: (host, count) in the order given;
+    /// hosts are IP addresses or hostnames, resolved by the server.
+    pub max_connections_per_ip_overrides: Vec<(String, usize)>,
+    /// `max.connection.creation.rate`, connections per second.
+    pub max_connection_creation_rate_per_sec: u32,
     /// `socket.send.buffer.bytes` (≤ 0: OS default).
     pub socket_send_buffer_bytes: i32,
     /// `socket.receive.buffer.bytes` (≤ 0: OS default).
@@ -411,6 +421,35 @@ impl Reader<'_> {
             _ => Vec::new(),
         })
     }
+}
+
+/// Parses `max.connections.per.ip.overrides`: `host:count,host:count`,
+/// split at each entry's last `:` so a bare IPv6 address works too.
+pub fn parse_per_ip_overrides(text: &str) -> Result<Vec<(String, usize)>, ConfigError> {
+    let invalid = |message: &str| ConfigError::Invalid {
+        key: "max.connections.per.ip.overrides".into(),
+        value: text.to_string(),
+        message: message.to_string(),
+    };
+    let mut overrides = Vec::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (host, count) = entry
+            .rsplit_once(':')
+            .ok_or_else(|| invalid("expected host:count,host:count"))?;
+        let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(invalid("an entry has no host before its ':'"));
+        }
+        let count: usize = count
+            .trim()
+            .parse()
+            .map_err(|_| invalid("each count must be a number from 0 to 2147483647"))?;
+        if count > i32::MAX as usize {
+            return Err(invalid("each count must be a number from 0 to 2147483647"));
+        }
+        overrides.push((host.to_string(), count));
+    }
+    Ok(overrides)
 }
 
 fn inconsistent(key: &str, message: impl Into<String>) -> ConfigError {
@@ -675,6 +714,20 @@ impl BrokerConfig {
             }
         }
 
+        let max_connections_per_ip = usize_of("max.connections.per.ip")?;
+        let overrides_text = r
+            .text("max.connections.per.ip.overrides")?
+            .unwrap_or_default();
+        let max_connections_per_ip_overrides = parse_per_ip_overrides(&overrides_text)?;
+        // Kafka's rule: 0 per IP shuts everyone out unless some hosts are
+        // listed.
+        if max_connections_per_ip == 0 && max_connections_per_ip_overrides.is_empty() {
+            return Err(inconsistent(
+                "max.connections.per.ip",
+                "0 is allowed only with max.connections.per.ip.overrides listing the hosts that may connect",
+            ));
+        }
+
         let http_listener = r.text("http.listener")?;
         let log_defaults = LogDefaults::from_broker(&set)?;
         let cluster_id = r.text("cluster.id")?;
@@ -728,6 +781,12 @@ impl BrokerConfig {
             queued_max_request_bytes,
             connections_max_idle_ms: u64_of("connections.max.idle.ms")?,
             max_connections: usize_of("max.connections")?,
+            max_connections_per_ip,
+            max_connections_per_ip_overrides,
+            max_connection_creation_rate_per_sec: u32::try_from(
+                r.req_int("max.connection.creation.rate")?,
+            )
+            .map_err(|_| inconsistent("max.connection.creation.rate", "must not be negative"))?,
             socket_send_buffer_bytes: r.req_int("socket.send.buffer.bytes")? as i32,
             socket_receive_buffer_bytes: r.req_int("socket.receive.buffer.bytes")? as i32,
             log_retention_check_interval_ms: u64_of("log.retention.check.interval.ms")?,

@@ -220,3 +220,51 @@ fn queued_max_request_bytes_is_unlimited_or_at_least_the_largest_frame() {
     }
     assert!(load(&[("queued.max.requests", "0")]).is_err());
 }
+
+#[test]
+fn connection_limits_follow_kafkas_formats() {
+    let load = |pairs: &[(&str, &str)]| BrokerConfig::load(&inputs(pairs));
+    let c = load(&[]).unwrap().config;
+    assert_eq!(c.max_connections_per_ip, 2_147_483_647);
+    assert!(c.max_connections_per_ip_overrides.is_empty());
+    assert_eq!(c.max_connection_creation_rate_per_sec, 2_147_483_647);
+    let c = load(&[
+        ("max.connections.per.ip", "3"),
+        (
+            "max.connections.per.ip.overrides",
+            "127.0.0.2:10, broker-a.example:0,::1:5",
+        ),
+        ("max.connection.creation.rate", "5"),
+    ])
+    .unwrap()
+    .config;
+    assert_eq!(c.max_connections_per_ip, 3);
+    assert_eq!(
+        c.max_connections_per_ip_overrides,
+        vec![
+            ("127.0.0.2".to_string(), 10),
+            ("broker-a.example".to_string(), 0),
+            ("::1".to_string(), 5),
+        ]
+    );
+    assert_eq!(c.max_connection_creation_rate_per_sec, 5);
+    for bad in ["127.0.0.2", "127.0.0.2:x", ":3", "h:-1", "h:2147483648"] {
+        match load(&[("max.connections.per.ip.overrides", bad)]) {
+            Err(ConfigError::Invalid { key, .. }) => {
+                assert_eq!(key, "max.connections.per.ip.overrides", "{bad}")
+            }
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+    // Kafka: 0 per IP only with overrides.
+    assert!(load(&[("max.connections.per.ip", "0")]).is_err());
+    let c = load(&[
+        ("max.connections.per.ip", "0"),
+        ("max.connections.per.ip.overrides", "127.0.0.1:2"),
+    ])
+    .unwrap()
+    .config;
+    assert_eq!(c.max_connections_per_ip, 0);
+    // 0 would never accept a connection again (Kafka allows it).
+    assert!(load(&[("max.connection.creation.rate", "0")]).is_err());
+}

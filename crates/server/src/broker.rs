@@ -32,10 +32,11 @@ use strom_storage::log_manager::discover_cluster_id;
 use strom_storage::{LogManager, MaintenanceIntervals};
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
+use crate::connection_quotas::{ConnectionLimits, ConnectionQuotas};
 use crate::handlers;
 use crate::http::{serve_http, HttpEndpoint};
 use crate::lifecycle::BrokerLifecycle;
@@ -199,7 +200,7 @@ struct Running {
     /// accepted before wait for it, probes report not ready until then.
     serving: watch::Sender<Option<Arc<BrokerState>>>,
     listeners: Vec<(String, SocketAddr)>,
-    connection_slots: Arc<Semaphore>,
+    connection_quotas: Arc<ConnectionQuotas>,
     metrics: Arc<BrokerMetrics>,
 }
 
@@ -207,16 +208,18 @@ impl Running {
     fn new(config: &BrokerConfig) -> Result<Self, StartError> {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (serving, _) = watch::channel(None);
+        let metrics = Arc::new(BrokerMetrics::new()?);
         Ok(Self {
             shutdown,
             shutdown_rx,
             tasks: JoinSet::new(),
             serving,
             listeners: Vec::new(),
-            connection_slots: Arc::new(Semaphore::new(
-                config.max_connections.min(Semaphore::MAX_PERMITS),
-            )),
-            metrics: Arc::new(BrokerMetrics::new()?),
+            connection_quotas: ConnectionQuotas::new(
+                ConnectionLimits::from_config(config),
+                metrics.connection_quotas(),
+            ),
+            metrics,
         })
     }
 
@@ -402,7 +405,7 @@ impl Running {
                 tcp,
                 Arc::from(l.name.as_str()),
                 self.serving.subscribe(),
-                Arc::clone(&self.connection_slots),
+                Arc::clone(&self.connection_quotas),
                 self.shutdown_rx.clone(),
             ));
         }

@@ -14,6 +14,27 @@
 //! in the kernel's buffers (TCP flow control), as Kafka mutes a connection
 //! while it serves a request. A malformed frame, an unknown API or an
 //! unsupported version closes this connection only, with a log line.
+//!
+//! Idleness (`connections.max.idle.ms`) is measured per connection, not per
+//! read. The connection is closed when, for that long, no complete request
+//! has arrived and no response has been written, whatever trickle of bytes
+//! arrives: a client that sends one byte a minute, or a frame's size prefix
+//! and nothing more, is closed when the time runs out. The idle clock
+//! starts when the connection opens and restarts when a frame is complete,
+//! when its handling ends and when responses are written; it does not run
+//! while a request is being handled (a fetch's long poll, an acks=all
+//! produce waiting for the in-sync replicas, a group join), nor while the
+//! connection waits for the broker-wide request budget: that wait is the
+//! broker's (other clients hold the budget), not this client's idleness,
+//! so the time spent waiting is added back to the clock, and the client
+//! has its whole allowance to send the body once room is given. Kafka's
+//! `Selector` expires by last socket activity of any kind (a single byte
+//! read counts; a muted channel's clock runs on), so there a trickle keeps a
+//! connection open and a long request may be expired; Strom's stricter rule
+//! is what a broker needs against slow clients. Responses the client does
+//! not read for `connections.max.idle.ms` close the connection too: each
+//! connection is its own task, so a peer that stops reading holds only its
+//! own task, never another connection's.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,6 +84,13 @@ pub async fn serve_connection(
     let (mut reader, mut writer) = stream.into_split();
     let max_frame_bytes = state.config.socket_request_max_bytes;
     let idle = Duration::from_millis(state.config.connections_max_idle_ms.max(1));
+    // When the idle clock last restarted (see the module documentation).
+    let mut last_activity = Instant::now();
+    let out = ConnectionLabels {
+        peer,
+        listener_name: &listener_name,
+        state: &state,
+    };
     let mut rbuf = BytesMut::new();
     let mut wbuf = BytesMut::new();
     // The request budget held for the frame in `rbuf`, taken once its size
@@ -80,17 +108,21 @@ pub async fn serve_connection(
                         &mut wbuf,
                         permit.take(),
                     );
-                    match handled.await {
+                    let outcome = handled.await;
+                    // A request being handled is never idle.
+                    last_activity = Instant::now();
+                    match outcome {
                         Outcome::Continue => {}
                         Outcome::Close => {
-                            let _ = write_out(&mut writer, &mut wbuf, idle).await;
+                            let _ = write_out(&mut writer, &mut wbuf, idle, &out).await;
                             return;
                         }
                     }
-                    if wbuf.len() >= WRITE_FLUSH_BYTES
-                        && !write_out(&mut writer, &mut wbuf, idle).await
-                    {
-                        return;
+                    if wbuf.len() >= WRITE_FLUSH_BYTES {
+                        if !write_out(&mut writer, &mut wbuf, idle, &out).await {
+                            return;
+                        }
+                        last_activity = Instant::now();
                     }
                 }
                 Ok(FrameStatus::NeedBytes(n)) => break n,
@@ -100,8 +132,11 @@ pub async fn serve_connection(
                 }
             }
         };
-        if !wbuf.is_empty() && !write_out(&mut writer, &mut wbuf, idle).await {
-            return;
+        if !wbuf.is_empty() {
+            if !write_out(&mut writer, &mut wbuf, idle, &out).await {
+                return;
+            }
+            last_activity = Instant::now();
         }
         if *shutdown.borrow() {
             return;
@@ -111,10 +146,13 @@ pub async fn serve_connection(
             // The frame's size is known and checked: its room in the budget
             // first, waiting here, not reading, while there is none.
             let frame_bytes = u64::try_from(needed).unwrap_or(u64::MAX);
+            let waiting_since = Instant::now();
             tokio::select! {
                 _ = shutdown::signalled(&mut shutdown) => return,
                 taken = state.request_budget.acquire(frame_bytes, peer) => permit = Some(taken),
             }
+            // Waiting for others to give room back is not idleness.
+            last_activity = (last_activity + waiting_since.elapsed()).min(Instant::now());
         }
         // Against a bytes budget, the frame's whole room at once (the budget
         // bounds the sum; one allocation, no regrowth, no freed pieces left
@@ -127,9 +165,10 @@ pub async fn serve_connection(
         }
         // Never past the end of this frame (or its size prefix).
         let mut frame_reader = (&mut reader).take(missing.min(READ_CHUNK_BYTES) as u64);
+        let idle_deadline = tokio::time::Instant::from_std(last_activity + idle);
         tokio::select! {
             _ = shutdown::signalled(&mut shutdown) => return,
-            read = tokio::time::timeout(idle, frame_reader.read_buf(&mut rbuf)) => match read {
+            read = tokio::time::timeout_at(idle_deadline, frame_reader.read_buf(&mut rbuf)) => match read {
                 Ok(Ok(0)) => return,
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
@@ -137,12 +176,26 @@ pub async fn serve_connection(
                     return;
                 }
                 Err(_) => {
-                    tracing::debug!(%peer, "closing idle connection");
+                    state.metrics.connection_idle_closed(&listener_name);
+                    if rbuf.is_empty() {
+                        tracing::debug!(%peer, connections_max_idle_ms = state.config.connections_max_idle_ms, "closing idle connection: connections.max.idle.ms passed without a request");
+                    } else {
+                        // Part of a frame, and not the rest in time: a
+                        // slow (or slowloris) client.
+                        tracing::info!(%peer, connections_max_idle_ms = state.config.connections_max_idle_ms, partial_frame_bytes = rbuf.len(), "closing connection: connections.max.idle.ms passed without a complete request");
+                    }
                     return;
                 }
             },
         }
     }
+}
+
+/// Who a connection's log lines and metrics are about.
+struct ConnectionLabels<'a> {
+    peer: SocketAddr,
+    listener_name: &'a str,
+    state: &'a BrokerState,
 }
 
 /// Writes the pending responses; false when the connection is broken or the
@@ -151,6 +204,7 @@ async fn write_out(
     writer: &mut tokio::net::tcp::OwnedWriteHalf,
     wbuf: &mut BytesMut,
     idle: Duration,
+    labels: &ConnectionLabels<'_>,
 ) -> bool {
     match tokio::time::timeout(idle, writer.write_all(wbuf)).await {
         Ok(Ok(())) => {
@@ -159,7 +213,16 @@ async fn write_out(
         }
         Ok(Err(_)) => false,
         Err(_) => {
-            tracing::debug!("closing a connection whose client stopped reading");
+            labels
+                .state
+                .metrics
+                .connection_idle_closed(labels.listener_name);
+            tracing::info!(
+                peer = %labels.peer,
+                connections_max_idle_ms = labels.state.config.connections_max_idle_ms,
+                unwritten_bytes = wbuf.len(),
+                "closing connection: the client did not read its responses for connections.max.idle.ms"
+            );
             false
         }
     }

@@ -20,11 +20,24 @@
 //! It comes up first when the node starts, so probes are answered (not
 //! ready) while the logs are recovered and the quorum forms, and stops with
 //! the other listeners once shutdown has moved leadership away.
-//! Connections are limited in number, header time and lifetime: stuck
-//! scrapers cannot pile them up, and when all slots are taken a new
-//! connection is closed at once instead of waiting in the backlog.
+//! Probes cannot be starved by other HTTP clients. Connections are limited
+//! in number ([`HTTP_CONNECTIONS_MAX`]), in the time to send a request's
+//! head ([`HTTP_HEADER_READ_TIMEOUT`], from the moment the connection opens
+//! and again for each keep-alive request: a client that holds a connection
+//! without a request, or sends its head a byte at a time, is dropped) and in
+//! lifetime ([`HTTP_CONNECTION_MAX_DURATION`]). At the cap, a new connection
+//! is not refused while some open connection is idle (no request being
+//! answered): the oldest idle one is closed to make room, so clients that
+//! hold connections open cannot keep a probe out even within the header
+//! deadline; a probe's own connection is the newest, so it would be evicted
+//! last. Only when every connection is busy answering is the new one closed
+//! at once (instead of waiting in the backlog). Closures are counted in
+//! `strom_http_connections_closed_total{reason}`.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,20 +47,23 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use parking_lot::Mutex;
 use strom_runtime::shutdown;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::listener::ServingState;
 use crate::metrics::BrokerMetrics;
 
-/// HTTP connections served at once; one more is closed as it arrives.
-const HTTP_CONNECTIONS_MAX: usize = 64;
+/// HTTP connections open at once; one more closes the oldest idle one, or
+/// is closed itself when all are busy answering.
+pub const HTTP_CONNECTIONS_MAX: usize = 64;
 /// The longest one HTTP connection may stay open.
 const HTTP_CONNECTION_MAX_DURATION: Duration = Duration::from_secs(60);
-/// How long a client may take to send a request's headers.
-const HTTP_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client may take to send a request's head, counted from the
+/// moment the connection opens (or the previous response, on keep-alive).
+pub const HTTP_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause after a failed accept (out of file descriptors), so the loop
 /// does not spin.
 const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(10);
@@ -64,13 +80,102 @@ pub struct HttpEndpoint {
     pub serving: ServingState,
 }
 
+/// One open HTTP connection, as the cap sees it.
+#[derive(Debug)]
+struct OpenHttpConnection {
+    /// A request is being answered.
+    busy: Arc<AtomicBool>,
+    /// Closes the connection.
+    evict: oneshot::Sender<()>,
+}
+
+/// The open HTTP connections, oldest first (ids grow).
+#[derive(Debug, Default)]
+struct HttpConnections {
+    next_id: u64,
+    open: BTreeMap<u64, OpenHttpConnection>,
+}
+
+/// Takes a connection out of the table when its task ends.
+struct Registered {
+    table: Arc<Mutex<HttpConnections>>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.table.lock().open.remove(&self.id);
+    }
+}
+
+/// Marks a connection busy while a request is answered.
+struct Busy(Arc<AtomicBool>);
+
+impl Busy {
+    fn start(flag: &Arc<AtomicBool>) -> Self {
+        flag.store(true, Ordering::Release);
+        Self(Arc::clone(flag))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// Makes room for one more connection: none needed below the cap, else the
+/// oldest idle connection is closed. `None` when every connection is busy.
+fn admit(
+    table: &Arc<Mutex<HttpConnections>>,
+    metrics: &BrokerMetrics,
+    peer: SocketAddr,
+) -> Option<(Registered, Arc<AtomicBool>, oneshot::Receiver<()>)> {
+    let mut t = table.lock();
+    if t.open.len() >= HTTP_CONNECTIONS_MAX {
+        let idle = t
+            .open
+            .iter()
+            .find(|(_, c)| !c.busy.load(Ordering::Acquire))
+            .map(|(id, _)| *id);
+        let Some(victim) = idle else {
+            metrics.http_connection_closed("full");
+            tracing::info!(%peer, "refusing an HTTP connection: {HTTP_CONNECTIONS_MAX} open (HTTP_CONNECTIONS_MAX), all answering");
+            return None;
+        };
+        if let Some(evicted) = t.open.remove(&victim) {
+            let _ = evicted.evict.send(());
+        }
+        metrics.http_connection_closed("evicted");
+    }
+    let id = t.next_id;
+    t.next_id += 1;
+    let busy = Arc::new(AtomicBool::new(false));
+    let (evict, evicted) = oneshot::channel();
+    t.open.insert(
+        id,
+        OpenHttpConnection {
+            busy: Arc::clone(&busy),
+            evict,
+        },
+    );
+    Some((
+        Registered {
+            table: Arc::clone(table),
+            id,
+        },
+        busy,
+        evicted,
+    ))
+}
+
 /// Serves HTTP on `listener` until `shutdown`.
 pub async fn serve_http(
     listener: TcpListener,
     endpoint: HttpEndpoint,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(HTTP_CONNECTIONS_MAX));
+    let table = Arc::new(Mutex::new(HttpConnections::default()));
     let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -86,10 +191,10 @@ pub async fn serve_http(
                 continue;
             }
         };
-        // Full: refuse at once rather than queue behind stuck clients, so
-        // a probe retried a moment later gets through.
-        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::debug!(%peer, "refusing an HTTP connection: {HTTP_CONNECTIONS_MAX} open");
+        // At the cap the oldest idle connection makes room; with every
+        // connection busy, refuse at once rather than queue, so a probe
+        // retried a moment later gets through.
+        let Some((registered, busy, mut evicted)) = admit(&table, &endpoint.metrics, peer) else {
             continue;
         };
         // Only this host (or pod) may ask for a controlled shutdown: a
@@ -98,20 +203,38 @@ pub async fn serve_http(
         let local = stream.local_addr().is_ok_and(|a| a.ip() == peer.ip());
         let endpoint = endpoint.clone();
         connections.spawn(async move {
+            let metrics = Arc::clone(&endpoint.metrics);
             let service = hyper::service::service_fn(move |request| {
                 let endpoint = endpoint.clone();
-                async move { Ok::<_, Infallible>(respond(&endpoint, &request, local).await) }
+                let busy = Busy::start(&busy);
+                async move {
+                    let response = respond(&endpoint, &request, local).await;
+                    drop(busy);
+                    Ok::<_, Infallible>(response)
+                }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HTTP_HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service);
-            match tokio::time::timeout(HTTP_CONNECTION_MAX_DURATION, connection).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "HTTP connection failed"),
-                Err(_) => tracing::debug!(%peer, "closing an HTTP connection open too long"),
+            tokio::select! {
+                served = tokio::time::timeout(HTTP_CONNECTION_MAX_DURATION, connection) => match served {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) if e.is_timeout() => {
+                        metrics.http_connection_closed("header_timeout");
+                        tracing::info!(%peer, timeout_ms = HTTP_HEADER_READ_TIMEOUT.as_millis() as u64, "closing an HTTP connection: no complete request head within HTTP_HEADER_READ_TIMEOUT");
+                    }
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "HTTP connection failed"),
+                    Err(_) => {
+                        metrics.http_connection_closed("too_long");
+                        tracing::info!(%peer, "closing an HTTP connection open longer than HTTP_CONNECTION_MAX_DURATION");
+                    }
+                },
+                Ok(()) = &mut evicted => {
+                    tracing::info!(%peer, "closing an idle HTTP connection to make room: {HTTP_CONNECTIONS_MAX} open (HTTP_CONNECTIONS_MAX)");
+                }
             }
-            drop(permit);
+            drop(registered);
         });
     }
     connections.abort_all();

@@ -17,6 +17,7 @@
 
 pub mod broker;
 pub mod connection;
+pub mod connection_quotas;
 pub mod context;
 pub mod handlers;
 pub mod http;

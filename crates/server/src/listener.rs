@@ -1,15 +1,18 @@
-//! Accepting client connections on one listener, up to `max.connections`
-//! across the broker, until shutdown. These listeners speak only Kafka:
-//! quorum RPC lives on the controller listeners of voters.
+//! Accepting client connections on one listener until shutdown, within the
+//! broker's connection quotas ([`crate::connection_quotas`]:
+//! `max.connection.creation.rate` delays the accept; `max.connections` and
+//! `max.connections.per.ip` close the new socket at once). These listeners
+//! speak only Kafka: quorum RPC lives on the controller listeners of voters.
 
 use std::sync::Arc;
 
 use strom_runtime::shutdown;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::connection::serve_connection;
+use crate::connection_quotas::ConnectionQuotas;
 use crate::state::BrokerState;
 
 /// What a listener serves connections with once the broker is up; `None`
@@ -23,7 +26,7 @@ pub async fn run_listener(
     listener: TcpListener,
     name: Arc<str>,
     state: ServingState,
-    connection_slots: Arc<Semaphore>,
+    quotas: Arc<ConnectionQuotas>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut connections = JoinSet::new();
@@ -34,8 +37,14 @@ pub async fn run_listener(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let Ok(permit) = Arc::clone(&connection_slots).try_acquire_owned() else {
-                        tracing::warn!(%peer, "refusing connection: max.connections reached");
+                    // Kafka's order: the creation rate first (holding this
+                    // socket, accepting no other), then the counts.
+                    tokio::select! {
+                        _ = shutdown::signalled(&mut shutdown) => break,
+                        () = quotas.throttle_creation(&name, peer) => {}
+                    }
+                    let Ok(permit) = quotas.try_open(peer, &name) else {
+                        // Logged and counted by the quotas; closed here.
                         drop(stream);
                         continue;
                     };

@@ -12,8 +12,8 @@ use kafka_protocol::messages::ApiKey;
 use parking_lot::Mutex;
 use prometheus::core::Collector;
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    CounterVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 use strom_protocol::ErrorCode;
 
@@ -42,6 +42,11 @@ pub struct BrokerMetrics {
     replication_bytes_out: IntCounter,
     connections: IntGaugeVec,
     connections_accepted: IntCounterVec,
+    connections_refused: IntCounterVec,
+    connections_throttled: IntCounterVec,
+    connection_accept_throttle_seconds: CounterVec,
+    connections_idle_closed: IntCounterVec,
+    http_connections_closed: IntCounterVec,
     purgatory: IntGaugeVec,
     request_queue_bytes: IntGauge,
     request_queue_requests: IntGauge,
@@ -170,6 +175,47 @@ impl BrokerMetrics {
                 "strom_connections_accepted_total",
                 "Client connections accepted, by listener.",
                 &["listener"],
+            )?,
+            connections_refused: counter_vec(
+                &r,
+                "strom_connections_refused_total",
+                "Client connections closed as they were accepted, by listener and the limit \
+                 reached (max.connections, max.connections.per.ip).",
+                &["listener", "limit"],
+            )?,
+            connections_throttled: counter_vec(
+                &r,
+                "strom_connections_throttled_total",
+                "Client connections whose accept max.connection.creation.rate delayed, by \
+                 listener.",
+                &["listener"],
+            )?,
+            connection_accept_throttle_seconds: register(
+                &r,
+                CounterVec::new(
+                    Opts::new(
+                        "strom_connection_accept_throttle_seconds_total",
+                        "Time accepting was delayed by max.connection.creation.rate, by listener.",
+                    ),
+                    &["listener"],
+                )?,
+            )?,
+            connections_idle_closed: counter_vec(
+                &r,
+                "strom_connections_idle_closed_total",
+                "Client connections closed by connections.max.idle.ms: no complete request \
+                 arrived and no response was written (or the client did not read its \
+                 responses) for that long, by listener.",
+                &["listener"],
+            )?,
+            http_connections_closed: counter_vec(
+                &r,
+                "strom_http_connections_closed_total",
+                "HTTP connections the endpoint closed early, by reason: header_timeout (the \
+                 request head took too long), evicted (the oldest idle connection, closed to \
+                 make room at the connection cap), full (every connection busy), too_long \
+                 (open past the connection lifetime).",
+                &["reason"],
             )?,
             purgatory: gauge_vec(
                 &r,
@@ -344,6 +390,29 @@ impl BrokerMetrics {
             requests: self.request_queue_requests.clone(),
             waits: self.request_queue_waits.clone(),
         }
+    }
+
+    /// The metrics of the connection quotas.
+    pub fn connection_quotas(&self) -> crate::connection_quotas::ConnectionQuotaMetrics {
+        crate::connection_quotas::ConnectionQuotaMetrics {
+            refused: self.connections_refused.clone(),
+            throttled: self.connections_throttled.clone(),
+            throttle_seconds: self.connection_accept_throttle_seconds.clone(),
+        }
+    }
+
+    /// Counts a connection closed by `connections.max.idle.ms`.
+    pub fn connection_idle_closed(&self, listener: &str) {
+        self.connections_idle_closed
+            .with_label_values(&[listener])
+            .inc();
+    }
+
+    /// Counts an HTTP connection the endpoint closed early, by `reason`.
+    pub fn http_connection_closed(&self, reason: &str) {
+        self.http_connections_closed
+            .with_label_values(&[reason])
+            .inc();
     }
 
     /// Counts a connection as open until the guard drops.
