@@ -15,6 +15,7 @@
 )]
 
 pub mod broker;
+pub mod broker_keys;
 pub mod definition;
 pub mod error;
 pub mod listener;
