@@ -112,6 +112,10 @@ pub struct Controller {
     /// current: within one term every write goes through this node and is
     /// applied before it returns, so one confirmation per term suffices.
     current_in_term: parking_lot::Mutex<Option<u64>>,
+    /// The last write's completion (see [`Self::commit`]): an operation
+    /// whose caller gave up leaves its write going on, and the next one
+    /// waits for it before reading the image.
+    last_write: parking_lot::Mutex<Option<watch::Receiver<bool>>>,
 }
 
 impl Controller {
@@ -152,6 +156,7 @@ impl Controller {
             write_lock: Mutex::new(()),
             sessions: parking_lot::Mutex::new(BrokerSessions::default()),
             current_in_term: parking_lot::Mutex::new(None),
+            last_write: parking_lot::Mutex::new(None),
         }
     }
 
@@ -390,6 +395,12 @@ impl Controller {
     /// Waits until the image reflects everything committed before now (on
     /// the leader) and returns it. Must be called with the write lock held.
     async fn current_image(&self) -> Result<Arc<MetadataImage>, ControllerError> {
+        // A write abandoned by its caller may still commit: the image must
+        // not be read before it ends.
+        let last_write = self.last_write.lock().take();
+        if let Some(mut done) = last_write {
+            let _ = done.wait_for(|done| *done).await;
+        }
         let term = self.quorum.term();
         let confirmed = *self.current_in_term.lock() == Some(term) && self.quorum.is_leader();
         if !confirmed {
@@ -399,10 +410,37 @@ impl Controller {
         Ok(self.image())
     }
 
+    /// Whether a metadata write of this node (as leader) has not ended
+    /// yet, including one whose caller gave up on it.
+    pub fn write_in_progress(&self) -> bool {
+        self.last_write
+            .lock()
+            .as_ref()
+            .is_some_and(|done| !*done.borrow())
+    }
+
     /// Commits records through the quorum; returns the offset to wait for.
-    /// Must be called with the write lock held.
+    /// Must be called with the write lock held, after [`Self::current_image`].
+    ///
+    /// The write runs in its own task: a caller that gives up (a timeout,
+    /// a closed connection) drops this future and with it the write lock,
+    /// but not the write, which may still commit. The next operation's
+    /// [`Self::current_image`] waits for it to end, so no operation is
+    /// validated against an image missing a write still under way (a
+    /// broker fenced while a topic it was just made leader of is still
+    /// being committed would otherwise stay its leader).
     async fn commit(&self, records: Vec<MetadataRecord>) -> Result<CommitOffset, ControllerError> {
-        self.quorum.write(records).await
+        let (done_tx, done_rx) = watch::channel(false);
+        *self.last_write.lock() = Some(done_rx);
+        let quorum = self.quorum.clone();
+        let write = tokio::spawn(async move {
+            let result = quorum.write(records).await;
+            let _ = done_tx.send(true);
+            result
+        });
+        write
+            .await
+            .map_err(|e| ControllerError::Unavailable(format!("the metadata write stopped: {e}")))?
     }
 
     /// Commits `records`, made for the requests whose outcomes are
