@@ -23,7 +23,10 @@ use kafka_protocol::protocol::{Encodable, StrBytes};
 use strom_test_utils::BrokerProcess;
 
 #[derive(Debug, Parser)]
-#[command(name = "strom-conns", about = "Broker memory under many idle connections")]
+#[command(
+    name = "strom-conns",
+    about = "Broker memory under many idle connections"
+)]
 struct Args {
     /// The broker binary.
     #[arg(long, default_value = "target/release/strom")]

@@ -18,16 +18,6 @@ const INFLATED_RECORD_BYTES: usize = 200 << 20;
 /// The growth of the broker's peak RSS allowed while it validates them.
 const ALLOWED_GROWTH_BYTES: u64 = 64 << 20;
 
-fn kib_field(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
-
 fn inflating_batch(compression: Compression) -> Bytes {
     let record = Record {
         transactional: false,
@@ -75,7 +65,7 @@ fn sixteen_batches_inflating_to_200_mib_each_cost_little_memory_and_are_stored()
     }
     let pid = b.pid().unwrap();
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
-    let before_kib = kib_field(pid, "VmHWM:");
+    let before_kib = status_kib(pid, "VmHWM");
     std::thread::scope(|s| {
         for i in 0..8 {
             let batches = &batches;
@@ -91,7 +81,7 @@ fn sixteen_batches_inflating_to_200_mib_each_cost_little_memory_and_are_stored()
             });
         }
     });
-    let peak_kib = kib_field(pid, "VmHWM:");
+    let peak_kib = status_kib(pid, "VmHWM");
     eprintln!("peak RSS {before_kib} KiB before, {peak_kib} KiB while validating");
     assert!(
         (peak_kib - before_kib) * 1024 <= ALLOWED_GROWTH_BYTES,

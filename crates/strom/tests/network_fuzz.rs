@@ -23,16 +23,6 @@ const REQUEST_BUDGET_BYTES: u64 = 16 << 20;
 /// the topics' indexes and the allocator's slack.
 const OVERHEAD_BYTES: u64 = 160 << 20;
 
-fn kib_field(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn mutated_frames_from_many_connections_leave_the_broker_up_and_within_budget() {
     let mut b = broker(&[
@@ -47,7 +37,7 @@ fn mutated_frames_from_many_connections_leave_the_broker_up_and_within_budget() 
         create_topic(&mut good, topic, 2, &[]);
     }
     let pid = b.pid().unwrap();
-    let idle_kib = kib_field(pid, "VmRSS:");
+    let idle_kib = status_kib(pid, "VmRSS");
     let report = net::run(&NetConfig {
         address: b.bootstrap(),
         connections: 16,
@@ -66,7 +56,7 @@ fn mutated_frames_from_many_connections_leave_the_broker_up_and_within_budget() 
         "hardly any frame decoded: {report:?}"
     );
     assert!(b.is_running(), "the broker died:\n{}", b.log());
-    let peak_kib = kib_field(pid, "VmHWM:");
+    let peak_kib = status_kib(pid, "VmHWM");
     let log = b.log();
     assert!(!log.contains("panicked"), "the broker panicked:\n{log}");
     let r = good

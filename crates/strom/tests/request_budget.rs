@@ -45,15 +45,6 @@ const OVERHEAD_BYTES: u64 = 24 * MIB;
 const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Kibibytes of a `/proc/<pid>/status` field.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in {status}"))
-}
-
 fn metric(b: &BrokerProcess, series: &str) -> f64 {
     let (_, text) = b.http_get("/metrics").unwrap();
     metric_value(&text, series).unwrap_or_else(|| panic!("no {series} in:\n{text}"))

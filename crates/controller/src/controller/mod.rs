@@ -397,7 +397,9 @@ impl Controller {
     async fn current_image(&self) -> Result<Arc<MetadataImage>, ControllerError> {
         // A write abandoned by its caller may still commit: the image must
         // not be read before it ends.
-        let last_write = self.last_write.lock().take();
+        // (A clone, left in place: if this wait is abandoned too, the next
+        // operation still waits.)
+        let last_write = self.last_write.lock().clone();
         if let Some(mut done) = last_write {
             let _ = done.wait_for(|done| *done).await;
         }

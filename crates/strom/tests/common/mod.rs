@@ -268,3 +268,14 @@ pub fn alter_configs(
         .unwrap();
     r.responses[0].error_code
 }
+
+/// A `/proc/<pid>/status` field in KiB (`VmRSS`, `VmHWM`: the peak, which
+/// writing `5` to `/proc/<pid>/clear_refs` resets).
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {status}"))
+}
