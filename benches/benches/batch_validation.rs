@@ -2,14 +2,12 @@
 //! LogValidator checks (records walked) for uncompressed and lz4 batches.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression;
 use strom_config::TopicConfig;
 use strom_protocol::batch::check_batch;
-use strom_protocol::batch_builder::BatchBuilder;
+use strom_protocol::batch_builder::{compressed_batch_of_values, BatchBuilder};
 use strom_storage::validate::validate_client_records;
 
 const RECORDS: usize = 9_000;
@@ -29,35 +27,8 @@ fn uncompressed() -> Bytes {
 }
 
 fn lz4() -> Bytes {
-    let now = now_ms();
-    let records: Vec<Record> = (0..RECORDS)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32 - 1,
-            timestamp: now,
-            key: None,
-            value: Some(Bytes::from(format!("{i:0>100}"))),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::Lz4,
-        },
-    )
-    .unwrap();
-    buf.freeze()
+    let values = (0..RECORDS).map(|i| Bytes::from(format!("{i:0>100}")));
+    compressed_batch_of_values(now_ms(), values, Compression::Lz4).unwrap()
 }
 
 fn bench(c: &mut Criterion) {

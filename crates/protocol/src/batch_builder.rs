@@ -3,10 +3,14 @@
 //! (`__consumer_offsets` records, metadata log entries) are built here with
 //! [`BatchBuilder::of_records`], and tests, tools and benchmarks use the
 //! same builder with exact control over every header field (including
-//! wrong ones). Compressed batches in tests come from kafka-protocol's
-//! encoder, the way a client would make them.
+//! wrong ones). Compressed batches for tests, benchmarks and fuzz seeds
+//! come from kafka-protocol's encoder, the way a client would make them
+//! ([`compressed_batch_of_values`]).
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 
 use crate::batch::{compute_crc, BATCH_HEADER_BYTES, LOG_OVERHEAD_BYTES, MAGIC_V2};
 use crate::varint::{write_varint, write_varlong};
@@ -150,6 +154,47 @@ impl BatchBuilder {
         }
         b
     }
+}
+
+/// `values` as one batch compressed with `compression` by kafka-protocol's
+/// encoder, as a client sends it: null keys, timestamps
+/// `base_timestamp + i`, no producer id.
+pub fn compressed_batch_of_values(
+    base_timestamp: i64,
+    values: impl IntoIterator<Item = Bytes>,
+    compression: Compression,
+) -> anyhow::Result<Bytes> {
+    let records: Vec<Record> = values
+        .into_iter()
+        .enumerate()
+        .map(|(i, value)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder keeps records in one batch while offset minus
+            // sequence stays the same.
+            sequence: i as i32 - 1,
+            timestamp: base_timestamp + i as i64,
+            key: None,
+            value: Some(value),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )?;
+    Ok(buf.freeze())
 }
 
 fn write_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {

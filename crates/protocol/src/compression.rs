@@ -360,40 +360,11 @@ pub fn for_each_record<E: From<BatchError>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::{Bytes, BytesMut};
-    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    use bytes::Bytes;
 
     fn batch(compression: Compression, values: &[Vec<u8>]) -> Bytes {
-        let records: Vec<Record> = values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32 - 1,
-                timestamp: 1000 + i as i64,
-                key: None,
-                value: Some(Bytes::from(v.clone())),
-                headers: Default::default(),
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression,
-            },
-        )
-        .unwrap();
-        buf.freeze()
+        let values = values.iter().map(|v| Bytes::from(v.clone()));
+        crate::batch_builder::compressed_batch_of_values(1000, values, compression).unwrap()
     }
 
     #[test]

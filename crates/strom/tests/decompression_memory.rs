@@ -7,11 +7,10 @@
 
 mod common;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use common::*;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression;
+use strom_protocol::batch_builder::compressed_batch_of_values;
 
 /// What one record inflates to.
 const INFLATED_RECORD_BYTES: usize = 200 << 20;
@@ -19,32 +18,8 @@ const INFLATED_RECORD_BYTES: usize = 200 << 20;
 const ALLOWED_GROWTH_BYTES: u64 = 64 << 20;
 
 fn inflating_batch(compression: Compression) -> Bytes {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: now_ms(),
-        key: None,
-        value: Some(Bytes::from(vec![0u8; INFLATED_RECORD_BYTES])),
-        headers: Default::default(),
-    };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        std::slice::from_ref(&record),
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .unwrap();
-    buf.freeze()
+    let value = Bytes::from(vec![0u8; INFLATED_RECORD_BYTES]);
+    compressed_batch_of_values(now_ms(), [value], compression).unwrap()
 }
 
 #[test]

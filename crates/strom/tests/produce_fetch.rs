@@ -440,9 +440,7 @@ fn records_with_inner_offsets_out_of_line_are_refused() {
 
 #[test]
 fn hostile_batches_are_refused_and_the_broker_survives() {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use kafka_protocol::records::Compression;
     let b = broker(&["message.max.bytes=10485760"]);
     let mut c = connect(&b);
     create_topic(&mut c, "hostile", 1, &[]);
@@ -453,29 +451,10 @@ fn hostile_batches_are_refused_and_the_broker_survives() {
         Bytes::from(bytes)
     };
     // A zstd batch of a few KB that inflates to 300 MiB.
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: now_ms(),
-        key: None,
-        value: Some(Bytes::from(vec![0u8; 300 << 20])),
-        headers: Default::default(),
-    };
-    let mut buf = bytes::BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        [&record],
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::Zstd,
-        },
+    let buf = strom_protocol::batch_builder::compressed_batch_of_values(
+        now_ms(),
+        [Bytes::from(vec![0u8; 300 << 20])],
+        Compression::Zstd,
     )
     .unwrap();
     assert!(
@@ -484,7 +463,7 @@ fn hostile_batches_are_refused_and_the_broker_survives() {
         buf.len()
     );
     assert_eq!(
-        code(produce_raw(&mut c, 9, "hostile", 0, buf.freeze(), -1)),
+        code(produce_raw(&mut c, 9, "hostile", 0, buf, -1)),
         ErrorCode::InvalidRecord.code()
     );
     // A snappy block whose header declares 4 GiB.
