@@ -20,7 +20,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader};
 use kafka_protocol::protocol::{Encodable, StrBytes};
-use strom_test_utils::BrokerProcess;
+use strom_test_utils::{proc_status_kib, BrokerProcess};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -38,16 +38,10 @@ struct Args {
 
 /// `VmRSS` and `VmHWM` of a process, in KiB.
 fn rss_kib(pid: u32) -> Result<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| -> Result<u64> {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .with_context(|| format!("no {name} in /proc/{pid}/status"))
+    let field = |name: &str| {
+        proc_status_kib(pid, name).with_context(|| format!("no {name} in /proc/{pid}/status"))
     };
-    Ok((field("VmRSS:")?, field("VmHWM:")?))
+    Ok((field("VmRSS")?, field("VmHWM")?))
 }
 
 /// Raises this process's open-file limit to its hard limit.

@@ -121,14 +121,7 @@ fn proc_stats(pid: Option<u32>) -> Option<ProcStats> {
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let hwm_kb: u64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
+    let hwm_kb = strom_test_utils::proc_status_kib(pid, "VmHWM")?;
     Some(ProcStats {
         cpu_seconds: (utime + stime) / ticks,
         peak_rss_bytes: hwm_kb * 1024,

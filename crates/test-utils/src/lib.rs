@@ -600,6 +600,16 @@ pub fn pause_process(pid: u32, paused: bool) {
     signal(pid, if paused { libc::SIGSTOP } else { libc::SIGCONT });
 }
 
+/// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`: the peak,
+/// which writing `5` to `/proc/<pid>/clear_refs` resets).
+pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// A random cluster id (22 characters of URL-safe base64, as Kafka's).
 pub fn random_cluster_id() -> String {
     let mut bytes = [0u8; 16];

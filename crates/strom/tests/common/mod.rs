@@ -269,13 +269,9 @@ pub fn alter_configs(
     r.responses[0].error_code
 }
 
-/// A `/proc/<pid>/status` field in KiB (`VmRSS`, `VmHWM`: the peak, which
-/// writing `5` to `/proc/<pid>/clear_refs` resets).
+/// A `/proc/<pid>/status` field in KiB (see
+/// [`strom_test_utils::proc_status_kib`]); panics when it cannot be read.
 pub fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in {status}"))
+    strom_test_utils::proc_status_kib(pid, field)
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
