@@ -187,7 +187,8 @@ fn request(input: &[u8]) {
 fn with_batch_crc(input: &[u8]) -> Option<Vec<u8>> {
     let length = i32::from_be_bytes(input.get(8..12)?.try_into().ok()?);
     let end = (12 + usize::try_from(length).ok()?).min(input.len());
-    let crc = crc32c::crc32c(input.get(21..end)?);
+    let batch = input.get(..end).filter(|b| b.len() >= 21)?;
+    let crc = strom_protocol::batch::compute_crc(batch);
     let mut fixed = input.to_vec();
     fixed.get_mut(17..21)?.copy_from_slice(&crc.to_be_bytes());
     Some(fixed)

@@ -173,21 +173,33 @@ pub struct RecordSummary {
     pub header_count: i32,
 }
 
-/// Reads a zig-zag varlong from a stream.
-fn read_varlong_stream<R: BufRead>(r: &mut R) -> Result<i64, BatchError> {
+/// Reads the unsigned base-128 integer of at most `max_bytes` bytes that
+/// varints and varlongs share; `Ok(None)` at a clean end of the stream.
+fn read_raw_varint_stream<R: BufRead>(
+    r: &mut R,
+    max_bytes: u32,
+) -> Result<Option<u64>, BatchError> {
     let mut raw: u64 = 0;
-    for i in 0..10 {
+    for i in 0..max_bytes {
         let byte = match r.fill_buf().map_err(|e| invalid(e.to_string()))?.first() {
             Some(b) => *b,
-            None => return Err(invalid("field runs past the end of the record")),
+            None if i == 0 => return Ok(None),
+            None => return Err(invalid("a varint runs past the end of the batch")),
         };
         r.consume(1);
         raw |= u64::from(byte & 0x7f) << (7 * i);
         if byte & 0x80 == 0 {
-            return Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64));
+            return Ok(Some(raw));
         }
     }
-    Err(invalid("varlong too long"))
+    Err(invalid("varint too long"))
+}
+
+/// Reads a zig-zag varlong from a stream, which must hold one.
+fn read_varlong_stream<R: BufRead>(r: &mut R) -> Result<i64, BatchError> {
+    let raw = read_raw_varint_stream(r, 10)?
+        .ok_or_else(|| invalid("field runs past the end of the record"))?;
+    Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
 }
 
 /// Reads a zig-zag varint from a stream, which must hold one.
@@ -311,20 +323,10 @@ pub fn for_each_record_summary<E: From<BatchError>>(
 
 /// Reads a zig-zag varint from a stream; `Ok(None)` at a clean end.
 fn read_varint_stream<R: BufRead>(r: &mut R) -> Result<Option<i32>, BatchError> {
-    let mut raw: u32 = 0;
-    for i in 0..5 {
-        let byte = match r.fill_buf().map_err(|e| invalid(e.to_string()))?.first() {
-            Some(b) => *b,
-            None if i == 0 => return Ok(None),
-            None => return Err(invalid("record length runs past the end")),
-        };
-        r.consume(1);
-        raw |= u32::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Ok(Some(((raw >> 1) as i32) ^ -((raw & 1) as i32)));
-        }
-    }
-    Err(invalid("record length varint too long"))
+    Ok(read_raw_varint_stream(r, 5)?.map(|raw| {
+        let raw = raw as u32;
+        ((raw >> 1) as i32) ^ -((raw & 1) as i32)
+    }))
 }
 
 /// Calls `visit` for each record of the batch whose whole bytes are
