@@ -167,8 +167,21 @@ impl Followers {
     }
 
     /// Followers outside `isr` that have reached the high watermark and
-    /// the start of the current leader epoch, so they may join it.
-    pub fn caught_up(&self, isr: &[i32], high_watermark: i64, epoch_start_offset: i64) -> Vec<i32> {
+    /// the start of the current leader epoch, so they may join it, and
+    /// still fetch: their last fetch is at most `max_lag_ms` old. (Kafka
+    /// expands the ISR only on a follower's fetch; without this, a
+    /// follower that stopped fetching at the high watermark, dropped for
+    /// lagging, would be taken back at once, and a leader cut off from its
+    /// followers would swap one stalled follower for the other forever
+    /// instead of shrinking the ISR to itself.)
+    pub fn caught_up(
+        &self,
+        isr: &[i32],
+        high_watermark: i64,
+        epoch_start_offset: i64,
+        now_ms: i64,
+        max_lag_ms: i64,
+    ) -> Vec<i32> {
         let mut ids: Vec<i32> = self
             .by_id
             .iter()
@@ -177,6 +190,7 @@ impl Followers {
                     && f.log_end_offset != UNKNOWN_OFFSET
                     && f.log_end_offset >= high_watermark
                     && f.log_end_offset >= epoch_start_offset
+                    && now_ms.saturating_sub(f.last_fetch_ms) <= max_lag_ms
             })
             .map(|(id, _)| *id)
             .collect();
@@ -262,13 +276,16 @@ mod tests {
     fn out_of_sync_followers_rejoin_once_at_the_high_watermark() {
         let mut f = Followers::default();
         f.reset(1, &[1, 2, 3], &[1, 2], 0);
-        assert!(f.caught_up(&[1, 2], 10, 0).is_empty());
+        assert!(f.caught_up(&[1, 2], 10, 0, 0, 30_000).is_empty());
         f.on_fetch(3, 9, 12, 10);
-        assert!(f.caught_up(&[1, 2], 10, 0).is_empty());
+        assert!(f.caught_up(&[1, 2], 10, 0, 10, 30_000).is_empty());
         f.on_fetch(3, 10, 12, 20);
-        assert_eq!(f.caught_up(&[1, 2], 10, 0), vec![3]);
+        assert_eq!(f.caught_up(&[1, 2], 10, 0, 20, 30_000), vec![3]);
         // It must also hold the start of the current epoch.
-        assert!(f.caught_up(&[1, 2], 10, 11).is_empty());
+        assert!(f.caught_up(&[1, 2], 10, 11, 20, 30_000).is_empty());
+        // And still fetch: at the high watermark but silent for longer than
+        // the lag time, it stays out.
+        assert!(f.caught_up(&[1, 2], 10, 0, 30_021, 30_000).is_empty());
         // A new leadership forgets offsets; ISR members count as caught up.
         f.reset(1, &[1, 2, 3], &[1, 2, 3], 500);
         assert_eq!(f.get(3).unwrap().log_end_offset, UNKNOWN_OFFSET);

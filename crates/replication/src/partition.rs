@@ -317,7 +317,7 @@ impl Partition {
         }
         let lagging = self.lagging_followers(lag_clock_ms, max_lag_ms);
         let joining = self
-            .caught_up_followers()
+            .caught_up_followers(lag_clock_ms, max_lag_ms)
             .into_iter()
             .filter(|r| may_join(*r));
         let mut isr: Vec<i32> = state
@@ -346,9 +346,10 @@ impl Partition {
         *self.pending_isr_change.lock() = None;
     }
 
-    /// As leader: followers outside the ISR that caught up, which it
-    /// should take back.
-    pub fn caught_up_followers(&self) -> Vec<i32> {
+    /// As leader: followers outside the ISR that caught up and still
+    /// fetch (within `max_lag_ms` of `lag_clock_ms`), which it should take
+    /// back.
+    pub fn caught_up_followers(&self, lag_clock_ms: i64, max_lag_ms: i64) -> Vec<i32> {
         let s = self.state.read();
         if s.leader != self.node_id {
             return Vec::new();
@@ -360,7 +361,9 @@ impl Partition {
             .iter()
             .find(|(e, _)| *e == s.leader_epoch)
             .map_or(0, |(_, start)| *start);
-        self.followers.lock().caught_up(&s.isr, hw, epoch_start)
+        self.followers
+            .lock()
+            .caught_up(&s.isr, hw, epoch_start, lag_clock_ms, max_lag_ms)
     }
 
     /// This broker's id.
@@ -645,9 +648,9 @@ mod tests {
         p.update_state(state.clone());
         assert_eq!(p.high_watermark(), 4);
         // 3 catches up and may rejoin.
-        assert!(p.caught_up_followers().is_empty());
+        assert!(p.caught_up_followers(1_005, 30_000).is_empty());
         p.record_follower_fetch(3, 4, 1_005).unwrap();
-        assert_eq!(p.caught_up_followers(), vec![3]);
+        assert_eq!(p.caught_up_followers(1_005, 30_000), vec![3]);
         // A new leader epoch forgets what followers had.
         state.leader_epoch += 1;
         state.isr = vec![1, 2, 3];
