@@ -182,6 +182,10 @@ pub struct BrokerConfig {
     /// `queued.max.request.bytes`: request bytes held at once, broker-wide;
     /// `None` (the key ≤ 0) is unlimited.
     pub queued_max_request_bytes: Option<u64>,
+    /// `queued.max.fetch.response.bytes` (Strom's own): fetched record
+    /// bytes held for consumers at once, broker-wide; `None` (the key ≤ 0)
+    /// is unlimited.
+    pub queued_max_fetch_response_bytes: Option<u64>,
     /// `connections.max.idle.ms`.
     pub connections_max_idle_ms: u64,
     /// `max.connections`.
@@ -592,6 +596,11 @@ impl BrokerConfig {
             }
         }
 
+        let queued_max_fetch_response_bytes =
+            u64::try_from(r.req_int("queued.max.fetch.response.bytes")?)
+                .ok()
+                .filter(|&b| b > 0);
+
         let max_connections_per_ip = usize_of("max.connections.per.ip")?;
         let overrides_text = r
             .text("max.connections.per.ip.overrides")?
@@ -657,6 +666,7 @@ impl BrokerConfig {
             fetch_max_bytes: r.req_int("fetch.max.bytes")? as i32,
             queued_max_requests: usize_of("queued.max.requests")?,
             queued_max_request_bytes,
+            queued_max_fetch_response_bytes,
             connections_max_idle_ms: u64_of("connections.max.idle.ms")?,
             max_connections: usize_of("max.connections")?,
             max_connections_per_ip,

@@ -570,6 +570,21 @@ impl Partition {
     ) -> Result<LogReadInfo, ReplicaError> {
         Ok(self.log.read(offset, max_bytes, bound, min_one_batch)?)
     }
+
+    /// Reads from the log, the bytes copied granted by `grant` first
+    /// ([`strom_storage::log::Log::read_within`]). Blocking (disk I/O).
+    pub fn read_within(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        bound: ReadBound,
+        min_one_batch: bool,
+        grant: impl FnOnce(usize, usize) -> Option<usize>,
+    ) -> Result<LogReadInfo, ReplicaError> {
+        Ok(self
+            .log
+            .read_within(offset, max_bytes, bound, min_one_batch, grant)?)
+    }
 }
 
 /// Partitions on real logs in temporary directories, for tests.

@@ -10,6 +10,8 @@
 //!   worker.
 //! - [`parking`]: a request about to wait on other clients (a purgatory)
 //!   lets its connection give back the request budget it holds.
+//! - [`byte_budget`]: a broker-wide count of bytes held for clients (the
+//!   fetch responses not yet written to their sockets).
 //!
 //! It knows nothing of Kafka; the crates above it (replication,
 //! coordinator, controller, server) use it instead of copies of their own.
@@ -20,6 +22,7 @@
 )]
 
 pub mod blocking;
+pub mod byte_budget;
 pub mod clock;
 pub mod parking;
 pub mod shutdown;

@@ -374,7 +374,8 @@ impl Running {
     }
 
     /// Phase 8: what runs in the background: replica fetchers, following
-    /// the metadata, proposing ISR changes, log maintenance.
+    /// the metadata, proposing ISR changes, log maintenance, reclaiming
+    /// fetch response room from clients that do not read.
     fn start_background_tasks(&mut self, state: &Arc<BrokerState>, log_manager: &Arc<LogManager>) {
         let image = state.image.borrow().clone();
         state.replica_manager.sync_fetchers(
@@ -394,6 +395,14 @@ impl Running {
             maintenance_intervals(&state.config),
             self.shutdown_rx.clone(),
         ));
+        if let Some(budget) = state.replica_manager.fetch_response_budget() {
+            self.tasks.spawn(crate::fetch_memory::run_reclaimer(
+                Arc::clone(budget),
+                Arc::clone(&state.response_holders),
+                state.metrics.fetch_response_evictions(),
+                self.shutdown_rx.clone(),
+            ));
+        }
     }
 
     /// Phase 10: the client listeners (connections wait for the state).
@@ -488,11 +497,16 @@ async fn load_partitions(
     controller: &Controller,
     lifecycle: &BrokerLifecycle,
 ) -> Result<(Arc<ReplicaManager>, Arc<MetadataImage>), StartError> {
-    let replica_manager = Arc::new(ReplicaManager::new(
+    let mut replica_manager = ReplicaManager::new(
         config.node_id,
         Arc::clone(log_manager),
         config.log_defaults.clone(),
-    ));
+    );
+    if let Some(max_bytes) = config.queued_max_fetch_response_bytes {
+        replica_manager = replica_manager
+            .with_fetch_response_budget(strom_runtime::byte_budget::ByteBudget::new(max_bytes));
+    }
+    let replica_manager = Arc::new(replica_manager);
     {
         let replica_manager = Arc::clone(&replica_manager);
         lifecycle.report_offline_replicas(Box::new(move || replica_manager.offline_replicas()));
@@ -563,6 +577,7 @@ fn assemble_state(
         image: image_tx,
         metrics,
         request_budget,
+        response_holders: Arc::default(),
     })
 }
 

@@ -34,7 +34,11 @@
 //! is what a broker needs against slow clients. Responses the client does
 //! not read for `connections.max.idle.ms` close the connection too: each
 //! connection is its own task, so a peer that stops reading holds only its
-//! own task, never another connection's.
+//! own task, never another connection's. Fetched records in unwritten
+//! responses hold room in the fetch response budget until written, and a
+//! connection holding it without reading may be closed sooner
+//! ([`crate::fetch_memory`]). A buffer that grew past 1 MiB for one frame or
+//! response is freed once done with.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,6 +59,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::context::RequestContext;
+use crate::fetch_memory::HeldUntilWritten;
 use crate::registry::Reply;
 use crate::request_budget::RequestPermit;
 use crate::state::BrokerState;
@@ -63,6 +68,11 @@ use crate::state::BrokerState;
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// Responses are written once this many bytes are waiting.
 const WRITE_FLUSH_BYTES: usize = 1 << 20;
+/// A read or write buffer that grew past this for one large frame or
+/// response is freed once done with, not kept for the connection's life
+/// (a thousand idle connections that once fetched 50 MB each would
+/// otherwise hold 50 GB).
+const RETAINED_BUFFER_BYTES: usize = 1 << 20;
 
 /// What handling one frame led to.
 enum Outcome {
@@ -93,6 +103,9 @@ pub async fn serve_connection(
     };
     let mut rbuf = BytesMut::new();
     let mut wbuf = BytesMut::new();
+    // The fetch response room the responses in `wbuf` hold until written.
+    let registration = state.response_holders.register(peer);
+    let held = registration.held();
     // The request budget held for the frame in `rbuf`, taken once its size
     // is known and before its body is read.
     let mut permit: Option<RequestPermit> = None;
@@ -100,6 +113,11 @@ pub async fn serve_connection(
         let needed = loop {
             match split_frame(&mut rbuf, max_frame_bytes) {
                 Ok(FrameStatus::Frame(frame)) => {
+                    if frame.len() > RETAINED_BUFFER_BYTES && rbuf.is_empty() {
+                        // The frame shares rbuf's allocation: let it go
+                        // with the frame.
+                        rbuf = BytesMut::new();
+                    }
                     let handled = handle_frame(
                         &state,
                         frame.freeze(),
@@ -107,6 +125,7 @@ pub async fn serve_connection(
                         &listener_name,
                         &mut wbuf,
                         permit.take(),
+                        held,
                     );
                     let outcome = handled.await;
                     // A request being handled is never idle.
@@ -114,12 +133,12 @@ pub async fn serve_connection(
                     match outcome {
                         Outcome::Continue => {}
                         Outcome::Close => {
-                            let _ = write_out(&mut writer, &mut wbuf, idle, &out).await;
+                            let _ = write_out(&mut writer, &mut wbuf, held, idle, &out).await;
                             return;
                         }
                     }
                     if wbuf.len() >= WRITE_FLUSH_BYTES {
-                        if !write_out(&mut writer, &mut wbuf, idle, &out).await {
+                        if !write_out(&mut writer, &mut wbuf, held, idle, &out).await {
                             return;
                         }
                         last_activity = Instant::now();
@@ -133,7 +152,7 @@ pub async fn serve_connection(
             }
         };
         if !wbuf.is_empty() {
-            if !write_out(&mut writer, &mut wbuf, idle, &out).await {
+            if !write_out(&mut writer, &mut wbuf, held, idle, &out).await {
                 return;
             }
             last_activity = Instant::now();
@@ -198,34 +217,60 @@ struct ConnectionLabels<'a> {
     state: &'a BrokerState,
 }
 
-/// Writes the pending responses; false when the connection is broken or the
-/// client stopped reading for `connections.max.idle.ms`.
+/// Writes the pending responses and gives back the fetch response room
+/// they held; false when the connection is broken, the client stopped
+/// reading for `connections.max.idle.ms`, or the connection was evicted for
+/// holding room without reading ([`crate::fetch_memory`]).
 async fn write_out(
     writer: &mut tokio::net::tcp::OwnedWriteHalf,
     wbuf: &mut BytesMut,
+    held: &HeldUntilWritten,
     idle: Duration,
     labels: &ConnectionLabels<'_>,
 ) -> bool {
-    match tokio::time::timeout(idle, writer.write_all(wbuf)).await {
-        Ok(Ok(())) => {
-            wbuf.clear();
-            true
+    let deadline = tokio::time::Instant::now() + idle;
+    let mut written = 0;
+    held.write_started();
+    let done = loop {
+        let Some(rest) = wbuf.get(written..).filter(|r| !r.is_empty()) else {
+            break true;
+        };
+        tokio::select! {
+            w = tokio::time::timeout_at(deadline, writer.write(rest)) => match w {
+                Ok(Ok(0)) | Ok(Err(_)) => break false,
+                Ok(Ok(n)) => {
+                    written += n;
+                    held.progressed();
+                }
+                Err(_) => {
+                    labels
+                        .state
+                        .metrics
+                        .connection_idle_closed(labels.listener_name);
+                    tracing::info!(
+                        peer = %labels.peer,
+                        connections_max_idle_ms = labels.state.config.connections_max_idle_ms,
+                        unwritten_bytes = rest.len(),
+                        "closing connection: the client did not read its responses for connections.max.idle.ms"
+                    );
+                    break false;
+                }
+            },
+            // Logged and counted by the reclaimer.
+            _ = held.evicted() => break false,
         }
-        Ok(Err(_)) => false,
-        Err(_) => {
-            labels
-                .state
-                .metrics
-                .connection_idle_closed(labels.listener_name);
-            tracing::info!(
-                peer = %labels.peer,
-                connections_max_idle_ms = labels.state.config.connections_max_idle_ms,
-                unwritten_bytes = wbuf.len(),
-                "closing connection: the client did not read its responses for connections.max.idle.ms"
-            );
-            false
-        }
+    };
+    held.write_ended();
+    if !done {
+        return false;
     }
+    if wbuf.capacity() > RETAINED_BUFFER_BYTES {
+        *wbuf = BytesMut::new();
+    } else {
+        wbuf.clear();
+    }
+    held.release();
+    true
 }
 
 /// Handles one request frame, appending any response to `out`. The
@@ -239,11 +284,12 @@ async fn handle_frame(
     listener_name: &Arc<str>,
     out: &mut BytesMut,
     permit: Option<RequestPermit>,
+    held: &HeldUntilWritten,
 ) -> Outcome {
     let give_back = Box::new(move || drop(permit));
     strom_runtime::parking::with_park_hook(
         give_back,
-        handle_request(state, frame, peer, listener_name, out),
+        handle_request(state, frame, peer, listener_name, out, held),
     )
     .await
 }
@@ -255,6 +301,7 @@ async fn handle_request(
     peer: SocketAddr,
     listener_name: &Arc<str>,
     out: &mut BytesMut,
+    held: &HeldUntilWritten,
 ) -> Outcome {
     let Some(preamble) = RequestPreamble::peek(&frame) else {
         tracing::warn!(%peer, "closing connection: request shorter than its header");
@@ -313,6 +360,7 @@ async fn handle_request(
             client_id,
             peer,
             listener_name: Arc::clone(listener_name),
+            held_until_written: held.clone(),
         };
         let started = Instant::now();
         let reply = state.registry.dispatch(api, ctx, frame).await;

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use strom_metadata::MetadataImage;
 
+use crate::fetch_memory::HeldUntilWritten;
+
 use crate::state::BrokerState;
 
 /// Per-request context.
@@ -23,6 +25,8 @@ pub struct RequestContext {
     pub peer: SocketAddr,
     /// Name of the listener the request came in on.
     pub listener_name: Arc<str>,
+    /// Memory the response holds until the connection has written it.
+    pub held_until_written: HeldUntilWritten,
 }
 
 impl RequestContext {

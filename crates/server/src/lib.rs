@@ -19,6 +19,7 @@ pub mod broker;
 pub mod connection;
 pub mod connection_quotas;
 pub mod context;
+pub mod fetch_memory;
 pub mod handlers;
 pub mod http;
 pub mod isr_updates;

@@ -51,6 +51,9 @@ pub struct BrokerMetrics {
     request_queue_bytes: IntGauge,
     request_queue_requests: IntGauge,
     request_queue_waits: IntCounter,
+    fetch_response_queue_bytes: IntGauge,
+    fetch_response_queue_shortfalls: IntCounter,
+    fetch_response_evictions: IntCounter,
     isr_shrinks: IntCounter,
     isr_expands: IntCounter,
     under_replicated: IntGauge,
@@ -242,6 +245,26 @@ impl BrokerMetrics {
                 "Times a client connection stopped reading because queued.max.requests or \
                  queued.max.request.bytes was reached.",
             )?,
+            fetch_response_queue_bytes: gauge(
+                &r,
+                "strom_fetch_response_queue_bytes",
+                "Fetched record bytes held in memory for consumers, from their read until the \
+                 response is written to the client's socket, against \
+                 queued.max.fetch.response.bytes.",
+            )?,
+            fetch_response_queue_shortfalls: counter(
+                &r,
+                "strom_fetch_response_queue_shortfalls_total",
+                "Partition reads for consumers that found data but no room under \
+                 queued.max.fetch.response.bytes (the fetch waited for room or answered \
+                 with less).",
+            )?,
+            fetch_response_evictions: counter(
+                &r,
+                "strom_fetch_response_evictions_total",
+                "Client connections closed because their unread fetch responses held \
+                 queued.max.fetch.response.bytes room while other fetches found none.",
+            )?,
             isr_shrinks: counter(
                 &r,
                 "strom_isr_shrinks_total",
@@ -392,6 +415,11 @@ impl BrokerMetrics {
         }
     }
 
+    /// Counts connections closed to reclaim fetch response room.
+    pub fn fetch_response_evictions(&self) -> IntCounter {
+        self.fetch_response_evictions.clone()
+    }
+
     /// The metrics of the connection quotas.
     pub fn connection_quotas(&self) -> crate::connection_quotas::ConnectionQuotaMetrics {
         crate::connection_quotas::ConnectionQuotaMetrics {
@@ -459,6 +487,13 @@ impl BrokerMetrics {
         self.purgatory
             .with_label_values(&["fetch"])
             .set(as_i64(rm.delayed_fetches()));
+        if let Some(budget) = rm.fetch_response_budget() {
+            self.fetch_response_queue_bytes
+                .set(as_i64(budget.held_bytes()));
+            let counted = self.fetch_response_queue_shortfalls.get();
+            self.fetch_response_queue_shortfalls
+                .inc_by(budget.shortfalls().saturating_sub(counted));
+        }
         // A deleted topic's series go with it.
         for vec in [
             &self.bytes_in,

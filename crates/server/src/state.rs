@@ -41,6 +41,9 @@ pub struct BrokerState {
     /// Requests read from client connections and not yet handled
     /// (`queued.max.requests`, `queued.max.request.bytes`).
     pub request_budget: Arc<crate::request_budget::RequestBudget>,
+    /// The fetch response room each connection holds until written
+    /// (`queued.max.fetch.response.bytes`).
+    pub response_holders: Arc<crate::fetch_memory::ResponseHolders>,
 }
 
 impl BrokerState {

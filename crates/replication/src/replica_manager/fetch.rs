@@ -2,6 +2,14 @@
 //! offset), followers to the log end with their progress recorded; reads
 //! follow Kafka's byte limits, and a fetch short of `min_bytes` waits
 //! (Kafka's fetch purgatory) for data or `max_wait_ms`.
+//!
+//! What consumers' reads copy is held against the broker-wide fetch
+//! response budget (`queued.max.fetch.response.bytes`) until the response
+//! has been written to the client: a read copies only what the budget has
+//! room for, and a fetch that found data but no room waits, like one short
+//! of `min_bytes`, until room is given back or `max_wait_ms` runs out (then
+//! it answers with what it has, possibly nothing, and the consumer fetches
+//! again).
 
 use super::*;
 
@@ -76,6 +84,10 @@ pub struct FetchPartitionResult {
     /// For a follower whose log diverges: the epoch and end offset it must
     /// truncate to before fetching again.
     pub diverging_epoch: Option<(i32, i64)>,
+    /// The room `records` holds in the fetch response budget: keep it until
+    /// the records have been written to the client (`None` when the fetch
+    /// is not budgeted or read nothing).
+    pub memory: Option<BytePermit>,
 }
 
 impl FetchPartitionResult {
@@ -89,6 +101,7 @@ impl FetchPartitionResult {
             last_stable_offset: offsets.high_watermark,
             log_start_offset: offsets.log_start_offset,
             diverging_epoch,
+            memory: None,
         }
     }
 
@@ -100,6 +113,7 @@ impl FetchPartitionResult {
             last_stable_offset: -1,
             log_start_offset: -1,
             diverging_epoch: None,
+            memory: None,
         }
     }
 }
@@ -135,6 +149,7 @@ impl ReplicaManager {
         let appended = |live: &[Option<Arc<Partition>>]| -> u64 {
             live.iter().flatten().map(|p| p.appended_bytes()).sum()
         };
+        let budget = self.fetch_response_budget.clone();
         loop {
             for w in &mut watchers {
                 w.mark_unchanged();
@@ -145,8 +160,18 @@ impl ReplicaManager {
             let baseline = appended(&live);
             let (live_for_read, partitions_for_read) = (Arc::clone(&live), Arc::clone(&partitions));
             let quota = Arc::clone(&self.leader_quota);
-            let results = strom_runtime::blocking::run(move || {
-                read_pass(&live_for_read, &partitions_for_read, params, &quota)
+            let budget_for_read = budget.clone();
+            let ReadPass {
+                results,
+                refused_bytes,
+            } = strom_runtime::blocking::run(move || {
+                read_pass(
+                    &live_for_read,
+                    &partitions_for_read,
+                    params,
+                    &quota,
+                    budget_for_read.as_ref(),
+                )
             })
             .await
             .unwrap_or_default();
@@ -172,15 +197,42 @@ impl ReplicaManager {
                     })
                     .collect();
             }
+            // Not enough to answer: read again later, holding nothing
+            // meanwhile.
+            drop(results);
+            // Some partition had data but no room in the budget: a give-back
+            // (from now on: subscribed before looking) reads again, unless
+            // there is room already.
+            let mut room = match (&budget, refused_bytes) {
+                (Some(b), Some(least)) => {
+                    let rx = b.subscribe();
+                    if b.has_room_for(least) {
+                        continue;
+                    }
+                    Some(rx)
+                }
+                _ => None,
+            };
             // Wait for high watermarks to move until enough bytes could have
             // arrived for min_bytes (estimated from what was appended, as
-            // Kafka's delayed fetch estimates from positions), or the
-            // deadline; then read again (and answer if past the deadline).
+            // Kafka's delayed fetch estimates from positions), for room in
+            // the budget, or for the deadline; then read again (and answer
+            // if past the deadline).
             let _delayed = Delayed::enter(&self.delayed_fetches);
             loop {
                 let changed = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
-                if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                    break;
+                let room_given_back = async {
+                    match &mut room {
+                        Some(rx) => {
+                            let _ = rx.changed().await;
+                        }
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = room_given_back => break,
+                    _ = changed => {}
                 }
                 let estimate = total as u64 + appended(&live).saturating_sub(baseline);
                 if estimate >= params.min_bytes as u64 {
@@ -194,6 +246,15 @@ impl ReplicaManager {
     }
 }
 
+/// What one read pass found: a result per live partition, and, when some
+/// partition had data the fetch response budget had no room for, the
+/// smallest room that would have let one read.
+#[derive(Debug, Default)]
+struct ReadPass {
+    results: Vec<Option<FetchPartitionResult>>,
+    refused_bytes: Option<u64>,
+}
+
 /// One read of every live partition under Kafka's limits: each partition
 /// gets `min(partition_max_bytes, bytes left)`; until some partition returns
 /// data, a partition may return one whole batch over its limit (KIP-74).
@@ -201,20 +262,31 @@ impl ReplicaManager {
 /// For a follower out of the ISR whose replica this leader throttles
 /// (`leader.replication.throttled.replicas`), the read counts against
 /// `leader_quota`, and while that is exceeded the partition answers empty.
+///
+/// A consumer's read copies only what `budget` (the broker-wide fetch
+/// response budget) has room for: at least the first batch, else nothing
+/// for that partition; the room taken stays with the result
+/// ([`FetchPartitionResult::memory`]).
 fn read_pass(
     live: &[Option<Arc<Partition>>],
     partitions: &[FetchPartition],
     params: FetchParams,
     leader_quota: &ReplicationQuota,
-) -> Vec<Option<FetchPartitionResult>> {
+    budget: Option<&Arc<ByteBudget>>,
+) -> ReadPass {
     let mut left = params.max_bytes;
     let mut min_one = true;
+    let mut refused_bytes: Option<u64> = None;
+    // Only consumers' reads are held against the budget: followers are
+    // brokers, and starving them would shrink the ISR.
+    let budget = budget.filter(|_| params.replica_id.is_none());
     let bound = match params.replica_id {
         Some(_) => ReadBound::LogEnd,
         None => ReadBound::HighWatermark,
     };
     let now = lag_clock_ms();
-    live.iter()
+    let results = live
+        .iter()
         .zip(partitions)
         .map(|(p, fp)| {
             let p = p.as_ref()?;
@@ -232,30 +304,61 @@ fn read_pass(
                 return Some(FetchPartitionResult::no_records(p, None));
             }
             let limit = fp.partition_max_bytes.min(left);
-            Some(
-                match panic_boundary(|| p.read(fp.fetch_offset, limit, bound, min_one)) {
-                    Ok(r) => {
-                        if throttled {
-                            leader_quota.record(r.records.len());
-                        }
-                        if !r.records.is_empty() {
-                            min_one = false;
-                        }
-                        left = left.saturating_sub(r.records.len());
-                        FetchPartitionResult {
-                            error: None,
-                            records: r.records,
-                            high_watermark: r.high_watermark,
-                            last_stable_offset: r.high_watermark,
-                            log_start_offset: r.log_start_offset,
-                            diverging_epoch: None,
-                        }
+            // The copy's room in the budget, taken once the read knows its
+            // size and before it copies.
+            let mut memory: Option<BytePermit> = None;
+            let mut refused: Option<u64> = None;
+            let grant = |least: usize, most: usize| -> Option<usize> {
+                let Some(budget) = budget else {
+                    return Some(most);
+                };
+                match budget.try_take(least as u64, most as u64) {
+                    Some(permit) => {
+                        let granted = usize::try_from(permit.bytes()).unwrap_or(most);
+                        memory = Some(permit);
+                        Some(granted)
                     }
-                    Err(e) => fetch_error(p, e, params.replica_id.is_some()),
-                },
-            )
+                    None => {
+                        refused = Some(least as u64);
+                        None
+                    }
+                }
+            };
+            let read =
+                panic_boundary(|| p.read_within(fp.fetch_offset, limit, bound, min_one, grant));
+            if let Some(least) = refused {
+                refused_bytes = Some(refused_bytes.map_or(least, |r| r.min(least)));
+            }
+            Some(match read {
+                Ok(r) => {
+                    if throttled {
+                        leader_quota.record(r.records.len());
+                    }
+                    if !r.records.is_empty() {
+                        min_one = false;
+                    }
+                    left = left.saturating_sub(r.records.len());
+                    if let Some(m) = &mut memory {
+                        m.shrink_to(r.records.len() as u64);
+                    }
+                    FetchPartitionResult {
+                        error: None,
+                        records: r.records,
+                        high_watermark: r.high_watermark,
+                        last_stable_offset: r.high_watermark,
+                        log_start_offset: r.log_start_offset,
+                        diverging_epoch: None,
+                        memory: memory.filter(|m| m.bytes() > 0),
+                    }
+                }
+                Err(e) => fetch_error(p, e, params.replica_id.is_some()),
+            })
         })
-        .collect()
+        .collect();
+    ReadPass {
+        results,
+        refused_bytes,
+    }
 }
 
 /// Whether this leader throttles what it sends `replica` of `p`: the
@@ -342,6 +445,16 @@ mod tests {
         }
     }
 
+    /// One read pass without a memory budget.
+    fn pass(
+        live: &[Option<Arc<Partition>>],
+        partitions: &[FetchPartition],
+        params: FetchParams,
+        quota: &ReplicationQuota,
+    ) -> Vec<Option<FetchPartitionResult>> {
+        read_pass(live, partitions, params, quota, None).results
+    }
+
     fn params(replica_id: Option<i32>) -> FetchParams {
         FetchParams {
             max_wait_ms: 0,
@@ -357,7 +470,7 @@ mod tests {
         let (_dir, p) = leader();
         let live = vec![Some(Arc::clone(&p))];
         // A consumer sees nothing: the follower has not confirmed anything.
-        let r = read_pass(
+        let r = pass(
             &live,
             &[fetch_at(0, -1)],
             params(None),
@@ -366,7 +479,7 @@ mod tests {
         assert!(r[0].as_ref().unwrap().records.is_empty());
         assert_eq!(p.high_watermark(), 0);
         // The follower reads everything.
-        let r = read_pass(
+        let r = pass(
             &live,
             &[fetch_at(0, -1)],
             params(Some(2)),
@@ -380,7 +493,7 @@ mod tests {
             "all three batches"
         );
         // Its next fetch says it has them: the high watermark follows.
-        read_pass(
+        pass(
             &live,
             &[fetch_at(6, 3)],
             params(Some(2)),
@@ -388,7 +501,7 @@ mod tests {
         );
         assert_eq!(p.high_watermark(), 6);
         // A broker that is not a replica is refused.
-        let r = read_pass(
+        let r = pass(
             &live,
             &[fetch_at(0, -1)],
             params(Some(9)),
@@ -408,7 +521,7 @@ mod tests {
     fn a_follower_in_an_epoch_unknown_here_is_out_of_range_with_the_leaders_offsets() {
         let (_dir, p) = leader();
         let live = vec![Some(Arc::clone(&p))];
-        read_pass(
+        pass(
             &live,
             &[fetch_at(4, 3)],
             params(Some(2)),
@@ -418,7 +531,7 @@ mod tests {
         // Epoch 7 is newer than anything this log knows: nothing tells
         // where it ended (Kafka answers OFFSET_OUT_OF_RANGE too). The
         // follower gets this log's start and high watermark to truncate to.
-        let r = read_pass(
+        let r = pass(
             &live,
             &[fetch_at(9, 7)],
             params(Some(2)),
@@ -431,7 +544,7 @@ mod tests {
         );
         assert_eq!((r.log_start_offset, r.high_watermark), (0, 4));
         // A consumer out of range gets −1, as from Kafka.
-        let r = read_pass(
+        let r = pass(
             &live,
             &[fetch_at(9, -1)],
             params(None),
@@ -447,7 +560,7 @@ mod tests {
         let live = vec![Some(Arc::clone(&p))];
         // The log ends at 6; a fetch at 1 000 000 claims what the leader
         // never had (Kafka answers OFFSET_OUT_OF_RANGE and records nothing).
-        let r = read_pass(
+        let r = pass(
             &live,
             &[fetch_at(1_000_000, -1)],
             params(Some(2)),
@@ -462,7 +575,7 @@ mod tests {
         assert_eq!(p.high_watermark(), 0, "the high watermark stays");
         assert_eq!(p.follower_progress(2).unwrap().log_end_offset, -1);
         // At the log end exactly, it is progress.
-        read_pass(
+        pass(
             &live,
             &[fetch_at(6, 3)],
             params(Some(2)),
@@ -488,13 +601,13 @@ mod tests {
         let quota = ReplicationQuota::default();
         quota.set_rate(1);
         // 3 is out of the ISR: its first read is counted, then it waits.
-        let r = read_pass(&live, &[fetch_at(0, -1)], params(Some(3)), &quota);
+        let r = pass(&live, &[fetch_at(0, -1)], params(Some(3)), &quota);
         assert!(!r[0].as_ref().unwrap().records.is_empty());
-        let r = read_pass(&live, &[fetch_at(0, -1)], params(Some(3)), &quota);
+        let r = pass(&live, &[fetch_at(0, -1)], params(Some(3)), &quota);
         let r = r[0].as_ref().unwrap();
         assert!(r.records.is_empty() && r.error.is_none());
         // 2 is in the ISR: never throttled.
-        let r = read_pass(&live, &[fetch_at(0, -1)], params(Some(2)), &quota);
+        let r = pass(&live, &[fetch_at(0, -1)], params(Some(2)), &quota);
         assert!(!r[0].as_ref().unwrap().records.is_empty());
     }
 
@@ -504,7 +617,7 @@ mod tests {
         let live = vec![Some(Arc::clone(&p))];
         // It claims records of epoch 2 up to offset 5; this leader's log
         // starts epoch 3 at 0, so epoch 2 ended at 0.
-        let r = read_pass(
+        let r = pass(
             &live,
             &[fetch_at(5, 2)],
             params(Some(2)),
@@ -516,7 +629,7 @@ mod tests {
         // Not counted as progress.
         assert_eq!(p.follower_progress(2).unwrap().log_end_offset, -1);
         // Asking within the current epoch is fine.
-        let r = read_pass(
+        let r = pass(
             &live,
             &[fetch_at(2, 3)],
             params(Some(2)),
@@ -524,5 +637,73 @@ mod tests {
         );
         assert_eq!(r[0].as_ref().unwrap().diverging_epoch, None);
         assert_eq!(p.follower_progress(2).unwrap().log_end_offset, 2);
+    }
+
+    #[test]
+    fn a_consumers_read_holds_its_bytes_in_the_budget_and_waits_when_there_is_no_room() {
+        let (_dir, p) = leader();
+        let live = vec![Some(Arc::clone(&p))];
+        pass(
+            &live,
+            &[fetch_at(6, 3)],
+            params(Some(2)),
+            &ReplicationQuota::default(),
+        );
+        assert_eq!(p.high_watermark(), 6);
+        let quota = ReplicationQuota::default();
+        let budget = ByteBudget::new(1 << 20);
+        let read = read_pass(
+            &live,
+            &[fetch_at(0, -1)],
+            params(None),
+            &quota,
+            Some(&budget),
+        );
+        let r = read.results[0].as_ref().unwrap();
+        let held = r.memory.as_ref().map(BytePermit::bytes);
+        assert_eq!(held, Some(r.records.len() as u64), "exactly the records");
+        assert_eq!(budget.held_bytes(), r.records.len() as u64);
+        assert_eq!(read.refused_bytes, None);
+        drop(read);
+        assert_eq!(budget.held_bytes(), 0, "given back with the result");
+
+        // Someone else holds all but 10 bytes: no batch fits, nothing is
+        // copied, and the pass says how much room one batch needs.
+        let other = budget.try_take(1, (1 << 20) - 10).unwrap();
+        let read = read_pass(
+            &live,
+            &[fetch_at(0, -1)],
+            params(None),
+            &quota,
+            Some(&budget),
+        );
+        let r = read.results[0].as_ref().unwrap();
+        assert!(r.records.is_empty() && r.error.is_none() && r.memory.is_none());
+        let least = read.refused_bytes.expect("refused for room");
+        assert!(least > 10 && least < 200, "one batch: {least}");
+        // Room for exactly one batch: one batch is read, not three.
+        drop(other);
+        let _other = budget.try_take(1, (1 << 20) - least).unwrap();
+        let read = read_pass(
+            &live,
+            &[fetch_at(0, -1)],
+            params(None),
+            &quota,
+            Some(&budget),
+        );
+        let r = read.results[0].as_ref().unwrap();
+        assert_eq!(strom_protocol::batch::BatchIter::new(&r.records).count(), 1);
+        assert_eq!(budget.held_bytes(), 1 << 20);
+        // Followers are not held against it.
+        let read = read_pass(
+            &live,
+            &[fetch_at(0, 3)],
+            params(Some(2)),
+            &quota,
+            Some(&budget),
+        );
+        let r = read.results[0].as_ref().unwrap();
+        assert_eq!(strom_protocol::batch::BatchIter::new(&r.records).count(), 3);
+        assert!(r.memory.is_none());
     }
 }

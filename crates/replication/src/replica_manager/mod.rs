@@ -30,6 +30,7 @@ use strom_config::throttle::{throttled_rate, FOLLOWER_THROTTLED_RATE, LEADER_THR
 use strom_config::{LogDefaults, TopicConfig};
 use strom_metadata::{ConfigResourceType, MetadataImage};
 use strom_protocol::ErrorCode;
+use strom_runtime::byte_budget::{ByteBudget, BytePermit};
 use strom_runtime::clock::{lag_clock_ms, now_ms};
 use strom_storage::log::{LogAppendInfo, ReadBound};
 use strom_storage::log_manager::LoadSummary;
@@ -82,6 +83,9 @@ pub struct ReplicaManager {
     delayed_produces: AtomicUsize,
     /// Fetch requests waiting for data (Kafka's fetch purgatory).
     delayed_fetches: AtomicUsize,
+    /// Record bytes read for consumers and not yet written to them
+    /// (`queued.max.fetch.response.bytes`); `None` is unlimited.
+    fetch_response_budget: Option<Arc<ByteBudget>>,
 }
 
 /// Counts one request in a purgatory while it lives. Entering tells the
@@ -127,7 +131,20 @@ impl ReplicaManager {
             follower_quota: Arc::new(ReplicationQuota::default()),
             delayed_produces: AtomicUsize::new(0),
             delayed_fetches: AtomicUsize::new(0),
+            fetch_response_budget: None,
         }
+    }
+
+    /// Holds what consumers' fetches read against `budget` (see
+    /// [`FetchPartitionResult::memory`]); followers' fetches are not held.
+    pub fn with_fetch_response_budget(mut self, budget: Arc<ByteBudget>) -> Self {
+        self.fetch_response_budget = Some(budget);
+        self
+    }
+
+    /// The budget consumers' fetches are held against, if any.
+    pub fn fetch_response_budget(&self) -> Option<&Arc<ByteBudget>> {
+        self.fetch_response_budget.as_ref()
     }
 
     /// acks=all produce requests waiting for the in-sync replicas now.

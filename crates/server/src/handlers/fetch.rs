@@ -38,6 +38,11 @@
 //! always make progress. With fewer than `min_bytes` available the request
 //! waits up to `max_wait_ms` for new data (long poll).
 //!
+//! The records read for a consumer hold room in the broker-wide fetch
+//! response budget (`queued.max.fetch.response.bytes`); the handler hands
+//! that room to the connection, which keeps it until the response is
+//! written ([`crate::fetch_memory`]).
+//!
 //! Fetch sessions (KIP-227) are declined the way Kafka declines them when
 //! its session cache is full: full requests (epoch 0 or −1) are answered in
 //! full with session id 0; an incremental request (epoch > 0) names a
@@ -210,9 +215,12 @@ impl Handler for FetchHandler {
                          }| {
                             match (read.and_then(|i| results.get_mut(i)?.take()), error) {
                                 (_, Some(code)) => error_partition(index, code),
-                                (Some(r), None) => match r.error {
+                                (Some(mut r), None) => match r.error {
                                     Some(e) => error_partition(index, e.error_code()),
                                     None => {
+                                        if let Some(memory) = r.memory.take() {
+                                            ctx.held_until_written.hold(memory);
+                                        }
                                         count_sent(
                                             &ctx,
                                             name.as_deref(),

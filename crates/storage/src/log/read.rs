@@ -45,6 +45,26 @@ impl Log {
         bound: ReadBound,
         min_one_batch: bool,
     ) -> Result<LogReadInfo> {
+        self.read_within(start_offset, max_bytes, bound, min_one_batch, |_, most| {
+            Some(most)
+        })
+    }
+
+    /// [`Log::read`], with the bytes to copy granted first: once the read
+    /// is planned and before anything is copied, `grant(least, most)` is
+    /// called with the first batch's size and the bytes the read would
+    /// copy, and answers how many to copy (between the two; fewer means
+    /// fewer batches) or `None` to copy nothing (the read returns no
+    /// records). It is not called when there is nothing to read. Lets a
+    /// caller hold the copy against a memory budget.
+    pub fn read_within(
+        &self,
+        start_offset: i64,
+        max_bytes: usize,
+        bound: ReadBound,
+        min_one_batch: bool,
+        grant: impl FnOnce(usize, usize) -> Option<usize>,
+    ) -> Result<LogReadInfo> {
         struct Plan {
             readers: Vec<(SegmentReader, u64)>,
             limit: Option<(i64, SegmentReader, u64)>,
@@ -142,6 +162,10 @@ impl Log {
             if len < first_batch {
                 return Ok(empty);
             }
+            let Some(granted) = grant(first_batch, len) else {
+                return Ok(empty);
+            };
+            let len = granted.clamp(first_batch, len);
             let bytes = reader.read(position, len)?;
             let whole = whole_batches_len(&bytes);
             return Ok(LogReadInfo {
