@@ -37,8 +37,8 @@
 //! own task, never another connection's. Fetched records in unwritten
 //! responses hold room in the fetch response budget until written, and a
 //! connection holding it without reading may be closed sooner
-//! ([`crate::fetch_memory`]). A buffer that grew past 1 MiB for one frame or
-//! response is freed once done with.
+//! ([`crate::fetch_memory`]). Buffers that grew past 64 KiB are freed once
+//! the client has sent nothing for a second.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -68,11 +68,15 @@ use crate::state::BrokerState;
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// Responses are written once this many bytes are waiting.
 const WRITE_FLUSH_BYTES: usize = 1 << 20;
-/// A read or write buffer that grew past this for one large frame or
-/// response is freed once done with, not kept for the connection's life
-/// (a thousand idle connections that once fetched 50 MB each would
-/// otherwise hold 50 GB).
-const RETAINED_BUFFER_BYTES: usize = 1 << 20;
+/// Read and write buffers that grew past this for a large frame or
+/// response are kept while the client keeps sending (no page faults for
+/// each new 1 MB produce or fetch), and freed once it has sent nothing for
+/// [`BUFFER_RELEASE_AFTER`]: ten thousand idle connections that each once
+/// sent a 1 MB request would otherwise hold 10 GB.
+const RETAINED_BUFFER_BYTES: usize = 64 * 1024;
+/// How long a connection waits for its next request before its large
+/// buffers are freed.
+const BUFFER_RELEASE_AFTER: Duration = Duration::from_secs(1);
 
 /// What handling one frame led to.
 enum Outcome {
@@ -103,6 +107,8 @@ pub async fn serve_connection(
     };
     let mut rbuf = BytesMut::new();
     let mut wbuf = BytesMut::new();
+    // Whether rbuf's allocation grew past RETAINED_BUFFER_BYTES.
+    let mut large_rbuf = false;
     // The fetch response room the responses in `wbuf` hold until written.
     let registration = state.response_holders.register(peer);
     let held = registration.held();
@@ -113,11 +119,9 @@ pub async fn serve_connection(
         let needed = loop {
             match split_frame(&mut rbuf, max_frame_bytes) {
                 Ok(FrameStatus::Frame(frame)) => {
-                    if frame.len() > RETAINED_BUFFER_BYTES && rbuf.is_empty() {
-                        // The frame shares rbuf's allocation: let it go
-                        // with the frame.
-                        rbuf = BytesMut::new();
-                    }
+                    // The frame shares rbuf's allocation, which rbuf keeps
+                    // for the next frame.
+                    large_rbuf |= frame.len() > RETAINED_BUFFER_BYTES;
                     let handled = handle_frame(
                         &state,
                         frame.freeze(),
@@ -185,8 +189,15 @@ pub async fn serve_connection(
         // Never past the end of this frame (or its size prefix).
         let mut frame_reader = (&mut reader).take(missing.min(READ_CHUNK_BYTES) as u64);
         let idle_deadline = tokio::time::Instant::from_std(last_activity + idle);
+        // Between requests (nothing of the next frame yet, every response
+        // written), large buffers are freed after a pause.
+        let may_release = (large_rbuf || wbuf.capacity() > RETAINED_BUFFER_BYTES)
+            && rbuf.is_empty()
+            && wbuf.is_empty();
+        let mut release = false;
         tokio::select! {
             _ = shutdown::signalled(&mut shutdown) => return,
+            _ = tokio::time::sleep(BUFFER_RELEASE_AFTER), if may_release => release = true,
             read = tokio::time::timeout_at(idle_deadline, frame_reader.read_buf(&mut rbuf)) => match read {
                 Ok(Ok(0)) => return,
                 Ok(Ok(_)) => {}
@@ -206,6 +217,11 @@ pub async fn serve_connection(
                     return;
                 }
             },
+        }
+        if release && rbuf.is_empty() {
+            rbuf = BytesMut::new();
+            wbuf = BytesMut::new();
+            large_rbuf = false;
         }
     }
 }
@@ -264,11 +280,7 @@ async fn write_out(
     if !done {
         return false;
     }
-    if wbuf.capacity() > RETAINED_BUFFER_BYTES {
-        *wbuf = BytesMut::new();
-    } else {
-        wbuf.clear();
-    }
+    wbuf.clear();
     held.release();
     true
 }
@@ -321,6 +333,10 @@ async fn handle_request(
     let version = header.request_api_version;
     let correlation_id = header.correlation_id;
     let client_id: Option<Arc<str>> = header.client_id.as_deref().map(Arc::from);
+    // The header's strings share the frame's memory: gone before the
+    // request runs, so a request parked on others holds only what its
+    // handler keeps.
+    drop(header);
     let span = tracing::debug_span!(
         "request",
         api = ?api,

@@ -73,7 +73,13 @@ impl Handler for ProduceHandler {
 
     async fn handle(ctx: RequestContext, request: ProduceRequest) -> Reply<ProduceResponse> {
         let version = ctx.api_version;
-        let acks = request.acks;
+        // Everything of the request but its topics goes now: its strings
+        // share the request frame's memory, which must not outlive the
+        // append (an acks=all wait holds no frame).
+        let (acks, timeout_ms, topic_data) = {
+            let r = request;
+            (r.acks, r.timeout_ms, r.topic_data)
+        };
         let image = ctx.image();
         let may_write_internal = ctx.client_id.as_deref() == Some(ADMIN_CLIENT_ID);
         let fenced = ctx.broker.lifecycle.is_fenced();
@@ -82,10 +88,12 @@ impl Handler for ProduceHandler {
         // Each topic as asked for (name or id) and as resolved.
         let mut topics: Vec<(TopicName, uuid::Uuid, Option<String>)> = Vec::new();
         let mut entries: Vec<(TopicPartition, Bytes)> = Vec::new();
-        for topic in request.topic_data {
+        for topic in topic_data {
             let name = topic_name_of(&image, version >= 13, &topic.name, &topic.topic_id);
             let topic_index = topics.len();
-            topics.push((topic.name.clone(), topic.topic_id, name.clone()));
+            // A copy, not a slice of the frame.
+            let asked = TopicName(str_bytes(topic.name.as_str()));
+            topics.push((asked, topic.topic_id, name.clone()));
             for p in topic.partition_data {
                 let outcome = match &name {
                     None => Err((ErrorCode::UnknownTopicId, None)),
@@ -114,7 +122,7 @@ impl Handler for ProduceHandler {
                 });
             }
         }
-        let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
+        let timeout = Duration::from_millis(timeout_ms.max(0) as u64);
         let results = ctx
             .broker
             .replica_manager
