@@ -47,6 +47,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+use parking_lot::Mutex;
 use strom_protocol::frame::{split_frame, FrameStatus, FRAME_SIZE_PREFIX_BYTES};
 use strom_protocol::header::{
     decode_request_header, encode_response_frame, HeaderError, RequestPreamble,
@@ -120,18 +121,32 @@ pub async fn serve_connection(
             match split_frame(&mut rbuf, max_frame_bytes) {
                 Ok(FrameStatus::Frame(frame)) => {
                     // The frame shares rbuf's allocation, which rbuf keeps
-                    // for the next frame.
-                    large_rbuf |= frame.len() > RETAINED_BUFFER_BYTES;
+                    // for the next frame, unless the request parks: then a
+                    // large one is let go (see `ParkRelease`).
+                    let large = frame.len() > RETAINED_BUFFER_BYTES && rbuf.is_empty();
+                    large_rbuf |= large;
+                    let release = ParkRelease {
+                        permit: permit.take(),
+                        read_buffer: large
+                            .then(|| Arc::new(Mutex::new(Some(std::mem::take(&mut rbuf))))),
+                    };
+                    let spare = release.read_buffer.clone();
                     let handled = handle_frame(
                         &state,
                         frame.freeze(),
                         peer,
                         &listener_name,
                         &mut wbuf,
-                        permit.take(),
+                        release,
                         held,
                     );
                     let outcome = handled.await;
+                    if let Some(spare) = spare {
+                        match spare.lock().take() {
+                            Some(kept) => rbuf = kept,
+                            None => large_rbuf = false,
+                        }
+                    }
                     // A request being handled is never idle.
                     last_activity = Instant::now();
                     match outcome {
@@ -226,6 +241,18 @@ pub async fn serve_connection(
     }
 }
 
+/// What a connection lets go of when the request it is handling parks
+/// (waits on other clients): the frame's share of the request budget, and a
+/// large frame's read buffer, which the connection otherwise keeps for its
+/// next frame. With the buffer gone, what the parked request still holds of
+/// its frame is only what its handler kept (a produce keeps nothing once
+/// appended), so a thousand acks=all produces waiting for their replicas
+/// do not hold a thousand frames.
+struct ParkRelease {
+    permit: Option<RequestPermit>,
+    read_buffer: Option<Arc<Mutex<Option<BytesMut>>>>,
+}
+
 /// Who a connection's log lines and metrics are about.
 struct ConnectionLabels<'a> {
     peer: SocketAddr,
@@ -295,10 +322,19 @@ async fn handle_frame(
     peer: SocketAddr,
     listener_name: &Arc<str>,
     out: &mut BytesMut,
-    permit: Option<RequestPermit>,
+    release: ParkRelease,
     held: &HeldUntilWritten,
 ) -> Outcome {
-    let give_back = Box::new(move || drop(permit));
+    let give_back = Box::new(move || {
+        let ParkRelease {
+            permit,
+            read_buffer,
+        } = release;
+        drop(permit);
+        if let Some(b) = read_buffer {
+            drop(b.lock().take());
+        }
+    });
     strom_runtime::parking::with_park_hook(
         give_back,
         handle_request(state, frame, peer, listener_name, out, held),
