@@ -111,19 +111,9 @@ struct ProcStats {
 
 fn proc_stats(pid: Option<u32>) -> Option<ProcStats> {
     let pid = pid?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name; utime and stime are the
-    // 14th and 15th fields of the whole line.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // SAFETY-free: sysconf is a plain libc query.
-    #[allow(unsafe_code)]
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
     let hwm_kb = strom_test_utils::proc_status_kib(pid, "VmHWM")?;
     Some(ProcStats {
-        cpu_seconds: (utime + stime) / ticks,
+        cpu_seconds: strom_test_utils::proc_cpu_seconds(pid)?,
         peak_rss_bytes: hwm_kb * 1024,
     })
 }

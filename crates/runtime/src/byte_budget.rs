@@ -22,7 +22,7 @@
 //! - A [`BytePermit`] gives its bytes back when dropped, and can give back
 //!   early what its holder turned out not to need.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -36,6 +36,7 @@ pub struct ByteBudget {
     /// Bumped on every give-back, so waiters can tell room may exist.
     given_back: watch::Sender<u64>,
     shortfalls: AtomicU64,
+    waiting: AtomicUsize,
 }
 
 impl ByteBudget {
@@ -47,6 +48,7 @@ impl ByteBudget {
             held_bytes: Mutex::new(0),
             given_back,
             shortfalls: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
         })
     }
 
@@ -60,9 +62,21 @@ impl ByteBudget {
         *self.held_bytes.lock()
     }
 
-    /// Times [`ByteBudget::try_take`] found no room, since start.
+    /// Times [`ByteBudget::try_take`] found less room than its maximum (or
+    /// none), since start.
     pub fn shortfalls(&self) -> u64 {
         self.shortfalls.load(Ordering::Relaxed)
+    }
+
+    /// Counts its holder as waiting for room until dropped.
+    pub fn waiter(self: &Arc<Self>) -> RoomWaiter {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        RoomWaiter(Arc::clone(self))
+    }
+
+    /// Takers waiting for room now ([`ByteBudget::waiter`]).
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// A receiver that changes whenever bytes are given back. Subscribe
@@ -101,6 +115,9 @@ impl ByteBudget {
         }
         let granted = at_most.min(room);
         *held = held.saturating_add(granted);
+        if granted < at_most {
+            self.shortfalls.fetch_add(1, Ordering::Relaxed);
+        }
         Some(BytePermit {
             budget: Arc::clone(self),
             bytes: granted,
@@ -116,6 +133,16 @@ impl ByteBudget {
             *held = held.saturating_sub(bytes);
         }
         self.given_back.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// One taker waiting for room, counted while it lives.
+#[derive(Debug)]
+pub struct RoomWaiter(Arc<ByteBudget>);
+
+impl Drop for RoomWaiter {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -158,8 +185,9 @@ mod tests {
         assert_eq!(a.bytes(), 60);
         let b = budget.try_take(10, 60).unwrap();
         assert_eq!(b.bytes(), 40, "only the room left");
+        assert_eq!(budget.shortfalls(), 1, "40 of 60");
         assert!(budget.try_take(1, 1).is_none());
-        assert_eq!(budget.shortfalls(), 1);
+        assert_eq!(budget.shortfalls(), 2);
         assert_eq!(budget.held_bytes(), 100);
         drop(a);
         assert_eq!(budget.held_bytes(), 40);

@@ -120,6 +120,15 @@ pub async fn serve_connection(
         let needed = loop {
             match split_frame(&mut rbuf, max_frame_bytes) {
                 Ok(FrameStatus::Frame(frame)) => {
+                    // Responses holding fetch response room go out before
+                    // the next request runs: it may park (a long poll, an
+                    // acks=all wait) and the room must not wait with it.
+                    if held.held_bytes() > 0
+                        && !wbuf.is_empty()
+                        && !write_out(&mut writer, &mut wbuf, held, idle, &out).await
+                    {
+                        return;
+                    }
                     // The frame shares rbuf's allocation, which rbuf keeps
                     // for the next frame, unless the request parks: then a
                     // large one is let go (see `ParkRelease`).

@@ -12,20 +12,23 @@
 //! fetches and never read would hold the budget until
 //! `connections.max.idle.ms` closes them, and every other consumer of the
 //! broker would get empty fetches meanwhile. So while the budget turns
-//! reads away ([`run_reclaimer`] watches its shortfalls), every connection
+//! reads away or cuts them short, or fetches wait for its room
+//! ([`run_reclaimer`] watches both), every connection
 //! whose unwritten response holds room and whose socket has taken no byte
 //! for [`STALLED_WRITE_EVICT_AFTER`] is closed, with a log line naming the
 //! limit and `strom_fetch_response_evictions_total` counting it, and its
-//! room goes to the clients that read. A client that reads (its socket takes
-//! bytes) is never evicted, however slow; one that stalls while the budget
-//! has room keeps its connection (until `connections.max.idle.ms`). Kafka
+//! room goes to the clients that read. Progress is a write to the socket
+//! taking bytes: a client whose socket keeps taking them (at least every two
+//! seconds; a reader of a few tens of KB/s or faster, with Kafka's
+//! `socket.send.buffer.bytes`) is never evicted; one that stalls while the
+//! budget has room keeps its connection (until `connections.max.idle.ms`). Kafka
 //! sends fetched records from the page cache and holds none of them in
 //! memory; this is Strom's price for copying them, paid by the clients that
 //! do not read.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,12 +53,22 @@ struct Holder {
     peer: SocketAddr,
     permits: Mutex<Vec<BytePermit>>,
     held_bytes: AtomicU64,
-    /// A write of responses is under way.
-    writing: AtomicBool,
-    /// When the socket last took bytes (or the write began).
-    last_progress: Mutex<Instant>,
-    evicted: AtomicBool,
+    write: Mutex<WriteState>,
+    /// Wakes the connection's write when `write.evicted` is set.
     evict: Notify,
+}
+
+/// Where the connection's current write of responses stands; the
+/// reclaimer decides under this lock, so it never evicts a write that has
+/// ended.
+#[derive(Debug)]
+struct WriteState {
+    /// A write is under way.
+    writing: bool,
+    /// When the socket last took bytes (or the write began).
+    last_progress: Instant,
+    /// The reclaimer closed this write.
+    evicted: bool,
 }
 
 /// The room a connection's unwritten responses hold; cloned into each
@@ -82,23 +95,32 @@ impl HeldUntilWritten {
 
     /// A write of responses begins.
     pub fn write_started(&self) {
-        *self.0.last_progress.lock() = Instant::now();
-        self.0.writing.store(true, Ordering::Relaxed);
+        let mut w = self.0.write.lock();
+        w.writing = true;
+        w.evicted = false;
+        w.last_progress = Instant::now();
     }
 
     /// The socket took bytes.
     pub fn progressed(&self) {
-        *self.0.last_progress.lock() = Instant::now();
+        self.0.write.lock().last_progress = Instant::now();
     }
 
     /// The write is over (done or failed).
     pub fn write_ended(&self) {
-        self.0.writing.store(false, Ordering::Relaxed);
+        self.0.write.lock().writing = false;
     }
 
-    /// Resolves when the reclaimer closes this connection.
+    /// Resolves when the reclaimer has closed the write under way (a wake-up
+    /// left over from an earlier write is ignored).
     pub async fn evicted(&self) {
-        self.0.evict.notified().await;
+        loop {
+            self.0.evict.notified().await;
+            let w = self.0.write.lock();
+            if w.writing && w.evicted {
+                return;
+            }
+        }
     }
 
     /// Bytes held now.
@@ -144,9 +166,11 @@ impl ResponseHolders {
             peer,
             permits: Mutex::new(Vec::new()),
             held_bytes: AtomicU64::new(0),
-            writing: AtomicBool::new(false),
-            last_progress: Mutex::new(Instant::now()),
-            evicted: AtomicBool::new(false),
+            write: Mutex::new(WriteState {
+                writing: false,
+                last_progress: Instant::now(),
+                evicted: false,
+            }),
             evict: Notify::new(),
         });
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -161,30 +185,30 @@ impl ResponseHolders {
     /// Closes every connection holding room whose socket has taken nothing
     /// for `stalled_for` as of `now`; how many.
     fn evict_stalled(&self, now: Instant, stalled_for: Duration) -> usize {
-        let stalled: Vec<Arc<Holder>> = self
-            .holders
-            .lock()
-            .values()
-            .filter(|h| {
-                h.writing.load(Ordering::Relaxed)
-                    && h.held_bytes.load(Ordering::Relaxed) > 0
-                    && !h.evicted.load(Ordering::Relaxed)
-                    && now.saturating_duration_since(*h.last_progress.lock()) >= stalled_for
-            })
-            .cloned()
-            .collect();
-        for h in &stalled {
-            h.evicted.store(true, Ordering::Relaxed);
+        let holders: Vec<Arc<Holder>> = self.holders.lock().values().cloned().collect();
+        let mut closed = 0;
+        for h in holders {
+            let held_bytes = h.held_bytes.load(Ordering::Relaxed);
+            let stalled_ms = {
+                let mut w = h.write.lock();
+                let stalled = now.saturating_duration_since(w.last_progress);
+                if !w.writing || w.evicted || held_bytes == 0 || stalled < stalled_for {
+                    continue;
+                }
+                w.evicted = true;
+                stalled.as_millis() as u64
+            };
             tracing::info!(
                 peer = %h.peer,
-                held_bytes = h.held_bytes.load(Ordering::Relaxed),
-                stalled_ms = now.saturating_duration_since(*h.last_progress.lock()).as_millis() as u64,
+                held_bytes,
+                stalled_ms,
                 "closing connection: its client has not read its fetch response while \
                  queued.max.fetch.response.bytes turns other fetches away"
             );
             h.evict.notify_one();
+            closed += 1;
         }
-        stalled.len()
+        closed
     }
 }
 
@@ -204,8 +228,10 @@ pub async fn run_reclaimer(
             _ = shutdown::signalled(&mut shutdown) => return,
             _ = tick.tick() => {}
         }
+        // Under pressure: a read was cut short since the last look, or a
+        // fetch is waiting for room.
         let shortfalls = budget.shortfalls();
-        if shortfalls == seen {
+        if shortfalls == seen && budget.waiting() == 0 {
             continue;
         }
         seen = shortfalls;
@@ -236,15 +262,23 @@ mod tests {
         // A connection that holds nothing is never evicted.
         idle.held().write_started();
         let later = Instant::now() + Duration::from_secs(3);
-        *reading.held().0.last_progress.lock() = later;
+        reading.held().0.write.lock().last_progress = later;
         assert_eq!(holders.evict_stalled(later, Duration::from_secs(2)), 1);
-        assert!(stalled.held().0.evicted.load(Ordering::Relaxed));
-        assert!(!reading.held().0.evicted.load(Ordering::Relaxed));
+        assert!(stalled.held().0.write.lock().evicted);
+        assert!(!reading.held().0.write.lock().evicted);
         assert_eq!(
             holders.evict_stalled(later, Duration::from_secs(2)),
             0,
             "once"
         );
+        // A write that ended is never evicted; a new write starts clean.
+        stalled.held().write_ended();
+        stalled.held().write_started();
+        assert!(!stalled.held().0.write.lock().evicted);
+        stalled.held().write_ended();
+        reading.held().write_ended();
+        let much_later = later + Duration::from_secs(10);
+        assert_eq!(holders.evict_stalled(much_later, Duration::from_secs(2)), 0);
         assert_eq!(budget.held_bytes(), 20);
         drop(stalled);
         assert_eq!(budget.held_bytes(), 10);

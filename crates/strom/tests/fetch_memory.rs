@@ -237,3 +237,49 @@ fn without_a_budget_the_same_consumers_push_the_broker_past_that_bound() {
         f.held_peak
     );
 }
+
+/// A consumer whose `min_bytes` the budget cannot hold while another
+/// connection sits on its room waits without spinning (the broker's CPU
+/// stays low) and is answered as soon as the room comes back (the holder
+/// is evicted), long before its `max_wait_ms`.
+#[test]
+fn a_fetch_short_of_room_waits_quietly_and_wakes_when_room_comes_back() {
+    let b = loaded_broker(&["queued.max.fetch.response.bytes=4194304"]);
+    let pid = b.pid().unwrap();
+    // Three of the four MiB, held unread.
+    let mut holder = connect(&b);
+    let request = fetch_request("big", 0, 0, 3 * VALUE_BYTES as i32 + 1000)
+        .with_max_bytes(3 * VALUE_BYTES as i32 + 1000)
+        .with_max_wait_ms(0);
+    let (_, frame) = holder.encode_request(ApiKey::Fetch, 12, &request).unwrap();
+    holder.send_raw(&frame).unwrap();
+    assert!(wait_until(DEADLINE, || metric(
+        &b,
+        "strom_fetch_response_queue_bytes"
+    ) >= 3.0 * VALUE_BYTES as f64));
+    // The consumer wants two batches: one fits now, two only once the
+    // holder is gone.
+    let mut consumer = connect(&b);
+    let wants = fetch_request("big", 0, 10, 4 * VALUE_BYTES as i32)
+        .with_max_wait_ms(30_000)
+        .with_min_bytes(2 * VALUE_BYTES as i32);
+    let cpu_before = strom_test_utils::proc_cpu_seconds(pid).unwrap();
+    let started = std::time::Instant::now();
+    let r = consumer.send(ApiKey::Fetch, 12, &wants).unwrap();
+    let waited = started.elapsed();
+    let cpu = strom_test_utils::proc_cpu_seconds(pid).unwrap() - cpu_before;
+    let p = &r.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    let records = decode_records(p.records.as_ref().unwrap());
+    assert!(records.len() >= 2, "{} records", records.len());
+    assert_eq!(records[0].0, 10);
+    assert!(records[1].1 == value(11));
+    // Evicted after two seconds without reading, then answered at once.
+    assert!(metric(&b, "strom_fetch_response_evictions_total") >= 1.0);
+    assert!(waited < Duration::from_secs(15), "waited {waited:?}");
+    // Spinning through read passes while waiting would take about a core.
+    assert!(
+        cpu < waited.as_secs_f64() / 4.0,
+        "the broker used {cpu:.2} CPU s while the fetch waited {waited:?}"
+    );
+}

@@ -199,17 +199,24 @@ impl ReplicaManager {
             }
             // Not enough to answer: read again later, holding nothing
             // meanwhile.
+            let held_by_pass: u64 = results
+                .iter()
+                .flatten()
+                .filter_map(|r| r.memory.as_ref().map(|m| m.bytes()))
+                .sum();
             drop(results);
-            // Some partition had data but no room in the budget: a give-back
-            // (from now on: subscribed before looking) reads again, unless
-            // there is room already.
+            // Some partition had data but no room in the budget: read again
+            // once there is room for what this pass held plus what it
+            // lacked (less would only repeat this pass), now or on a
+            // give-back (subscribed before looking, so none is missed).
             let mut room = match (&budget, refused_bytes) {
                 (Some(b), Some(least)) => {
+                    let needed = least.saturating_add(held_by_pass);
                     let rx = b.subscribe();
-                    if b.has_room_for(least) {
+                    if b.has_room_for(needed) {
                         continue;
                     }
-                    Some(rx)
+                    Some((rx, Arc::clone(b), needed, b.waiter()))
                 }
                 _ => None,
             };
@@ -223,8 +230,12 @@ impl ReplicaManager {
                 let changed = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
                 let room_given_back = async {
                     match &mut room {
-                        Some(rx) => {
-                            let _ = rx.changed().await;
+                        Some((rx, b, needed, _waiting)) => {
+                            while rx.changed().await.is_ok() {
+                                if b.has_room_for(*needed) {
+                                    return;
+                                }
+                            }
                         }
                         None => std::future::pending().await,
                     }
@@ -248,7 +259,8 @@ impl ReplicaManager {
 
 /// What one read pass found: a result per live partition, and, when some
 /// partition had data the fetch response budget had no room for, the
-/// smallest room that would have let one read.
+/// smallest room that would have let one read more (beyond what the pass
+/// held).
 #[derive(Debug, Default)]
 struct ReadPass {
     results: Vec<Option<FetchPartitionResult>>,
@@ -308,6 +320,8 @@ fn read_pass(
             // size and before it copies.
             let mut memory: Option<BytePermit> = None;
             let mut refused: Option<u64> = None;
+            // Granted less than the read wanted: this much.
+            let mut cut_short: Option<u64> = None;
             let grant = |least: usize, most: usize| -> Option<usize> {
                 let Some(budget) = budget else {
                     return Some(most);
@@ -315,6 +329,9 @@ fn read_pass(
                 match budget.try_take(least as u64, most as u64) {
                     Some(permit) => {
                         let granted = usize::try_from(permit.bytes()).unwrap_or(most);
+                        if granted < most {
+                            cut_short = Some(permit.bytes());
+                        }
                         memory = Some(permit);
                         Some(granted)
                     }
@@ -326,6 +343,11 @@ fn read_pass(
             };
             let read =
                 panic_boundary(|| p.read_within(fp.fetch_offset, limit, bound, min_one, grant));
+            if let (Some(granted), Ok(r)) = (cut_short, &read) {
+                // Data left behind for want of room: reading more needs more
+                // room than was granted, beyond the whole batches kept.
+                refused = Some((granted + 1).saturating_sub(r.records.len() as u64));
+            }
             if let Some(least) = refused {
                 refused_bytes = Some(refused_bytes.map_or(least, |r| r.min(least)));
             }
