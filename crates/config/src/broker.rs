@@ -13,6 +13,7 @@ use crate::definition::{find, ConfigType, ConfigValue};
 use crate::error::ConfigError;
 use crate::listener::{parse_listeners, parse_protocol_map, Listener};
 use crate::source::{ConfigSource, ConfigSynonym, DescribedConfig};
+use crate::ssl::{listener_override_base, listener_ssl_config, SecurityProtocol, SslConfig};
 use crate::topic::LogDefaults;
 
 /// Prefix of environment variables that set broker keys:
@@ -144,6 +145,10 @@ pub struct BrokerConfig {
     pub advertised_listeners: Vec<Listener>,
     /// `controller.listener.names`.
     pub controller_listener_names: Vec<String>,
+    /// Each listener's security protocol (`listener.security.protocol.map`).
+    pub listener_protocols: Vec<(String, SecurityProtocol)>,
+    /// The TLS settings of each SSL listener.
+    pub listener_ssl: Vec<SslConfig>,
     /// `controller.quorum.voters`; empty for a one-voter quorum of this node.
     pub controller_quorum_voters: Vec<QuorumVoter>,
     /// `controller.quorum.election.timeout.ms`.
@@ -267,14 +272,33 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn value(&self, name: &str) -> Result<Option<ConfigValue>, ConfigError> {
-        let def = find(BROKER_CONFIGS, name).ok_or_else(|| ConfigError::Inconsistent {
+        // A listener's override is parsed as the key it overrides, and has
+        // no default of its own.
+        let (def, default) = match listener_override_base(name) {
+            Some(base) => (find(BROKER_CONFIGS, base), None),
+            None => {
+                let def = find(BROKER_CONFIGS, name);
+                (def, def.and_then(|d| d.default))
+            }
+        };
+        let def = def.ok_or_else(|| ConfigError::Inconsistent {
             key: name.to_string(),
             message: "not a broker configuration".into(),
         })?;
-        match self.set.get(name).map(String::as_str).or(def.default) {
-            Some(raw) => def.parse(raw).map(Some),
+        match self.set.get(name).map(String::as_str).or(default) {
+            Some(raw) => def.parse(raw).map_err(|e| rename_key(e, name)).map(Some),
             None => Ok(None),
         }
+    }
+    /// The effective text of a key (set or default), checked against its
+    /// definition.
+    fn raw(&self, name: &str) -> Result<Option<String>, ConfigError> {
+        self.value(name)?;
+        let default = match listener_override_base(name) {
+            Some(_) => None,
+            None => find(BROKER_CONFIGS, name).and_then(|d| d.default),
+        };
+        Ok(self.set.get(name).cloned().or(default.map(String::from)))
     }
     fn int(&self, name: &str) -> Result<Option<i64>, ConfigError> {
         Ok(match self.value(name)? {
@@ -302,6 +326,18 @@ impl Reader<'_> {
             Some(ConfigValue::List(items)) => items,
             _ => Vec::new(),
         })
+    }
+}
+
+/// `e` about `key` (a listener override parsed as its base key).
+fn rename_key(e: ConfigError, key: &str) -> ConfigError {
+    match e {
+        ConfigError::Invalid { value, message, .. } => ConfigError::Invalid {
+            key: key.to_string(),
+            value,
+            message,
+        },
+        other => other,
     }
 }
 
@@ -379,7 +415,10 @@ impl BrokerConfig {
         crate::providers::resolve_variables(&mut set, &inputs.environment)?;
         let mut warnings = Vec::new();
         for key in set.keys() {
-            if find(BROKER_CONFIGS, key).is_none() && !crate::providers::is_provider_key(key) {
+            if find(BROKER_CONFIGS, key).is_none()
+                && listener_override_base(key).is_none()
+                && !crate::providers::is_provider_key(key)
+            {
                 warnings.push(format!("unknown configuration {key} is ignored"));
             }
         }
@@ -387,7 +426,7 @@ impl BrokerConfig {
         // Parse every known key that was set, so a bad value fails even when
         // nothing reads it yet.
         for key in set.keys() {
-            if find(BROKER_CONFIGS, key).is_some() {
+            if find(BROKER_CONFIGS, key).is_some() || listener_override_base(key).is_some() {
                 r.value(key)?;
             }
         }
@@ -428,6 +467,8 @@ impl BrokerConfig {
             "listener.security.protocol.map",
             &r.list("listener.security.protocol.map")?,
         )?;
+        let mut listener_protocols = Vec::new();
+        let mut listener_ssl = Vec::new();
         for l in &listeners {
             let protocol = protocol_map
                 .iter()
@@ -439,15 +480,34 @@ impl BrokerConfig {
                         format!("listener {} has no security protocol", l.name),
                     )
                 })?;
-            if protocol != "PLAINTEXT" {
-                return Err(inconsistent(
-                    "listeners",
-                    format!(
-                        "listener {} uses {protocol}; Strom supports PLAINTEXT only",
-                        l.name
-                    ),
-                ));
-            }
+            let protocol = match protocol {
+                "PLAINTEXT" => SecurityProtocol::Plaintext,
+                "SSL" if controller_listener_names.contains(&l.name) => {
+                    return Err(inconsistent(
+                        "listener.security.protocol.map",
+                        format!(
+                            "controller listener {} uses SSL; Strom's controller quorum \
+                             speaks PLAINTEXT only so far",
+                            l.name
+                        ),
+                    ))
+                }
+                "SSL" => {
+                    listener_ssl.push(listener_ssl_config(&l.name, |key| r.raw(key))?);
+                    SecurityProtocol::Ssl
+                }
+                other => {
+                    return Err(inconsistent(
+                        "listeners",
+                        format!(
+                            "listener {} uses {other}; Strom supports PLAINTEXT and SSL \
+                             (SASL is not supported yet)",
+                            l.name
+                        ),
+                    ))
+                }
+            };
+            listener_protocols.push((l.name.clone(), protocol));
         }
         let client_listeners: Vec<Listener> = listeners
             .iter()
@@ -562,6 +622,21 @@ impl BrokerConfig {
                 .map(|l| l.name.clone())
                 .unwrap_or_default(),
         };
+        // Followers and the controller's links reach other brokers over
+        // the inter-broker listener, in PLAINTEXT so far: a cluster of more
+        // than one node needs it to be a PLAINTEXT listener.
+        let inter_broker_is_ssl = listener_protocols
+            .iter()
+            .any(|(n, p)| *n == inter_broker_listener_name && *p == SecurityProtocol::Ssl);
+        if inter_broker_is_ssl && (voters.len() > 1 || !is_voter) {
+            return Err(inconsistent(
+                "inter.broker.listener.name",
+                format!(
+                    "{inter_broker_listener_name} is an SSL listener; Strom's brokers do not \
+                     connect to each other over TLS yet: name a PLAINTEXT listener"
+                ),
+            ));
+        }
 
         let log_dirs: Vec<PathBuf> = match r.list("log.dirs")? {
             dirs if !dirs.is_empty() => dirs.into_iter().map(PathBuf::from).collect(),
@@ -657,6 +732,8 @@ impl BrokerConfig {
             )?,
             broker_heartbeat_interval_ms: u64_of("broker.heartbeat.interval.ms")?,
             inter_broker_listener_name,
+            listener_protocols,
+            listener_ssl,
             log_dirs,
             num_partitions: r.req_int("num.partitions")? as i32,
             default_replication_factor: r.req_int("default.replication.factor")? as i16,

@@ -137,11 +137,76 @@ fn invalid_values_name_the_key() {
         ("listeners", "nonsense"),
         ("auto.create.topics.enable", "maybe"),
         ("process.roles", "worker"),
+        ("listeners", "SASL_SSL://127.0.0.1:9093"),
         ("listeners", "SSL://127.0.0.1:9093"),
     ] {
         let e = BrokerConfig::load(&inputs(&[(k, v)])).unwrap_err();
+        // An SSL listener without a key store names the key it lacks.
+        let k = if v.starts_with("SSL:") {
+            "ssl.keystore.location"
+        } else {
+            k
+        };
         assert!(e.to_string().contains(k), "{k}={v}: {e}");
     }
+}
+
+#[test]
+fn ssl_listeners_read_their_own_ssl_keys_and_the_broker_wide_ones() {
+    let l = BrokerConfig::load(&inputs(&[
+        (
+            "listeners",
+            "PLAINTEXT://127.0.0.1:9092,EXTERNAL://127.0.0.1:9094,CONTROLLER://127.0.0.1:9093",
+        ),
+        (
+            "listener.security.protocol.map",
+            "PLAINTEXT:PLAINTEXT,EXTERNAL:SSL,CONTROLLER:PLAINTEXT",
+        ),
+        ("ssl.keystore.location", "/etc/strom/broker.p12"),
+        ("listener.name.external.ssl.keystore.password", "secret"),
+        ("listener.name.external.ssl.client.auth", "requested"),
+        ("ssl.truststore.location", "/etc/strom/ca.pem"),
+    ]))
+    .unwrap();
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    let c = l.config;
+    assert_eq!(c.listener_ssl.len(), 1);
+    let ssl = &c.listener_ssl[0];
+    assert_eq!(ssl.listener, "EXTERNAL");
+    assert_eq!(
+        ssl.keystore_location.as_deref(),
+        Some("/etc/strom/broker.p12")
+    );
+    assert_eq!(ssl.keystore_password.as_deref(), Some("secret"));
+    assert_eq!(ssl.client_auth, crate::ssl::ClientAuth::Requested);
+    assert_eq!(c.inter_broker_listener_name, "PLAINTEXT");
+    // A listener's bad value names the listener's key.
+    let e = BrokerConfig::load(&inputs(&[
+        ("listeners", "SSL://127.0.0.1:9093"),
+        ("ssl.keystore.location", "/k"),
+        ("listener.name.ssl.ssl.enabled.protocols", "SSLv3"),
+    ]))
+    .unwrap_err();
+    assert_eq!(
+        e.key(),
+        Some("listener.name.ssl.ssl.enabled.protocols"),
+        "{e}"
+    );
+    // The controller quorum and a multi-node inter-broker listener stay
+    // PLAINTEXT for now, and say so.
+    let e = BrokerConfig::load(&inputs(&[
+        (
+            "listener.security.protocol.map",
+            "PLAINTEXT:PLAINTEXT,CONTROLLER:SSL",
+        ),
+        (
+            "listeners",
+            "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+        ),
+        ("ssl.keystore.location", "/k"),
+    ]))
+    .unwrap_err();
+    assert!(e.to_string().contains("controller quorum"), "{e}");
 }
 
 #[test]

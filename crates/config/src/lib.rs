@@ -22,6 +22,7 @@ pub mod listener;
 pub mod properties;
 pub mod providers;
 pub mod source;
+pub mod ssl;
 pub mod throttle;
 pub mod topic;
 

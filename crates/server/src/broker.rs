@@ -28,6 +28,7 @@ use strom_metadata::{BrokerEndpoint, BrokerRegistration, MetadataImage};
 use strom_replication::replica_fetcher::FetcherConfig;
 use strom_replication::ReplicaManager;
 use strom_runtime::shutdown;
+use strom_security::TlsListener;
 use strom_storage::log_manager::discover_cluster_id;
 use strom_storage::{LogManager, MaintenanceIntervals};
 use thiserror::Error;
@@ -76,6 +77,9 @@ pub enum StartError {
     /// The metrics could not be set up (a bug: their names are fixed).
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// An SSL listener's key or trust store cannot be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] strom_security::SecurityError),
 }
 
 /// A running broker.
@@ -202,6 +206,8 @@ struct Running {
     listeners: Vec<(String, SocketAddr)>,
     connection_quotas: Arc<ConnectionQuotas>,
     metrics: Arc<BrokerMetrics>,
+    /// The TLS of each SSL listener, by name.
+    tls: std::collections::BTreeMap<String, Arc<TlsListener>>,
 }
 
 impl Running {
@@ -209,7 +215,14 @@ impl Running {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (serving, _) = watch::channel(None);
         let metrics = Arc::new(BrokerMetrics::new()?);
+        // Phase 0: the SSL listeners' stores, so a bad one stops start-up
+        // before anything else happens.
+        let mut tls = std::collections::BTreeMap::new();
+        for ssl in &config.listener_ssl {
+            tls.insert(ssl.listener.clone(), TlsListener::new(ssl.clone())?);
+        }
         Ok(Self {
+            tls,
             shutdown,
             shutdown_rx,
             tasks: JoinSet::new(),
@@ -410,9 +423,15 @@ impl Running {
         for l in state.config.client_listeners() {
             let (tcp, local) = bind(l, "Kafka clients").await?;
             self.listeners.push((l.name.clone(), local));
+            let tls = self.tls.get(&l.name).cloned();
+            if let Some(tls) = &tls {
+                self.tasks
+                    .spawn(Arc::clone(tls).watch(self.shutdown_rx.clone()));
+            }
             self.tasks.spawn(run_listener(
                 tcp,
                 Arc::from(l.name.as_str()),
+                tls,
                 self.serving.subscribe(),
                 Arc::clone(&self.connection_quotas),
                 self.shutdown_rx.clone(),

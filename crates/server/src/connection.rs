@@ -54,8 +54,7 @@ use strom_protocol::header::{
 };
 use strom_protocol::ErrorCode;
 use strom_runtime::shutdown;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -87,16 +86,18 @@ enum Outcome {
 
 /// Serves one connection until the peer closes it, it misbehaves, it idles
 /// past `connections.max.idle.ms`, or the broker shuts down.
-pub async fn serve_connection(
-    stream: TcpStream,
+pub async fn serve_connection<R, W>(
+    mut reader: R,
+    mut writer: W,
     peer: SocketAddr,
     state: Arc<BrokerState>,
     listener_name: Arc<str>,
     mut shutdown: watch::Receiver<bool>,
-) {
-    let _ = stream.set_nodelay(true);
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let _open = state.metrics.connection_opened(&listener_name);
-    let (mut reader, mut writer) = stream.into_split();
     let max_frame_bytes = state.config.socket_request_max_bytes;
     let idle = Duration::from_millis(state.config.connections_max_idle_ms.max(1));
     // When the idle clock last restarted (see the module documentation).
@@ -174,7 +175,13 @@ pub async fn serve_connection(
                 }
                 Ok(FrameStatus::NeedBytes(n)) => break n,
                 Err(e) => {
-                    tracing::warn!(%peer, error = %e, "closing connection: bad frame");
+                    // A TLS record header (handshake, TLS 1.x) read as a
+                    // frame size: a client configured for SSL.
+                    if rbuf.starts_with(&[0x16, 0x03]) {
+                        tracing::warn!(%peer, listener = %listener_name, "closing connection: a TLS handshake on a PLAINTEXT listener (the client is configured for SSL)");
+                    } else {
+                        tracing::warn!(%peer, error = %e, "closing connection: bad frame");
+                    }
                     return;
                 }
             }
@@ -273,8 +280,8 @@ struct ConnectionLabels<'a> {
 /// they held; false when the connection is broken, the client stopped
 /// reading for `connections.max.idle.ms`, or the connection was evicted for
 /// holding room without reading ([`crate::fetch_memory`]).
-async fn write_out(
-    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+async fn write_out<W: AsyncWrite + Unpin>(
+    writer: &mut W,
     wbuf: &mut BytesMut,
     held: &HeldUntilWritten,
     idle: Duration,
@@ -284,11 +291,19 @@ async fn write_out(
     let mut written = 0;
     held.write_started();
     let done = loop {
-        let Some(rest) = wbuf.get(written..).filter(|r| !r.is_empty()) else {
-            break true;
+        let rest = wbuf.get(written..).unwrap_or_default();
+        // Everything written: flushed (TLS may hold the last records).
+        let flushing = rest.is_empty();
+        let step = async {
+            if flushing {
+                writer.flush().await.map(|()| 0)
+            } else {
+                writer.write(rest).await
+            }
         };
         tokio::select! {
-            w = tokio::time::timeout_at(deadline, writer.write(rest)) => match w {
+            w = tokio::time::timeout_at(deadline, step) => match w {
+                Ok(Ok(0)) if flushing => break true,
                 Ok(Ok(0)) | Ok(Err(_)) => break false,
                 Ok(Ok(n)) => {
                     written += n;

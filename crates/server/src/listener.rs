@@ -3,10 +3,19 @@
 //! `max.connection.creation.rate` delays the accept; `max.connections` and
 //! `max.connections.per.ip` close the new socket at once). These listeners
 //! speak only Kafka: quorum RPC lives on the controller listeners of voters.
+//!
+//! On a listener of security protocol SSL each connection first completes
+//! a TLS handshake (within [`TLS_HANDSHAKE_TIMEOUT`], with the listener's
+//! current certificates: see `strom_security::tls`); a handshake that
+//! fails (a PLAINTEXT client, a client certificate the trust store does
+//! not vouch for, no common protocol or suite) closes the connection with
+//! a log line giving rustls' reason.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use strom_runtime::shutdown;
+use strom_security::TlsListener;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -19,12 +28,16 @@ use crate::state::BrokerState;
 /// while it is still starting.
 pub type ServingState = watch::Receiver<Option<Arc<BrokerState>>>;
 
+/// Longest a client may take to complete its TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Accepts connections until `shutdown` fires, then waits for the open
 /// connections to finish their current request. Connections accepted
 /// while the broker is still starting wait for it.
 pub async fn run_listener(
     listener: TcpListener,
     name: Arc<str>,
+    tls: Option<Arc<TlsListener>>,
     state: ServingState,
     quotas: Arc<ConnectionQuotas>,
     mut shutdown: watch::Receiver<bool>,
@@ -49,6 +62,7 @@ pub async fn run_listener(
                         continue;
                     };
                     let (mut state, name, mut shutdown) = (state.clone(), Arc::clone(&name), connection_shutdown.clone());
+                    let tls = tls.clone();
                     connections.spawn(async move {
                         let ready = tokio::select! {
                             ready = state.wait_for(Option::is_some) => ready.ok().and_then(|s| s.clone()),
@@ -56,7 +70,33 @@ pub async fn run_listener(
                         };
                         if let Some(state) = ready {
                             apply_socket_buffers(&stream, &state);
-                            serve_connection(stream, peer, state, name, shutdown).await;
+                            match tls {
+                                None => {
+                                    let (reader, writer) = stream.into_split();
+                                    serve_connection(reader, writer, peer, state, name, shutdown).await;
+                                }
+                                Some(tls) => {
+                                    let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream));
+                                    let accepted = tokio::select! {
+                                        _ = shutdown::signalled(&mut shutdown) => None,
+                                        done = handshake => match done {
+                                            Ok(Ok(stream)) => Some(stream),
+                                            Ok(Err(e)) => {
+                                                tracing::info!(%peer, listener = %name, error = %e, "closing connection: TLS handshake failed (a PLAINTEXT client on an SSL listener, or a certificate not trusted?)");
+                                                None
+                                            }
+                                            Err(_) => {
+                                                tracing::info!(%peer, listener = %name, timeout_ms = TLS_HANDSHAKE_TIMEOUT.as_millis() as u64, "closing connection: no TLS handshake in time");
+                                                None
+                                            }
+                                        },
+                                    };
+                                    if let Some(stream) = accepted {
+                                        let (reader, writer) = tokio::io::split(stream);
+                                        serve_connection(reader, writer, peer, state, name, shutdown).await;
+                                    }
+                                }
+                            }
                         }
                         drop(permit);
                     });
@@ -72,6 +112,7 @@ pub async fn run_listener(
 }
 
 fn apply_socket_buffers(stream: &tokio::net::TcpStream, state: &BrokerState) {
+    let _ = stream.set_nodelay(true);
     let sock = socket_ref(stream);
     if state.config.socket_send_buffer_bytes > 0 {
         let _ = sock.set_send_buffer_size(state.config.socket_send_buffer_bytes as usize);
