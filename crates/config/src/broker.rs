@@ -12,6 +12,7 @@ pub use crate::broker_keys::BROKER_CONFIGS;
 use crate::definition::{find, ConfigType, ConfigValue};
 use crate::error::ConfigError;
 use crate::listener::{parse_listeners, parse_protocol_map, Listener};
+use crate::sasl::{listener_sasl_config, SaslListenerConfig};
 use crate::source::{ConfigSource, ConfigSynonym, DescribedConfig};
 use crate::ssl::{listener_override_base, listener_ssl_config, SecurityProtocol, SslConfig};
 use crate::topic::LogDefaults;
@@ -147,8 +148,10 @@ pub struct BrokerConfig {
     pub controller_listener_names: Vec<String>,
     /// Each listener's security protocol (`listener.security.protocol.map`).
     pub listener_protocols: Vec<(String, SecurityProtocol)>,
-    /// The TLS settings of each SSL listener.
+    /// The TLS settings of each SSL and SASL_SSL listener.
     pub listener_ssl: Vec<SslConfig>,
+    /// The SASL settings of each SASL_PLAINTEXT and SASL_SSL listener.
+    pub listener_sasl: Vec<SaslListenerConfig>,
     /// `controller.quorum.voters`; empty for a one-voter quorum of this node.
     pub controller_quorum_voters: Vec<QuorumVoter>,
     /// `controller.quorum.election.timeout.ms`.
@@ -469,6 +472,7 @@ impl BrokerConfig {
         )?;
         let mut listener_protocols = Vec::new();
         let mut listener_ssl = Vec::new();
+        let mut listener_sasl = Vec::new();
         for l in &listeners {
             let protocol = protocol_map
                 .iter()
@@ -482,31 +486,39 @@ impl BrokerConfig {
                 })?;
             let protocol = match protocol {
                 "PLAINTEXT" => SecurityProtocol::Plaintext,
-                "SSL" if controller_listener_names.contains(&l.name) => {
+                "SSL" => SecurityProtocol::Ssl,
+                "SASL_PLAINTEXT" => SecurityProtocol::SaslPlaintext,
+                "SASL_SSL" => SecurityProtocol::SaslSsl,
+                other => {
                     return Err(inconsistent(
                         "listener.security.protocol.map",
                         format!(
-                            "controller listener {} uses SSL; Strom's controller quorum \
-                             speaks PLAINTEXT only so far",
-                            l.name
-                        ),
-                    ))
-                }
-                "SSL" => {
-                    listener_ssl.push(listener_ssl_config(&l.name, |key| r.raw(key))?);
-                    SecurityProtocol::Ssl
-                }
-                other => {
-                    return Err(inconsistent(
-                        "listeners",
-                        format!(
-                            "listener {} uses {other}; Strom supports PLAINTEXT and SSL \
-                             (SASL is not supported yet)",
+                            "listener {} uses {other}; the protocols are PLAINTEXT, SSL, \
+                             SASL_PLAINTEXT and SASL_SSL",
                             l.name
                         ),
                     ))
                 }
             };
+            if protocol != SecurityProtocol::Plaintext
+                && controller_listener_names.contains(&l.name)
+            {
+                return Err(inconsistent(
+                    "listener.security.protocol.map",
+                    format!(
+                        "controller listener {} uses {}; Strom's controller quorum speaks \
+                         PLAINTEXT only so far",
+                        l.name,
+                        protocol.name()
+                    ),
+                ));
+            }
+            if protocol.uses_tls() {
+                listener_ssl.push(listener_ssl_config(&l.name, |key| r.raw(key))?);
+            }
+            if protocol.uses_sasl() {
+                listener_sasl.push(listener_sasl_config(&l.name, |key| r.raw(key))?);
+            }
             listener_protocols.push((l.name.clone(), protocol));
         }
         let client_listeners: Vec<Listener> = listeners
@@ -625,15 +637,15 @@ impl BrokerConfig {
         // Followers and the controller's links reach other brokers over
         // the inter-broker listener, in PLAINTEXT so far: a cluster of more
         // than one node needs it to be a PLAINTEXT listener.
-        let inter_broker_is_ssl = listener_protocols
+        let inter_broker_secured = listener_protocols
             .iter()
-            .any(|(n, p)| *n == inter_broker_listener_name && *p == SecurityProtocol::Ssl);
-        if inter_broker_is_ssl && (voters.len() > 1 || !is_voter) {
+            .any(|(n, p)| *n == inter_broker_listener_name && *p != SecurityProtocol::Plaintext);
+        if inter_broker_secured && (voters.len() > 1 || !is_voter) {
             return Err(inconsistent(
                 "inter.broker.listener.name",
                 format!(
-                    "{inter_broker_listener_name} is an SSL listener; Strom's brokers do not \
-                     connect to each other over TLS yet: name a PLAINTEXT listener"
+                    "{inter_broker_listener_name} is not a PLAINTEXT listener; Strom's brokers \
+                     do not connect to each other over TLS or SASL yet: name a PLAINTEXT listener"
                 ),
             ));
         }
@@ -734,6 +746,7 @@ impl BrokerConfig {
             inter_broker_listener_name,
             listener_protocols,
             listener_ssl,
+            listener_sasl,
             log_dirs,
             num_partitions: r.req_int("num.partitions")? as i32,
             default_replication_factor: r.req_int("default.replication.factor")? as i16,

@@ -53,6 +53,8 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     key!("ssl.client.auth", String, Some("none"), ANY, "Whether SSL listeners ask clients for a certificate: none, requested (a client without one is served), required (the handshake fails without one the trust store vouches for)."),
     key!("ssl.enabled.protocols", List, Some("TLSv1.2,TLSv1.3"), ANY, "TLS versions SSL listeners accept: TLSv1.2 and TLSv1.3 (older ones are refused at start-up)."),
     key!("ssl.cipher.suites", List, Some(""), ANY, "Cipher suites SSL listeners accept, by IANA name (TLS_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, ...); empty: every suite rustls offers. A name rustls does not have is refused at start-up."),
+    key!("sasl.enabled.mechanisms", List, Some("GSSAPI"), ANY, "SASL mechanisms SASL_PLAINTEXT and SASL_SSL listeners offer (per listener as listener.name.<name>.sasl.enabled.mechanisms): PLAIN. GSSAPI, Kafka's default, SCRAM and OAUTHBEARER are refused at start-up."),
+    key!("sasl.jaas.config", Password, None, ANY, "A mechanism's login module, set per listener and mechanism as listener.name.<name>.<mechanism>.sasl.jaas.config, as on Kafka brokers; PLAIN's is org.apache.kafka.common.security.plain.PlainLoginModule with a user_<name>=\"<password>\" option per user."),
     key!("controller.listener.names", List, Some("CONTROLLER"), ANY, "Listener names used by the controller quorum."),
     key!("controller.quorum.voters", List, Some(""), ANY, "Quorum voters as id@host:port; empty makes this node a one-voter quorum."),
     key!("controller.quorum.bootstrap.servers", List, Some(""), ANY, "Accepted; Strom uses controller.quorum.voters."),

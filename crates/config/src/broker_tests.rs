@@ -137,13 +137,18 @@ fn invalid_values_name_the_key() {
         ("listeners", "nonsense"),
         ("auto.create.topics.enable", "maybe"),
         ("process.roles", "worker"),
-        ("listeners", "SASL_SSL://127.0.0.1:9093"),
+        ("listener.security.protocol.map", "PLAINTEXT:KERBEROS"),
         ("listeners", "SSL://127.0.0.1:9093"),
+        ("listeners", "SASL_PLAINTEXT://127.0.0.1:9093"),
     ] {
         let e = BrokerConfig::load(&inputs(&[(k, v)])).unwrap_err();
-        // An SSL listener without a key store names the key it lacks.
+        // A secured listener without its settings names the key it lacks:
+        // SSL a key store, SASL mechanisms (GSSAPI, the default, is not
+        // offered).
         let k = if v.starts_with("SSL:") {
             "ssl.keystore.location"
+        } else if v.starts_with("SASL_") {
+            "sasl.enabled.mechanisms"
         } else {
             k
         };

@@ -21,6 +21,7 @@ pub mod error;
 pub mod listener;
 pub mod properties;
 pub mod providers;
+pub mod sasl;
 pub mod source;
 pub mod ssl;
 pub mod throttle;

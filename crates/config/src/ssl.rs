@@ -37,6 +37,10 @@ pub enum SecurityProtocol {
     Plaintext,
     /// TLS.
     Ssl,
+    /// SASL authentication, no TLS.
+    SaslPlaintext,
+    /// SASL authentication over TLS.
+    SaslSsl,
 }
 
 impl SecurityProtocol {
@@ -45,7 +49,22 @@ impl SecurityProtocol {
         match self {
             SecurityProtocol::Plaintext => "PLAINTEXT",
             SecurityProtocol::Ssl => "SSL",
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
         }
+    }
+
+    /// Whether connections speak TLS.
+    pub fn uses_tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+
+    /// Whether clients must authenticate with SASL.
+    pub fn uses_sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
     }
 }
 
@@ -219,7 +238,7 @@ pub fn listener_ssl_config(
         return Err(ConfigError::Inconsistent {
             key: key_of("ssl.keystore.location"),
             message: format!(
-                "listener {listener} is SSL: set ssl.keystore.location, or \
+                "listener {listener} uses TLS: set ssl.keystore.location, or \
                  ssl.keystore.certificate.chain with ssl.keystore.key (inline PEM), not both"
             ),
         });
@@ -245,12 +264,22 @@ pub fn listener_ssl_config(
     Ok(config)
 }
 
-/// Whether `key` is a listener's override of an `ssl.*` key
-/// (`listener.name.<name>.ssl.*`); the base key it overrides.
-pub fn listener_override_base(key: &str) -> Option<&str> {
+/// Whether `key` is one listener's own security key: an `ssl.*` key
+/// (`listener.name.<name>.ssl.*`), its SASL mechanisms
+/// (`listener.name.<name>.sasl.enabled.mechanisms`) or a mechanism's login
+/// module (`listener.name.<name>.<mechanism>.sasl.jaas.config`); the broker
+/// key it is read as.
+pub fn listener_override_base(key: &str) -> Option<&'static str> {
     let rest = key.strip_prefix("listener.name.")?;
     let (_, base) = rest.split_once('.')?;
-    LISTENER_SSL_KEYS.contains(&base).then_some(base)
+    if let Some(k) = LISTENER_SSL_KEYS.iter().find(|k| **k == base) {
+        return Some(k);
+    }
+    if base == "sasl.enabled.mechanisms" {
+        return Some("sasl.enabled.mechanisms");
+    }
+    let (mechanism, rest) = base.split_once('.')?;
+    (rest == "sasl.jaas.config" && !mechanism.is_empty()).then_some("sasl.jaas.config")
 }
 
 #[cfg(test)]
@@ -343,6 +372,14 @@ mod tests {
             Some("ssl.keystore.location")
         );
         assert_eq!(listener_override_base("listener.name.external.foo"), None);
+        assert_eq!(
+            listener_override_base("listener.name.sasl_ssl.plain.sasl.jaas.config"),
+            Some("sasl.jaas.config")
+        );
+        assert_eq!(
+            listener_override_base("listener.name.sasl_ssl.sasl.enabled.mechanisms"),
+            Some("sasl.enabled.mechanisms")
+        );
         assert_eq!(listener_override_base("ssl.keystore.location"), None);
     }
 }

@@ -4,7 +4,8 @@
 //! Kafka's `ssl.*` keys ([`strom_config::ssl::SslConfig`]) with rustls (no
 //! hand-written cryptography), key and trust stores in PEM or PKCS#12
 //! ([`stores`]), re-read when their files change so a certificate rotation
-//! needs no restart. SASL, ACLs and client quotas come next (issue 17).
+//! needs no restart; SASL authentication ([`sasl`]) with PLAIN. SCRAM,
+//! OAUTHBEARER, ACLs and client quotas come next (issue 17).
 
 #![cfg_attr(
     test,
@@ -12,8 +13,10 @@
 )]
 
 pub mod error;
+pub mod sasl;
 pub mod stores;
 pub mod tls;
 
 pub use error::SecurityError;
+pub use sasl::{SaslAuthenticator, SaslFailure};
 pub use tls::TlsListener;

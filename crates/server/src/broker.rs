@@ -28,7 +28,7 @@ use strom_metadata::{BrokerEndpoint, BrokerRegistration, MetadataImage};
 use strom_replication::replica_fetcher::FetcherConfig;
 use strom_replication::ReplicaManager;
 use strom_runtime::shutdown;
-use strom_security::TlsListener;
+use strom_security::{SaslAuthenticator, TlsListener};
 use strom_storage::log_manager::discover_cluster_id;
 use strom_storage::{LogManager, MaintenanceIntervals};
 use thiserror::Error;
@@ -206,8 +206,10 @@ struct Running {
     listeners: Vec<(String, SocketAddr)>,
     connection_quotas: Arc<ConnectionQuotas>,
     metrics: Arc<BrokerMetrics>,
-    /// The TLS of each SSL listener, by name.
+    /// The TLS of each SSL and SASL_SSL listener, by name.
     tls: std::collections::BTreeMap<String, Arc<TlsListener>>,
+    /// The SASL of each SASL_PLAINTEXT and SASL_SSL listener, by name.
+    sasl: std::collections::BTreeMap<String, Arc<SaslAuthenticator>>,
 }
 
 impl Running {
@@ -221,8 +223,14 @@ impl Running {
         for ssl in &config.listener_ssl {
             tls.insert(ssl.listener.clone(), TlsListener::new(ssl.clone())?);
         }
+        let sasl = config
+            .listener_sasl
+            .iter()
+            .map(|c| (c.listener.clone(), Arc::new(SaslAuthenticator::new(c))))
+            .collect();
         Ok(Self {
             tls,
+            sasl,
             shutdown,
             shutdown_rx,
             tasks: JoinSet::new(),
@@ -432,6 +440,7 @@ impl Running {
                 tcp,
                 Arc::from(l.name.as_str()),
                 tls,
+                self.sasl.get(&l.name).cloned(),
                 self.serving.subscribe(),
                 Arc::clone(&self.connection_quotas),
                 self.shutdown_rx.clone(),

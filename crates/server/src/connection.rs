@@ -62,6 +62,7 @@ use crate::context::RequestContext;
 use crate::fetch_memory::HeldUntilWritten;
 use crate::registry::Reply;
 use crate::request_budget::RequestPermit;
+use crate::session::Session;
 use crate::state::BrokerState;
 
 /// Most bytes read from the socket at once.
@@ -92,6 +93,7 @@ pub async fn serve_connection<R, W>(
     peer: SocketAddr,
     state: Arc<BrokerState>,
     listener_name: Arc<str>,
+    session: Arc<Session>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     R: AsyncRead + Unpin,
@@ -141,15 +143,14 @@ pub async fn serve_connection<R, W>(
                             .then(|| Arc::new(Mutex::new(Some(std::mem::take(&mut rbuf))))),
                     };
                     let spare = release.read_buffer.clone();
-                    let handled = handle_frame(
-                        &state,
-                        frame.freeze(),
+                    let scope = RequestScope {
+                        state: &state,
                         peer,
-                        &listener_name,
-                        &mut wbuf,
-                        release,
+                        listener_name: &listener_name,
                         held,
-                    );
+                        session: &session,
+                    };
+                    let handled = handle_frame(&scope, frame.freeze(), &mut wbuf, release);
                     let outcome = handled.await;
                     if let Some(spare) = spare {
                         match spare.lock().take() {
@@ -159,6 +160,11 @@ pub async fn serve_connection<R, W>(
                     }
                     // A request being handled is never idle.
                     last_activity = Instant::now();
+                    // A failed SASL exchange is answered, then closed.
+                    let outcome = match outcome {
+                        Outcome::Continue if session.must_close() => Outcome::Close,
+                        other => other,
+                    };
                     match outcome {
                         Outcome::Continue => {}
                         Outcome::Close => {
@@ -269,6 +275,44 @@ struct ParkRelease {
     read_buffer: Option<Arc<Mutex<Option<BytesMut>>>>,
 }
 
+/// What every request of a connection is handled with.
+#[derive(Clone, Copy)]
+struct RequestScope<'a> {
+    state: &'a Arc<BrokerState>,
+    peer: SocketAddr,
+    listener_name: &'a Arc<str>,
+    held: &'a HeldUntilWritten,
+    session: &'a Arc<Session>,
+}
+
+/// A bare SASL token after a v0 SaslHandshake (Kafka's pre-KIP-152 flow):
+/// answered with a bare frame (PLAIN's is empty) on success; a failure
+/// closes the connection, as Kafka does.
+fn raw_sasl_token(
+    scope: &RequestScope<'_>,
+    mechanism: strom_config::sasl::SaslMechanism,
+    token: &[u8],
+    out: &mut BytesMut,
+) -> Outcome {
+    let Some(authenticator) = scope.session.authenticator() else {
+        return Outcome::Close;
+    };
+    match authenticator.authenticate(mechanism, token) {
+        Ok(principal) => {
+            tracing::info!(peer = %scope.peer, listener = %scope.listener_name, %principal, mechanism = mechanism.name(), "client authenticated (SaslHandshake v0)");
+            scope
+                .session
+                .set_state(crate::session::SaslState::Authenticated { principal });
+            out.extend_from_slice(&0i32.to_be_bytes());
+            Outcome::Continue
+        }
+        Err(failure) => {
+            tracing::info!(peer = %scope.peer, listener = %scope.listener_name, mechanism = mechanism.name(), reason = %failure.detail, "closing connection: SASL authentication failed");
+            Outcome::Close
+        }
+    }
+}
+
 /// Who a connection's log lines and metrics are about.
 struct ConnectionLabels<'a> {
     peer: SocketAddr,
@@ -341,13 +385,10 @@ async fn write_out<W: AsyncWrite + Unpin>(
 /// ends, or as soon as it waits on other clients
 /// (`strom_runtime::parking::parked`).
 async fn handle_frame(
-    state: &Arc<BrokerState>,
+    scope: &RequestScope<'_>,
     frame: Bytes,
-    peer: SocketAddr,
-    listener_name: &Arc<str>,
     out: &mut BytesMut,
     release: ParkRelease,
-    held: &HeldUntilWritten,
 ) -> Outcome {
     let give_back = Box::new(move || {
         let ParkRelease {
@@ -359,22 +400,22 @@ async fn handle_frame(
             drop(b.lock().take());
         }
     });
-    strom_runtime::parking::with_park_hook(
-        give_back,
-        handle_request(state, frame, peer, listener_name, out, held),
-    )
-    .await
+    strom_runtime::parking::with_park_hook(give_back, handle_request(scope, frame, out)).await
 }
 
 /// Decodes one request frame's header, dispatches it and encodes the reply.
-async fn handle_request(
-    state: &Arc<BrokerState>,
-    mut frame: Bytes,
-    peer: SocketAddr,
-    listener_name: &Arc<str>,
-    out: &mut BytesMut,
-    held: &HeldUntilWritten,
-) -> Outcome {
+async fn handle_request(scope: &RequestScope<'_>, mut frame: Bytes, out: &mut BytesMut) -> Outcome {
+    let RequestScope {
+        state,
+        peer,
+        listener_name,
+        held,
+        session,
+    } = *scope;
+    // After a v0 SaslHandshake the frame is the client's bare token.
+    if let Some(mechanism) = session.raw_token_mechanism() {
+        return raw_sasl_token(scope, mechanism, &frame, out);
+    }
     let Some(preamble) = RequestPreamble::peek(&frame) else {
         tracing::warn!(%peer, "closing connection: request shorter than its header");
         return Outcome::Close;
@@ -390,6 +431,10 @@ async fn handle_request(
             return Outcome::Close;
         }
     };
+    if !session.admits(api) {
+        tracing::warn!(%peer, listener = %listener_name, api = ?api, correlation_id = preamble.correlation_id, "closing connection: a request before SASL authentication");
+        return Outcome::Close;
+    }
     let version = header.request_api_version;
     let correlation_id = header.correlation_id;
     let client_id: Option<Arc<str>> = header.client_id.as_deref().map(Arc::from);
@@ -437,6 +482,7 @@ async fn handle_request(
             peer,
             listener_name: Arc::clone(listener_name),
             held_until_written: held.clone(),
+            session: Arc::clone(session),
         };
         let started = Instant::now();
         let reply = state.registry.dispatch(api, ctx, frame).await;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use strom_metadata::MetadataImage;
 
 use crate::fetch_memory::HeldUntilWritten;
+use crate::session::Session;
 
 use crate::state::BrokerState;
 
@@ -27,6 +28,8 @@ pub struct RequestContext {
     pub listener_name: Arc<str>,
     /// Memory the response holds until the connection has written it.
     pub held_until_written: HeldUntilWritten,
+    /// The connection's security standing (SASL state, principal).
+    pub session: Arc<Session>,
 }
 
 impl RequestContext {

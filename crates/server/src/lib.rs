@@ -31,6 +31,7 @@ pub mod provisioning;
 pub mod readiness;
 pub mod registry;
 pub mod request_budget;
+pub mod session;
 pub mod state;
 
 pub use broker::{Broker, StartError};

@@ -9,19 +9,22 @@
 //! current certificates: see `strom_security::tls`); a handshake that
 //! fails (a PLAINTEXT client, a client certificate the trust store does
 //! not vouch for, no common protocol or suite) closes the connection with
-//! a log line giving rustls' reason.
+//! a log line giving rustls' reason. On a SASL listener each connection
+//! must then authenticate before anything but ApiVersions and the SASL
+//! requests runs (`crate::session`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use strom_runtime::shutdown;
-use strom_security::TlsListener;
+use strom_security::{SaslAuthenticator, TlsListener};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::connection::serve_connection;
 use crate::connection_quotas::ConnectionQuotas;
+use crate::session::Session;
 use crate::state::BrokerState;
 
 /// What a listener serves connections with once the broker is up; `None`
@@ -38,6 +41,7 @@ pub async fn run_listener(
     listener: TcpListener,
     name: Arc<str>,
     tls: Option<Arc<TlsListener>>,
+    sasl: Option<Arc<SaslAuthenticator>>,
     state: ServingState,
     quotas: Arc<ConnectionQuotas>,
     mut shutdown: watch::Receiver<bool>,
@@ -63,6 +67,10 @@ pub async fn run_listener(
                     };
                     let (mut state, name, mut shutdown) = (state.clone(), Arc::clone(&name), connection_shutdown.clone());
                     let tls = tls.clone();
+                    let session = match &sasl {
+                        Some(a) => Session::sasl(Arc::clone(a)),
+                        None => Session::unauthenticated(),
+                    };
                     connections.spawn(async move {
                         let ready = tokio::select! {
                             ready = state.wait_for(Option::is_some) => ready.ok().and_then(|s| s.clone()),
@@ -73,7 +81,7 @@ pub async fn run_listener(
                             match tls {
                                 None => {
                                     let (reader, writer) = stream.into_split();
-                                    serve_connection(reader, writer, peer, state, name, shutdown).await;
+                                    serve_connection(reader, writer, peer, state, name, session, shutdown).await;
                                 }
                                 Some(tls) => {
                                     let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream));
@@ -93,7 +101,7 @@ pub async fn run_listener(
                                     };
                                     if let Some(stream) = accepted {
                                         let (reader, writer) = tokio::io::split(stream);
-                                        serve_connection(reader, writer, peer, state, name, shutdown).await;
+                                        serve_connection(reader, writer, peer, state, name, session, shutdown).await;
                                     }
                                 }
                             }

@@ -45,6 +45,8 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sasl_authenticate;
+pub mod sasl_handshake;
 pub mod sync_group;
 
 /// Registers every handler.
@@ -83,7 +85,9 @@ pub fn register_all(registry: &mut HandlerRegistry) {
         .register::<list_groups::ListGroupsHandler>()
         .register::<describe_groups::DescribeGroupsHandler>()
         .register::<delete_groups::DeleteGroupsHandler>()
-        .register::<offset_delete::OffsetDeleteHandler>();
+        .register::<offset_delete::OffsetDeleteHandler>()
+        .register::<sasl_handshake::SaslHandshakeHandler>()
+        .register::<sasl_authenticate::SaslAuthenticateHandler>();
 }
 
 /// The name of a topic a request names by id (`by_id`: the version carries

@@ -1,0 +1,172 @@
+"""SASL/PLAIN on SASL_PLAINTEXT and SASL_SSL listeners with real clients:
+confluent-kafka and kcat (librdkafka), kafka-python. Users come from the
+listener's PlainLoginModule JAAS entry, as on Kafka brokers; a wrong
+password fails with Kafka's message, a request before authentication
+closes the connection, and a client configured for SASL against a
+PLAINTEXT listener fails instead of hanging."""
+
+import socket
+import struct
+import subprocess
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
+from kafka import KafkaConsumer, KafkaProducer
+
+from conftest import Broker, free_port, unique, wait_until
+from test_tls import Pki
+
+JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
+        'username="admin" password="admin-secret" '
+        'user_admin="admin-secret" user_alice="alice-secret";')
+
+
+def sasl_broker(protocol="SASL_PLAINTEXT", *overrides):
+    """A broker with a PLAINTEXT listener (its `port`) and a SASL one named
+    `protocol` (its `sasl_port`) offering PLAIN."""
+    port, sasl_port = free_port(), free_port()
+    name = protocol.lower()
+    b = Broker(port=port, overrides=[
+        f"listeners=PLAINTEXT://127.0.0.1:{port},{protocol}://127.0.0.1:{sasl_port}",
+        "sasl.enabled.mechanisms=PLAIN",
+        f"listener.name.{name}.plain.sasl.jaas.config={JAAS}", *overrides])
+    b.sasl_port = sasl_port
+    return b
+
+
+@pytest.fixture(scope="module")
+def plain_broker():
+    b = sasl_broker()
+    yield b
+    b.close()
+
+
+def client_config(b, user="alice", password="alice-secret"):
+    return {"bootstrap.servers": f"127.0.0.1:{b.sasl_port}", "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "PLAIN", "sasl.username": user, "sasl.password": password}
+
+
+def test_confluent_kafka_authenticates_with_plain_and_produces_and_consumes(plain_broker):
+    conf = client_config(plain_broker)
+    topic = unique("sasl")
+    p = Producer(conf)
+    for i in range(50):
+        p.produce(topic, value=f"v{i}".encode())
+    assert p.flush(30) == 0
+    c = Consumer({**conf, "group.id": unique("g"), "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    got = []
+    deadline = time.monotonic() + 60
+    while len(got) < 50 and time.monotonic() < deadline:
+        m = c.poll(1.0)
+        if m is not None and m.error() is None:
+            got.append(m.value())
+    c.close()
+    assert got == [f"v{i}".encode() for i in range(50)]
+    wait_until(lambda: "client authenticated" in plain_broker.log() and "User:alice" in plain_broker.log(),
+               timeout=10, what="the authentication logged")
+
+
+def test_a_wrong_password_fails_with_kafkas_message_and_is_logged(plain_broker):
+    admin = AdminClient({**client_config(plain_broker, password="wrong"), "socket.timeout.ms": 5000})
+    started = time.monotonic()
+    with pytest.raises(KafkaException) as e:
+        admin.list_topics(timeout=10)
+    assert time.monotonic() - started < 15, e.value
+    wait_until(lambda: "SASL authentication failed" in plain_broker.log(), timeout=10,
+               what="the failure logged")
+    assert "wrong password for user" in plain_broker.log()
+
+
+def test_kafka_python_authenticates_with_plain(plain_broker):
+    common = {"bootstrap_servers": f"127.0.0.1:{plain_broker.sasl_port}",
+              "security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN",
+              "sasl_plain_username": "admin", "sasl_plain_password": "admin-secret"}
+    topic = unique("kp-sasl")
+    p = KafkaProducer(**common)
+    for i in range(10):
+        p.send(topic, f"m{i}".encode()).get(timeout=30)
+    p.close()
+    c = KafkaConsumer(topic, auto_offset_reset="earliest", consumer_timeout_ms=10000, **common)
+    got = [m.value for m in c]
+    c.close()
+    assert got == [f"m{i}".encode() for i in range(10)]
+
+
+def _frame(api_key, version, body, correlation_id=1):
+    header = struct.pack(">hhih", api_key, version, correlation_id, -1)
+    return struct.pack(">i", len(header) + len(body)) + header + body
+
+
+def _closed(s, timeout=5):
+    s.settimeout(timeout)
+    try:
+        data = s.recv(4096)
+        return data == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_a_request_before_authentication_closes_the_connection(plain_broker):
+    # Metadata v1 (all topics: an empty array is "none"; null is "all").
+    with socket.create_connection(("127.0.0.1", plain_broker.sasl_port), timeout=5) as s:
+        s.sendall(_frame(3, 1, struct.pack(">i", -1)))
+        assert _closed(s)
+    wait_until(lambda: "a request before SASL authentication" in plain_broker.log(), timeout=10,
+               what="the log line")
+
+
+def test_sasl_handshake_v0_with_a_raw_token_authenticates(plain_broker):
+    mechanism = b"PLAIN"
+    with socket.create_connection(("127.0.0.1", plain_broker.sasl_port), timeout=5) as s:
+        s.sendall(_frame(17, 0, struct.pack(">h", len(mechanism)) + mechanism))
+        size = struct.unpack(">i", s.recv(4))[0]
+        body = b""
+        while len(body) < size:
+            body += s.recv(size - len(body))
+        assert struct.unpack(">h", body[4:6])[0] == 0, body
+        token = b"\0alice\0alice-secret"
+        s.sendall(struct.pack(">i", len(token)) + token)
+        assert s.recv(4) == b"\0\0\0\0"
+        # Authenticated: ApiVersions v0 and Metadata v1 are served.
+        s.sendall(_frame(3, 1, struct.pack(">i", -1), correlation_id=9))
+        size = struct.unpack(">i", s.recv(4))[0]
+        assert size > 4
+        assert struct.unpack(">i", s.recv(4))[0] == 9
+
+
+def test_a_sasl_client_on_a_plaintext_listener_fails_instead_of_hanging(plain_broker):
+    conf = {**client_config(plain_broker), "bootstrap.servers": plain_broker.bootstrap}
+    admin = AdminClient(conf)
+    started = time.monotonic()
+    with pytest.raises(KafkaException):
+        admin.list_topics(timeout=10)
+    assert time.monotonic() - started < 15
+
+
+def test_kcat_over_sasl_ssl():
+    pki = Pki()
+    pki.ca("ca")
+    pki.cert("ca", "broker", "broker-1")
+    b = sasl_broker("SASL_SSL", f"ssl.keystore.location={pki.path('broker-store.pem')}")
+    try:
+        base = ["kcat", "-b", f"127.0.0.1:{b.sasl_port}", "-X", "security.protocol=SASL_SSL",
+                "-X", f"ssl.ca.location={pki.path('ca.pem')}", "-X", "sasl.mechanisms=PLAIN",
+                "-X", "sasl.username=alice"]
+        topic = unique("kcat-sasl")
+        r = subprocess.run(base + ["-X", "sasl.password=alice-secret", "-P", "-t", topic],
+                           input="one\ntwo\n", capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        r = subprocess.run(base + ["-X", "sasl.password=alice-secret", "-C", "-t", topic,
+                                   "-o", "beginning", "-e"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines() == ["one", "two"]
+        r = subprocess.run(base + ["-X", "sasl.password=nope", "-L", "-m", "5"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode != 0
+        assert "Invalid username or password" in r.stderr, r.stderr
+    finally:
+        b.close()
