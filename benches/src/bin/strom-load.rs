@@ -16,6 +16,10 @@
 //! With `--brokers 3 --replication-factor 3` it starts a three-node cluster
 //! on loopback ports and produces to the partition leader (one partition);
 //! `--rate-mb 20` paces produce at a fixed rate instead of saturation.
+//! `--tls` gives the started broker an SSL listener with a certificate made
+//! for the run (a CA and a certificate for 127.0.0.1) and produces and
+//! consumes over TLS (rustls on both ends), for comparison with the same
+//! run in plaintext.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::path::PathBuf;
@@ -34,12 +38,15 @@ use kafka_protocol::messages::{
     ProduceResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use rustls_pki_types::ServerName;
 use strom_protocol::batch::BatchIter;
 use strom_protocol::batch_builder::BatchBuilder;
-use strom_test_utils::{BrokerProcess, Cluster, KafkaConnection};
+use strom_test_utils::{free_port, BrokerProcess, Cluster, KafkaConnection};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Semaphore};
+use tokio_rustls::TlsConnector;
 
 /// End-to-end produce and consume load.
 #[derive(Debug, Parser)]
@@ -100,6 +107,55 @@ struct Args {
     /// possible.
     #[arg(long)]
     rate_mb: Option<f64>,
+    /// Produce and consume over TLS (one started broker only).
+    #[arg(long)]
+    tls: bool,
+}
+
+/// A connection's halves, plaintext or TLS.
+type ReadHalf = Box<dyn AsyncRead + Unpin + Send>;
+type WriteHalf = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// Connects to `addr`, over TLS when `tls` is given.
+async fn connect(addr: &str, tls: Option<&TlsConnector>) -> Result<(ReadHalf, WriteHalf)> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(match tls {
+        None => {
+            let (r, w) = stream.into_split();
+            (Box::new(r), Box::new(w))
+        }
+        Some(connector) => {
+            let name = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+            let stream = connector.connect(name, stream).await?;
+            let (r, w) = tokio::io::split(stream);
+            (Box::new(r), Box::new(w))
+        }
+    })
+}
+
+/// A CA and a certificate for 127.0.0.1 it signed, written as a PEM key
+/// store into `dir`; the client's connector trusting the CA.
+fn tls_material(dir: &std::path::Path) -> Result<(PathBuf, TlsConnector)> {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate()?;
+    let ca = ca_params.self_signed(&ca_key)?;
+    let key = rcgen::KeyPair::generate()?;
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])?
+        .signed_by(&key, &ca, &ca_key)?;
+    let store = dir.join("broker.pem");
+    std::fs::write(&store, format!("{}{}", cert.pem(), key.serialize_pem()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone())?;
+    // ring, as the broker (see strom-security).
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok((store, TlsConnector::from(Arc::new(config))))
 }
 
 /// CPU seconds (user + system) and peak RSS of a process.
@@ -139,7 +195,7 @@ fn encode_frame<M: Encodable>(api: ApiKey, version: i16, correlation_id: i32, bo
     buf.freeze()
 }
 
-async fn read_frame(stream: &mut tokio::net::tcp::OwnedReadHalf) -> Result<Bytes> {
+async fn read_frame(stream: &mut ReadHalf) -> Result<Bytes> {
     let mut size = [0u8; 4];
     stream.read_exact(&mut size).await?;
     let size = i32::from_be_bytes(size) as usize;
@@ -173,6 +229,8 @@ struct ProducerPlan {
     inflight: usize,
     /// Seconds between two batches, when paced.
     interval: Option<f64>,
+    /// TLS, when the run is over TLS.
+    tls: Option<TlsConnector>,
 }
 
 /// The batches of connection `c` out of `total` spread over `connections`.
@@ -192,10 +250,9 @@ async fn produce_connection(plan: ProducerPlan) -> Result<Vec<u64>> {
         acks,
         inflight,
         interval,
+        tls,
     } = plan;
-    let stream = TcpStream::connect(&addr).await?;
-    stream.set_nodelay(true)?;
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = connect(&addr, tls.as_ref()).await?;
     let permits = Arc::new(Semaphore::new(inflight));
     let (tx, mut rx) = mpsc::unbounded_channel::<(i32, Instant)>();
     let writer = {
@@ -270,10 +327,9 @@ async fn consume_partition(
     end: i64,
     max_bytes: i32,
     verify: bool,
+    tls: Option<TlsConnector>,
 ) -> Result<(u64, u64)> {
-    let stream = TcpStream::connect(&addr).await?;
-    stream.set_nodelay(true)?;
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = connect(&addr, tls.as_ref()).await?;
     let (mut offset, mut records, mut bytes, mut cid) = (0i64, 0u64, 0u64, 0i32);
     while offset < end {
         let req = FetchRequest::default()
@@ -324,12 +380,34 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let mut broker = None;
     let mut cluster = None;
+    if args.tls && (args.strom.is_none() || args.brokers > 1) {
+        bail!("--tls starts its own broker: give --strom, with one broker");
+    }
+    let tls_dir = tempfile::tempdir()?;
+    // The SSL listener's address and the connector for it.
+    let mut tls: Option<(String, TlsConnector)> = None;
     let (addr, pid) = match (&args.strom, &args.bootstrap) {
         (Some(bin), _) if args.brokers > 1 => {
             let overrides: Vec<&str> = args.broker_config.iter().map(String::as_str).collect();
             let c = Cluster::start(bin, args.brokers, &overrides)?;
             let out = (c.nodes[0].bootstrap(), c.nodes[0].pid());
             cluster = Some(c);
+            out
+        }
+        (Some(bin), _) if args.tls => {
+            let (store, connector) = tls_material(tls_dir.path())?;
+            let (port, ssl_port) = (free_port(), free_port());
+            let mut overrides: Vec<String> = args.broker_config.clone();
+            overrides.push(format!(
+                "listeners=PLAINTEXT://127.0.0.1:{port},SSL://127.0.0.1:{ssl_port}"
+            ));
+            overrides.push(format!("ssl.keystore.location={}", store.display()));
+            let refs: Vec<&str> = overrides.iter().map(String::as_str).collect();
+            let mut b = BrokerProcess::prepare(bin, port, &refs, "warn")?;
+            b.spawn()?;
+            let out = (b.bootstrap(), b.pid());
+            tls = Some((format!("127.0.0.1:{ssl_port}"), connector));
+            broker = Some(b);
             out
         }
         (Some(bin), _) => {
@@ -371,6 +449,11 @@ fn main() -> Result<()> {
         }
         None => (addr, pid),
     };
+    // Over TLS, the data goes to the SSL listener.
+    let (addr, connector) = match tls {
+        Some((ssl_addr, connector)) => (ssl_addr, Some(connector)),
+        None => (addr, None),
+    };
     // One batch, sent over and over: the broker's work, not the client's
     // encoding, is measured.
     let per_batch = (args.batch_bytes / (args.record_bytes + 8)).max(1);
@@ -410,6 +493,7 @@ fn main() -> Result<()> {
                 acks: args.acks,
                 inflight: args.inflight,
                 interval: args.rate_mb.map(|mb| batch.len() as f64 / (mb * 1e6)),
+                tls: connector.clone(),
             })));
         }
         let mut all = Vec::new();
@@ -469,6 +553,7 @@ fn main() -> Result<()> {
                     *end,
                     args.fetch_max_bytes,
                     args.verify_crc,
+                    connector.clone(),
                 )));
             }
             let (mut r, mut b) = (0, 0);
