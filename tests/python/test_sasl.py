@@ -170,3 +170,68 @@ def test_kcat_over_sasl_ssl():
         assert "Invalid username or password" in r.stderr, r.stderr
     finally:
         b.close()
+
+
+def _recv_frame(s):
+    head = b""
+    while len(head) < 4:
+        chunk = s.recv(4 - len(head))
+        if not chunk:
+            return None
+        head += chunk
+    size = struct.unpack(">i", head)[0]
+    body = b""
+    while len(body) < size:
+        chunk = s.recv(size - len(body))
+        if not chunk:
+            return None
+        body += chunk
+    return body
+
+
+def test_sessions_expire_and_clients_re_authenticate():
+    b = sasl_broker("SASL_PLAINTEXT", "connections.max.reauth.ms=2000")
+    try:
+        # librdkafka re-authenticates on the same connection before the
+        # session ends: eight seconds of producing see several logins.
+        p = Producer(client_config(b))
+        topic = unique("reauth")
+        deadline = time.monotonic() + 8
+        sent = 0
+        while time.monotonic() < deadline:
+            p.produce(topic, value=str(sent).encode())
+            sent += 1
+            p.poll(0.05)
+        assert p.flush(30) == 0
+        log = b.log()
+        assert log.count("reauthentication=true") >= 2, log[-3000:]
+        assert "session expired" not in log
+        # A client that logs in with SaslAuthenticate v1 and never
+        # re-authenticates is closed when it next asks for anything else.
+        mechanism = b"PLAIN"
+        with socket.create_connection(("127.0.0.1", b.sasl_port), timeout=5) as s:
+            s.sendall(_frame(17, 1, struct.pack(">h", len(mechanism)) + mechanism))
+            assert struct.unpack(">h", _recv_frame(s)[4:6])[0] == 0
+            token = b"\0alice\0alice-secret"
+            s.sendall(_frame(36, 1, struct.pack(">i", len(token)) + token, correlation_id=2))
+            answer = _recv_frame(s)
+            error, message_len = struct.unpack(">hh", answer[4:8])
+            assert error == 0
+            rest = answer[8 + max(message_len, 0):]
+            auth_len = struct.unpack(">i", rest[:4])[0]
+            lifetime = struct.unpack(">q", rest[4 + max(auth_len, 0):12 + max(auth_len, 0)])[0]
+            assert lifetime == 2000
+            logged_in = time.monotonic()
+            # Served until the session ends, then closed.
+            for cid in range(3, 1000):
+                s.sendall(_frame(3, 1, struct.pack(">i", -1), correlation_id=cid))
+                answer = _recv_frame(s)
+                if answer is None:
+                    break
+                assert struct.unpack(">i", answer[:4])[0] == cid
+                assert time.monotonic() - logged_in < 5, "still served long after the session ended"
+                time.sleep(0.2)
+            assert time.monotonic() - logged_in >= 1.9, "closed before the session ended"
+        wait_until(lambda: "session expired" in b.log(), timeout=10, what="the expiry logged")
+    finally:
+        b.close()

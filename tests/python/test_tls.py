@@ -122,7 +122,8 @@ def test_kcat_with_required_client_certificates_and_a_pkcs12_key_store(pki):
     store = pki.pkcs12("broker", "changeit")
     b = ssl_broker(f"ssl.keystore.location={store}", "ssl.keystore.type=PKCS12",
                    "ssl.keystore.password=changeit", "ssl.client.auth=required",
-                   f"ssl.truststore.location={pki.path('clients-ca.pem')}", "ssl.truststore.type=PEM")
+                   f"ssl.truststore.location={pki.path('clients-ca.pem')}", "ssl.truststore.type=PEM",
+                   "ssl.principal.mapping.rules=RULE:^CN=([a-z]+)$/$1-service/U,DEFAULT")
     try:
         base = ["kcat", "-b", f"127.0.0.1:{b.ssl_port}", "-X", "security.protocol=SSL",
                 "-X", f"ssl.ca.location={pki.path('ca.pem')}"]
@@ -136,6 +137,8 @@ def test_kcat_with_required_client_certificates_and_a_pkcs12_key_store(pki):
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
         assert r.stdout.splitlines() == ["a=1", "b=2", "c=3"]
+        # The certificate's subject, mapped by the rule, is the principal.
+        assert "principal=User:APP-SERVICE" in b.log(), b.log()[-2000:]
         # Without a certificate the handshake fails, and the broker says why.
         r = subprocess.run(base + ["-L", "-m", "5"], capture_output=True, text=True, timeout=60)
         assert r.returncode != 0, r.stdout

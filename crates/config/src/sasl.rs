@@ -49,6 +49,9 @@ pub struct SaslListenerConfig {
     pub mechanisms: Vec<SaslMechanism>,
     /// PLAIN's users and passwords (`user_<name>` options).
     pub plain_users: BTreeMap<String, String>,
+    /// `connections.max.reauth.ms` (KIP-368): the session lifetime given
+    /// to clients that can re-authenticate; 0 is none.
+    pub max_reauth_ms: u64,
 }
 
 /// Reads one listener's settings. `get(key)` answers a key's effective raw
@@ -102,10 +105,19 @@ pub fn listener_sasl_config(
         })?;
         plain_users = plain_users_of(&jaas_key, &text)?;
     }
+    let max_reauth_ms = match get("connections.max.reauth.ms")? {
+        Some(v) => v.trim().parse::<i64>().map_err(|_| ConfigError::Invalid {
+            key: "connections.max.reauth.ms".into(),
+            value: v.clone(),
+            message: "expected milliseconds".into(),
+        })?,
+        None => 0,
+    };
     Ok(SaslListenerConfig {
         listener: listener.to_string(),
         mechanisms,
         plain_users,
+        max_reauth_ms: u64::try_from(max_reauth_ms).unwrap_or(0),
     })
 }
 

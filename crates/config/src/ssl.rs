@@ -25,6 +25,7 @@ pub const LISTENER_SSL_KEYS: &[&str] = &[
     "ssl.client.auth",
     "ssl.enabled.protocols",
     "ssl.cipher.suites",
+    "ssl.principal.mapping.rules",
 ];
 
 /// The TLS protocol versions Strom speaks (rustls has no older ones).
@@ -141,6 +142,9 @@ pub struct SslConfig {
     /// `ssl.cipher.suites` (IANA names, as Java takes them); empty: rustls'
     /// defaults.
     pub cipher_suites: Vec<String>,
+    /// `ssl.principal.mapping.rules`, as written (parsed by
+    /// strom-security).
+    pub principal_mapping_rules: String,
 }
 
 /// Reads one listener's settings. `get(key)` answers a key's effective raw
@@ -232,6 +236,8 @@ pub fn listener_ssl_config(
         client_auth,
         enabled_protocols,
         cipher_suites: list("ssl.cipher.suites")?,
+        principal_mapping_rules: value("ssl.principal.mapping.rules")?
+            .unwrap_or_else(|| "DEFAULT".into()),
     };
     let inline = config.keystore_certificate_chain.is_some() || config.keystore_key.is_some();
     if config.keystore_location.is_some() == inline {

@@ -13,6 +13,7 @@
 )]
 
 pub mod error;
+pub mod principal;
 pub mod sasl;
 pub mod stores;
 pub mod tls;

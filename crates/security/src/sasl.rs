@@ -52,6 +52,7 @@ pub struct SaslAuthenticator {
     listener: String,
     mechanisms: Vec<SaslMechanism>,
     plain_users: BTreeMap<String, String>,
+    max_reauth_ms: u64,
 }
 
 impl SaslAuthenticator {
@@ -61,7 +62,14 @@ impl SaslAuthenticator {
             listener: config.listener.clone(),
             mechanisms: config.mechanisms.clone(),
             plain_users: config.plain_users.clone(),
+            max_reauth_ms: config.max_reauth_ms,
         }
+    }
+
+    /// The session lifetime clients get (`connections.max.reauth.ms`); 0:
+    /// sessions do not expire and re-authentication is not offered.
+    pub fn max_reauth_ms(&self) -> u64 {
+        self.max_reauth_ms
     }
 
     /// The listener.
@@ -141,6 +149,7 @@ mod tests {
             listener: "SASL_PLAINTEXT".into(),
             mechanisms: vec![SaslMechanism::Plain],
             plain_users: [("alice".to_string(), "alice-secret".to_string())].into(),
+            max_reauth_ms: 0,
         })
     }
 

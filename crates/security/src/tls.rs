@@ -31,7 +31,9 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::error::SecurityError;
+use crate::principal::PrincipalMapper;
 use crate::stores::{load_key_store, load_trust_store, store_files};
+use rustls_pki_types::CertificateDer;
 
 /// How often the store files are checked for a change.
 pub const RELOAD_CHECK_INTERVAL: Duration = Duration::from_secs(5);
@@ -64,6 +66,7 @@ fn stamps(files: &[PathBuf]) -> Vec<FileStamp> {
 #[derive(Debug)]
 pub struct TlsListener {
     config: SslConfig,
+    principals: PrincipalMapper,
     current: RwLock<Arc<ServerConfig>>,
     loaded_from: Mutex<Vec<FileStamp>>,
 }
@@ -74,8 +77,10 @@ impl TlsListener {
         let files = store_files(&config);
         let before = stamps(&files);
         let server = build_server_config(&config)?;
+        let principals = PrincipalMapper::parse(&config.principal_mapping_rules)?;
         Ok(Arc::new(Self {
             config,
+            principals,
             current: RwLock::new(Arc::new(server)),
             loaded_from: Mutex::new(before),
         }))
@@ -84,6 +89,13 @@ impl TlsListener {
     /// The listener's name.
     pub fn listener(&self) -> &str {
         &self.config.listener
+    }
+
+    /// The principal of a client that presented `chain` (`User:<name>`,
+    /// its subject mapped by `ssl.principal.mapping.rules`); `None`
+    /// without a certificate.
+    pub fn principal_of(&self, chain: Option<&[CertificateDer<'_>]>) -> Option<String> {
+        self.principals.principal(chain)
     }
 
     /// An acceptor with the current configuration.
@@ -269,6 +281,7 @@ mod tests {
             client_auth: ClientAuth::None,
             enabled_protocols: vec!["TLSv1.2".into(), "TLSv1.3".into()],
             cipher_suites: Vec::new(),
+            principal_mapping_rules: "DEFAULT".into(),
         }
     }
 

@@ -62,7 +62,7 @@ use crate::context::RequestContext;
 use crate::fetch_memory::HeldUntilWritten;
 use crate::registry::Reply;
 use crate::request_budget::RequestPermit;
-use crate::session::Session;
+use crate::session::{Admission, Session};
 use crate::state::BrokerState;
 
 /// Most bytes read from the socket at once.
@@ -302,7 +302,11 @@ fn raw_sasl_token(
             tracing::info!(peer = %scope.peer, listener = %scope.listener_name, %principal, mechanism = mechanism.name(), "client authenticated (SaslHandshake v0)");
             scope
                 .session
-                .set_state(crate::session::SaslState::Authenticated { principal });
+                .set_state(crate::session::SaslState::Authenticated {
+                    principal,
+                    mechanism: Some(mechanism),
+                    expires_at: None,
+                });
             out.extend_from_slice(&0i32.to_be_bytes());
             Outcome::Continue
         }
@@ -431,8 +435,8 @@ async fn handle_request(scope: &RequestScope<'_>, mut frame: Bytes, out: &mut By
             return Outcome::Close;
         }
     };
-    if !session.admits(api) {
-        tracing::warn!(%peer, listener = %listener_name, api = ?api, correlation_id = preamble.correlation_id, "closing connection: a request before SASL authentication");
+    if let Admission::Refuse(reason) = session.admits(api, Instant::now()) {
+        tracing::warn!(%peer, listener = %listener_name, api = ?api, correlation_id = preamble.correlation_id, "closing connection: {reason}");
         return Outcome::Close;
     }
     let version = header.request_api_version;

@@ -100,6 +100,16 @@ pub async fn run_listener(
                                         },
                                     };
                                     if let Some(stream) = accepted {
+                                        // On SSL, a client certificate makes the principal;
+                                        // on SASL_SSL, the SASL login does.
+                                        let principal = tls.principal_of(stream.get_ref().1.peer_certificates());
+                                        let session = match (principal, session.authenticator()) {
+                                            (Some(principal), None) => {
+                                                tracing::info!(%peer, listener = %name, %principal, "client authenticated by its certificate");
+                                                Session::certificate(principal)
+                                            }
+                                            _ => session,
+                                        };
                                         let (reader, writer) = tokio::io::split(stream);
                                         serve_connection(reader, writer, peer, state, name, session, shutdown).await;
                                     }

@@ -2,8 +2,10 @@
 //! SaslHandshake chose. Success makes the connection's principal the user
 //! (`crate::session`); a failure is answered SASL_AUTHENTICATION_FAILED
 //! with Kafka's message and the connection is closed. Out of turn, or on a
-//! listener without SASL: ILLEGAL_SASL_STATE. Session lifetimes (KIP-368)
-//! are not set: the answer's `session_lifetime_ms` is 0.
+//! listener without SASL: ILLEGAL_SASL_STATE. With
+//! `connections.max.reauth.ms`, v1+ answers carry it as
+//! `session_lifetime_ms` and the session expires after it (KIP-368); a
+//! re-authentication must keep the principal.
 
 use kafka_protocol::messages::{ApiKey, SaslAuthenticateRequest, SaslAuthenticateResponse};
 use kafka_protocol::protocol::VersionRange;
@@ -43,17 +45,44 @@ impl Handler for SaslAuthenticateHandler {
         let SaslState::AwaitingToken {
             mechanism,
             raw: false,
+            reauthenticating,
         } = session.state()
         else {
             tracing::info!(peer = %ctx.peer, "closing connection: SaslAuthenticate out of turn");
             session.set_state(SaslState::Failed);
             return Reply::Respond(illegal("SaslAuthenticate before a SaslHandshake v1"));
         };
-        match authenticator.authenticate(mechanism, &request.auth_bytes) {
+        let outcome = authenticator
+            .authenticate(mechanism, &request.auth_bytes)
+            .and_then(|principal| match &reauthenticating {
+                Some(before) if *before != principal => Err(strom_security::SaslFailure {
+                    client_message: format!(
+                        "Cannot change principals during re-authentication from {before} to {principal}"
+                    ),
+                    detail: format!("re-authentication as {principal} instead of {before}"),
+                }),
+                _ => Ok(principal),
+            });
+        match outcome {
             Ok(principal) => {
-                tracing::info!(peer = %ctx.peer, listener = %ctx.listener_name, %principal, mechanism = mechanism.name(), "client authenticated");
-                session.set_state(SaslState::Authenticated { principal });
-                Reply::Respond(SaslAuthenticateResponse::default())
+                // Clients of SaslAuthenticate v0 cannot re-authenticate:
+                // their sessions do not expire (as Kafka).
+                let lifetime_ms = match authenticator.max_reauth_ms() {
+                    ms if ms > 0 && ctx.api_version >= 1 => ms,
+                    _ => 0,
+                };
+                tracing::info!(peer = %ctx.peer, listener = %ctx.listener_name, %principal, mechanism = mechanism.name(), reauthentication = reauthenticating.is_some(), session_lifetime_ms = lifetime_ms, "client authenticated");
+                session.set_state(SaslState::Authenticated {
+                    principal,
+                    mechanism: Some(mechanism),
+                    expires_at: (lifetime_ms > 0).then(|| {
+                        std::time::Instant::now() + std::time::Duration::from_millis(lifetime_ms)
+                    }),
+                });
+                Reply::Respond(
+                    SaslAuthenticateResponse::default()
+                        .with_session_lifetime_ms(i64::try_from(lifetime_ms).unwrap_or(i64::MAX)),
+                )
             }
             Err(failure) => {
                 tracing::info!(peer = %ctx.peer, listener = %ctx.listener_name, mechanism = mechanism.name(), reason = %failure.detail, "closing connection: SASL authentication failed");

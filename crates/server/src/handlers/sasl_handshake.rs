@@ -44,16 +44,34 @@ impl Handler for SaslHandshakeHandler {
             .map(str_bytes)
             .collect();
         let response = SaslHandshakeResponse::default().with_mechanisms(mechanisms);
-        if session.state() != SaslState::AwaitingHandshake {
-            tracing::info!(peer = %ctx.peer, "closing connection: SaslHandshake out of turn");
-            session.set_state(SaslState::Failed);
-            return Reply::Respond(response.with_error_code(ErrorCode::IllegalSaslState.code()));
-        }
+        // A first login, or a re-authentication (KIP-368: v1, with the
+        // mechanism of the login, where sessions have a lifetime).
+        let reauthenticating = match session.state() {
+            SaslState::AwaitingHandshake => None,
+            SaslState::Authenticated {
+                principal,
+                mechanism: Some(m),
+                ..
+            } if authenticator.max_reauth_ms() > 0
+                && ctx.api_version >= 1
+                && m.name().eq_ignore_ascii_case(&request.mechanism) =>
+            {
+                Some(principal)
+            }
+            _ => {
+                tracing::info!(peer = %ctx.peer, "closing connection: SaslHandshake out of turn");
+                session.set_state(SaslState::Failed);
+                return Reply::Respond(
+                    response.with_error_code(ErrorCode::IllegalSaslState.code()),
+                );
+            }
+        };
         match authenticator.mechanism(&request.mechanism) {
             Some(mechanism) => {
                 session.set_state(SaslState::AwaitingToken {
                     mechanism,
                     raw: ctx.api_version == 0,
+                    reauthenticating,
                 });
                 Reply::Respond(response)
             }
