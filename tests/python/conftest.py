@@ -302,6 +302,40 @@ def fresh_broker(request):
     b.close()
 
 
+def consume_subscribed(conf, topic, count, timeout=60.0):
+    """Subscribes a new confluent-kafka consumer group to `topic` (so the
+    group coordinator is used on the listener `conf` names) and reads up to
+    `count` messages from the beginning: (offset, value) pairs."""
+    from confluent_kafka import Consumer
+    c = Consumer({**conf, "group.id": unique("g"), "auto.offset.reset": "earliest"})
+    try:
+        c.subscribe([topic])
+        got = []
+        deadline = time.monotonic() + timeout
+        while len(got) < count and time.monotonic() < deadline:
+            m = c.poll(1.0)
+            if m is not None and m.error() is None:
+                got.append((m.offset(), m.value()))
+        return got
+    finally:
+        c.close()
+
+
+def kafka_python_round_trip(common, topic, count):
+    """Produces m0 .. m<count-1> to `topic` with kafka-python (waiting for
+    each acknowledgement) and reads them back: the values read."""
+    from kafka import KafkaConsumer, KafkaProducer
+    p = KafkaProducer(**common)
+    for i in range(count):
+        p.send(topic, f"m{i}".encode()).get(timeout=30)
+    p.close()
+    c = KafkaConsumer(topic, auto_offset_reset="earliest", consumer_timeout_ms=10000, **common)
+    try:
+        return [m.value for m in c]
+    finally:
+        c.close()
+
+
 def unique(prefix):
     """A topic name not used before in this run."""
     unique.counter += 1

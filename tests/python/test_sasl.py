@@ -11,11 +11,10 @@ import subprocess
 import time
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
-from kafka import KafkaConsumer, KafkaProducer
 
-from conftest import Broker, free_port, unique, wait_until
+from conftest import Broker, consume_subscribed, free_port, kafka_python_round_trip, unique, wait_until
 from test_tls import Pki
 
 JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
@@ -55,15 +54,7 @@ def test_confluent_kafka_authenticates_with_plain_and_produces_and_consumes(plai
     for i in range(50):
         p.produce(topic, value=f"v{i}".encode())
     assert p.flush(30) == 0
-    c = Consumer({**conf, "group.id": unique("g"), "auto.offset.reset": "earliest"})
-    c.subscribe([topic])
-    got = []
-    deadline = time.monotonic() + 60
-    while len(got) < 50 and time.monotonic() < deadline:
-        m = c.poll(1.0)
-        if m is not None and m.error() is None:
-            got.append(m.value())
-    c.close()
+    got = [value for _, value in consume_subscribed(conf, topic, 50)]
     assert got == [f"v{i}".encode() for i in range(50)]
     wait_until(lambda: "client authenticated" in plain_broker.log() and "User:alice" in plain_broker.log(),
                timeout=10, what="the authentication logged")
@@ -84,14 +75,7 @@ def test_kafka_python_authenticates_with_plain(plain_broker):
     common = {"bootstrap_servers": f"127.0.0.1:{plain_broker.sasl_port}",
               "security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN",
               "sasl_plain_username": "admin", "sasl_plain_password": "admin-secret"}
-    topic = unique("kp-sasl")
-    p = KafkaProducer(**common)
-    for i in range(10):
-        p.send(topic, f"m{i}".encode()).get(timeout=30)
-    p.close()
-    c = KafkaConsumer(topic, auto_offset_reset="earliest", consumer_timeout_ms=10000, **common)
-    got = [m.value for m in c]
-    c.close()
+    got = kafka_python_round_trip(common, unique("kp-sasl"), 10)
     assert got == [f"m{i}".encode() for i in range(10)]
 
 

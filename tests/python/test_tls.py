@@ -13,10 +13,9 @@ import tempfile
 import time
 
 import pytest
-from confluent_kafka import Consumer, Producer
-from kafka import KafkaConsumer, KafkaProducer
+from confluent_kafka import Producer
 
-from conftest import Broker, free_port, unique, wait_until
+from conftest import Broker, consume_subscribed, free_port, kafka_python_round_trip, unique, wait_until
 
 
 def openssl(cwd, *args):
@@ -101,15 +100,7 @@ def test_confluent_kafka_produces_and_consumes_over_tls_with_a_pem_key_store(pki
         for i in range(200):
             p.produce(topic, key=f"k{i}".encode(), value=f"secret {i}".encode())
         assert p.flush(30) == 0
-        c = Consumer({**tls, "group.id": unique("g"), "auto.offset.reset": "earliest"})
-        c.subscribe([topic])
-        got = []
-        deadline = time.monotonic() + 60
-        while len(got) < 200 and time.monotonic() < deadline:
-            m = c.poll(1.0)
-            if m is not None and m.error() is None:
-                got.append((m.offset(), m.value()))
-        c.close()
+        got = consume_subscribed(tls, topic, 200)
         assert got == [(i, f"secret {i}".encode()) for i in range(200)]
         # Metadata on the SSL listener advertises the SSL listener.
         md = Producer(tls).list_topics(timeout=10)
@@ -152,14 +143,7 @@ def test_kafka_python_over_tls(pki):
     try:
         common = {"bootstrap_servers": f"127.0.0.1:{b.ssl_port}", "security_protocol": "SSL",
                   "ssl_cafile": pki.path("ca.pem")}
-        topic = unique("kp-tls")
-        p = KafkaProducer(**common)
-        for i in range(20):
-            p.send(topic, f"m{i}".encode()).get(timeout=30)
-        p.close()
-        c = KafkaConsumer(topic, auto_offset_reset="earliest", consumer_timeout_ms=10000, **common)
-        got = [m.value for m in c]
-        c.close()
+        got = kafka_python_round_trip(common, unique("kp-tls"), 20)
         assert got == [f"m{i}".encode() for i in range(20)]
     finally:
         b.close()
